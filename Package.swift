@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "SocketForwardSerial",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "socket2ser", targets: ["socket2ser"]),
+        .library(name: "LinkCore", targets: ["LinkCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // The protocol core: pure Swift, no I/O, no clock, no threads (docs/protocol.md).
+        .target(name: "LinkCore"),
+        // Two cores over a simulated faulty cable with a virtual clock.
+        .target(name: "LinkSimulation", dependencies: ["LinkCore"]),
+        .executableTarget(name: "linksim", dependencies: ["LinkSimulation"]),
+
+        // Serial devices: termios2 shim, exclusive open, raw mode, any baud rate.
+        .target(name: "CSerialShim"),
+        .target(name: "SerialPort", dependencies: ["CSerialShim"]),
+        // Two pseudo-terminals joined like a null-modem cable, paced like a UART, with faults.
+        .target(name: "VirtualCable", dependencies: ["CSerialShim"]),
+
+        // The I/O shell: one NIO event loop carrying the serial line and every TCP connection.
+        .target(name: "Forwarding", dependencies: [
+            "LinkCore", "SerialPort",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Command line: the original's S/C form plus cable, demo and bench.
+        .target(name: "Socket2SerCLI", dependencies: [
+            "Forwarding", "VirtualCable", "SerialPort", "LinkCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .executableTarget(name: "socket2ser", dependencies: ["Socket2SerCLI"]),
+
+        .testTarget(name: "LinkCoreTests", dependencies: ["LinkCore"]),
+        .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
+        .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
+        .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
+        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VirtualCable", "CSerialShim"]),
+    ]
+)

@@ -1,0 +1,35 @@
+import SerialPort
+
+/// Everything one end of the forwarder needs to run.
+public struct ForwarderConfiguration: Sendable {
+    public enum Role: Sendable, Equatable {
+        /// "S": sits next to the service; every stream from the peer is connected to this target
+        /// (or, when the peer names one, to that target if `allowedTargets` permits it).
+        case server(targetHost: String, targetPort: Int)
+        /// "C": listens on `bindHost:port`; every accepted connection becomes a stream.
+        case client(bindHost: String, port: Int)
+    }
+
+    public var role: Role
+    /// Path of the serial device, e.g. /dev/ttyUSB0.
+    public var devicePath: String
+    public var serial: SerialSettings
+    public var maxStreams: Int
+    /// 0 warnings and errors; 1 connections; 2 link events; 3 hex trace of frames.
+    public var verbosity: Int
+    /// How long streams survive a silent or missing line before they are reset.
+    public var gracePeriodSeconds: Double
+    /// S only: how long to wait for the target to accept a connection.
+    public var connectTimeoutSeconds: Double
+
+    public init(role: Role, devicePath: String, serial: SerialSettings = SerialSettings(), maxStreams: Int = 4096,
+                verbosity: Int = 0, gracePeriodSeconds: Double = 30, connectTimeoutSeconds: Double = 5) {
+        self.role = role
+        self.devicePath = devicePath
+        self.serial = serial
+        self.maxStreams = maxStreams
+        self.verbosity = verbosity
+        self.gracePeriodSeconds = gracePeriodSeconds
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+    }
+}

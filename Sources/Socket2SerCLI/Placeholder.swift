@@ -1,0 +1,5 @@
+import ArgumentParser
+public struct Socket2Ser: ParsableCommand {
+    public init() {}
+    public func run() throws {}
+}

@@ -1,0 +1,2 @@
+import Socket2SerCLI
+Socket2Ser.main()
