@@ -1,2 +1,3 @@
 import Socket2SerCLI
-Socket2Ser.main()
+
+await Socket2Ser.main()

@@ -1,5 +1,0 @@
-import ArgumentParser
-public struct Socket2Ser: ParsableCommand {
-    public init() {}
-    public func run() throws {}
-}
