@@ -1,0 +1,165 @@
+import SerialPort
+
+/// A command-line value or combination that cannot be used, explained in one line.
+///
+/// The text is what the user reads after `socket2ser: error: `, so it names the problem and the
+/// accepted range rather than echoing internals. ArgumentParser prints it through
+/// `CustomStringConvertible` when a `transform` closure throws it, prefixed with the flag and value
+/// ("The value '0' is invalid for '-port <port>': …"), which keeps every complaint on one line.
+struct CommandLineError: Error, CustomStringConvertible, Equatable {
+    let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// Parsers for the values of individual flags.
+///
+/// Each one is used as an ArgumentParser `transform`, so a bad value is rejected while parsing, with
+/// the flag's name in the message, before anything is opened or bound.
+enum ArgumentValues {
+    /// Every rate a UART can plausibly be programmed to. The lower bound is the slowest classic
+    /// teleprinter rate in `termios`; the upper bound is above the fastest USB adapters (FTDI
+    /// FT4232H tops out at 12 Mbaud). Anything in between is allowed because `termios2` with
+    /// `BOTHER` sets arbitrary rates.
+    static let baudRates = 50...20_000_000
+
+    /// TCP ports a connection can use; port 0 means "any port" to `bind` and is never a useful target.
+    static let ports = 1...65_535
+
+    /// Streams carried at once. The original was limited to 253; this rewrite accepts up to 32,767
+    /// (the project's ceiling, the largest positive 16-bit value) so a configuration that would not
+    /// fit a stream identifier is refused here instead of failing at run time.
+    static let maxStreams = 1...32_767
+
+    /// Verbosity of `-d`: 0 warnings and errors, 1 connections, 2 link events, 3 frame trace.
+    static let debugLevels = 0...3
+
+    static func port(_ text: String) throws -> Int {
+        guard let value = Int(text), ports.contains(value) else {
+            throw CommandLineError("a port is a number from 1 to 65535")
+        }
+        return value
+    }
+
+    static func baudRate(_ text: String) throws -> Int {
+        guard let value = Int(text), baudRates.contains(value) else {
+            throw CommandLineError("a baud rate is a whole number from 50 to 20000000")
+        }
+        return value
+    }
+
+    static func debugLevel(_ text: String) throws -> Int {
+        guard let value = Int(text), debugLevels.contains(value) else {
+            throw CommandLineError("the debug level is 0, 1, 2 or 3")
+        }
+        return value
+    }
+
+    static func maxStreams(_ text: String) throws -> Int {
+        guard let value = Int(text), maxStreams.contains(value) else {
+            throw CommandLineError("the stream limit is a number from 1 to 32767")
+        }
+        return value
+    }
+
+    static func dataBits(_ text: String) throws -> Int {
+        guard let value = Int(text), (5...8).contains(value) else {
+            throw CommandLineError("data bits are 5, 6, 7 or 8")
+        }
+        return value
+    }
+
+    static func stopBits(_ text: String) throws -> Int {
+        guard let value = Int(text), value == 1 || value == 2 else {
+            throw CommandLineError("stop bits are 1 or 2")
+        }
+        return value
+    }
+
+    static func parity(_ text: String) throws -> SerialSettings.Parity {
+        switch text.lowercased() {
+        case "none", "n": return .none
+        case "even", "e": return .even
+        case "odd", "o": return .odd
+        default: throw CommandLineError("parity is none, even or odd")
+        }
+    }
+
+    static func flowControl(_ text: String) throws -> SerialSettings.FlowControl {
+        switch text.lowercased() {
+        case "none": return .none
+        case "rtscts", "rts/cts", "hardware": return .rtsCts
+        default: throw CommandLineError("flow control is none or rtscts")
+        }
+    }
+
+    /// Grace period in seconds. Zero is allowed (reset streams as soon as the line goes quiet);
+    /// a day is a generous ceiling that still catches a value typed in milliseconds by mistake.
+    static func gracePeriod(_ text: String) throws -> Double {
+        guard let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
+            throw CommandLineError("the grace period is a number of seconds from 0 to 86400")
+        }
+        return value
+    }
+
+    /// Connect timeout in seconds; it must be positive, or no connection could ever succeed.
+    static func connectTimeout(_ text: String) throws -> Double {
+        guard let value = Double(text), value.isFinite, value > 0, value <= 3_600 else {
+            throw CommandLineError("the connect timeout is a number of seconds above 0 and at most 3600")
+        }
+        return value
+    }
+
+    /// A host name or address: anything non-empty without whitespace. Resolution happens at run
+    /// time, where the resolver's own error is the clearest explanation.
+    static func host(_ text: String) throws -> String {
+        guard !text.isEmpty, !text.contains(where: \.isWhitespace) else {
+            throw CommandLineError("a host is a name or an address such as 127.0.0.1")
+        }
+        return text
+    }
+
+    static func devicePath(_ text: String) throws -> String {
+        guard !text.isEmpty else {
+            throw CommandLineError("name the serial device, e.g. /dev/ttyUSB0")
+        }
+        return text
+    }
+}
+
+/// Parses a `--serial` spec: a baud rate, optionally followed by a comma and the character format
+/// in the usual data-bits/parity/stop-bits shorthand, e.g. `115200` or `115200,8N1` or `9600,7e2`.
+///
+/// It lives here rather than in `SerialPort` so the command line does not depend on when that
+/// module gains its own parser; the result is an ordinary `SerialSettings` with flow control off.
+func parseSerialSpec(_ spec: String) throws -> SerialSettings {
+    let expected = "a serial spec is BAUD or BAUD,FORMAT such as 115200,8N1 (data bits 5-8, parity N/E/O, stop bits 1/2)"
+    let parts = spec.split(separator: ",", omittingEmptySubsequences: false)
+    guard parts.count == 1 || parts.count == 2 else { throw CommandLineError(expected) }
+
+    var settings = SerialSettings()
+    guard let baud = Int(parts[0]) else { throw CommandLineError(expected) }
+    guard ArgumentValues.baudRates.contains(baud) else {
+        throw CommandLineError("a baud rate is a whole number from 50 to 20000000")
+    }
+    settings.baudRate = baud
+
+    if parts.count == 2 {
+        let format = Array(parts[1].uppercased())
+        guard format.count == 3,
+              let dataBits = format[0].wholeNumberValue, (5...8).contains(dataBits),
+              let stopBits = format[2].wholeNumberValue, stopBits == 1 || stopBits == 2
+        else { throw CommandLineError(expected) }
+        switch format[1] {
+        case "N": settings.parity = .none
+        case "E": settings.parity = .even
+        case "O": settings.parity = .odd
+        default: throw CommandLineError(expected)
+        }
+        settings.dataBits = dataBits
+        settings.stopBits = stopBits
+    }
+    return settings
+}

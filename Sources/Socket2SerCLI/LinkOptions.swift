@@ -1,0 +1,125 @@
+import ArgumentParser
+import SerialPort
+
+/// Options shared by both ends of the link: the serial device and line, stream limits and logging.
+///
+/// The original's flags (`-com`, `-baudrate`, `-d`, `-b`) are spelled exactly as socket2ser.py
+/// spelled them, single dash included, so existing scripts keep working; each also has the
+/// conventional double-dash form.
+struct LinkOptions: ParsableArguments {
+    @Option(name: [.customLong("com", withSingleDash: true), .customLong("com")],
+            help: ArgumentHelp("Serial device, e.g. /dev/ttyUSB0.", valueName: "device"),
+            transform: ArgumentValues.devicePath)
+    var com: String
+
+    @Option(name: [.customLong("baudrate", withSingleDash: true), .customLong("baudrate"), .customLong("baud")],
+            help: ArgumentHelp("Baud rate, any value from 50 to 20000000 (default 115200).", valueName: "baud"),
+            transform: ArgumentValues.baudRate)
+    var baudRate: Int?
+
+    @Option(name: .customLong("serial"),
+            help: ArgumentHelp("Baud rate and character format in one, e.g. 115200,8N1.", valueName: "spec"),
+            transform: SerialSpec.init)
+    var serial: SerialSpec?
+
+    @Option(name: .customLong("data-bits"),
+            help: ArgumentHelp("Data bits per character: 5, 6, 7 or 8 (default 8).", valueName: "bits"),
+            transform: ArgumentValues.dataBits)
+    var dataBits: Int?
+
+    @Option(name: .customLong("parity"),
+            help: ArgumentHelp("Parity: none, even or odd (default none).", valueName: "parity"),
+            transform: ArgumentValues.parity)
+    var parity: SerialSettings.Parity?
+
+    @Option(name: .customLong("stop-bits"),
+            help: ArgumentHelp("Stop bits: 1 or 2 (default 1).", valueName: "bits"),
+            transform: ArgumentValues.stopBits)
+    var stopBits: Int?
+
+    @Option(name: .customLong("flow"),
+            help: ArgumentHelp("Flow control: none or rtscts (default none).", valueName: "mode"),
+            transform: ArgumentValues.flowControl)
+    var flow: SerialSettings.FlowControl = .none
+
+    @Option(name: .customLong("max-streams"),
+            help: ArgumentHelp("Most TCP connections carried at once, 1 to 32767 (default 4096).", valueName: "n"),
+            transform: ArgumentValues.maxStreams)
+    var maxStreams: Int = 4096
+
+    @Option(name: .customLong("grace"),
+            help: ArgumentHelp("Seconds streams survive a silent or missing line before they are reset (default 30).",
+                               valueName: "seconds"),
+            transform: ArgumentValues.gracePeriod)
+    var grace: Double = 30
+
+    @Option(name: [.customShort("d"), .customLong("debug")],
+            help: ArgumentHelp("Verbosity: 0 warnings (default), 1 connections, 2 link events, 3 frame trace.",
+                               valueName: "level"),
+            transform: ArgumentValues.debugLevel)
+    var debug: Int = 0
+
+    /// Accepted only so that it can be refused with a reason: the original opened a remote debug
+    /// shell, which on a serial link anyone can plug into is a security hole. Hidden from help so
+    /// the help lists only what works.
+    @Flag(name: [.customShort("b"), .customLong("backdoor")], help: .hidden)
+    var backdoor = false
+
+    /// The one-line refusal printed for `-b/--backdoor`.
+    static let backdoorRefusal =
+        "--backdoor is not supported: a remote debug shell on a serial link is a security hole; use -d 3 for a frame trace"
+
+    func validate() throws {
+        if backdoor { throw CommandLineError(Self.backdoorRefusal) }
+        _ = try serialSettings()
+    }
+}
+
+extension LinkOptions {
+    /// Combines `--serial` with the separate line flags.
+    ///
+    /// Giving both is allowed when they agree (a script may spell the rate twice); when they
+    /// disagree there is no obviously right answer, so the user is asked to pick one instead of
+    /// one silently winning.
+    func serialSettings() throws -> SerialSettings {
+        var settings = serial?.settings ?? SerialSettings()
+
+        func merge<Value: Equatable>(_ value: Value?, into keyPath: WritableKeyPath<SerialSettings, Value>,
+                                     flag: String, isInSpec: Bool) throws {
+            guard let value else { return }
+            if let serial, isInSpec, settings[keyPath: keyPath] != value {
+                throw CommandLineError("\(flag) disagrees with --serial \(serial.text); give each line setting once")
+            }
+            settings[keyPath: keyPath] = value
+        }
+        let format = serial?.specifiesFormat ?? false
+        try merge(baudRate, into: \.baudRate, flag: "baud rate \(baudRate ?? 0)", isInSpec: true)
+        try merge(dataBits, into: \.dataBits, flag: "--data-bits \(dataBits ?? 0)", isInSpec: format)
+        try merge(parity, into: \.parity, flag: "--parity \(parity.map(Self.name(for:)) ?? "")", isInSpec: format)
+        try merge(stopBits, into: \.stopBits, flag: "--stop-bits \(stopBits ?? 0)", isInSpec: format)
+        settings.flowControl = flow
+        return settings
+    }
+
+    private static func name(for parity: SerialSettings.Parity) -> String {
+        switch parity {
+        case .none: return "none"
+        case .even: return "even"
+        case .odd: return "odd"
+        }
+    }
+}
+
+/// The value of `--serial`, kept with its text so a conflict can quote what the user typed, and
+/// with a note of whether it named a character format (`115200` alone leaves `--data-bits` free).
+struct SerialSpec: Sendable, Equatable {
+    let text: String
+    let settings: SerialSettings
+    let specifiesFormat: Bool
+
+    init(_ text: String) throws {
+        self.text = text
+        self.settings = try parseSerialSpec(text)
+        self.specifiesFormat = text.contains(",")
+    }
+}

@@ -1,0 +1,97 @@
+import CSerialShim
+import Foundation
+import Testing
+@testable import Socket2SerCLI
+
+/// The real executable, run as a subprocess: exit codes and exactly what reaches stderr.
+///
+/// Every wait has a timeout and waits for an event (process exit, end of a pipe, a line on
+/// stderr), never for a fixed time. Serialized because a child spawned while another test's pipes
+/// are open can inherit their write ends, and then those pipes do not reach end of file until
+/// the unrelated child exits.
+@Suite("Executable", .serialized)
+struct ExecutableTests {
+    @Test("Unknown flag: one error line plus the hint, exit 2")
+    func unknownFlag() throws {
+        let result = try Socket2SerProcess.run(["S", "-port", "22", "-com", "/dev/null", "--frobnicate"])
+        #expect(result.exitCode == 2)
+        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.first?.hasPrefix("socket2ser: error: Unknown option '--frobnicate'") == true)
+        #expect(result.standardOutput.isEmpty)
+    }
+
+    @Test("Bad port: one error line plus the hint, exit 2", arguments: ["0", "70000", "abc"])
+    func badPort(port: String) throws {
+        let result = try Socket2SerProcess.run(["C", "-port", port, "-com", "/dev/null"])
+        #expect(result.exitCode == 2)
+        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.first?.contains("'\(port)'") == true)
+    }
+
+    @Test("Backdoor refused, exit 2")
+    func backdoor() throws {
+        let result = try Socket2SerProcess.run(["S", "-port", "22", "-com", "/dev/null", "-b"])
+        #expect(result.exitCode == 2)
+        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.first == "socket2ser: error: \(LinkOptions.backdoorRefusal)")
+    }
+
+    @Test("Missing -com, exit 2")
+    func missingDevice() throws {
+        let result = try Socket2SerProcess.run(["S", "-ip", "127.0.0.1", "-port", "22"])
+        #expect(result.exitCode == 2)
+        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.first?.contains("-com") == true)
+    }
+
+    @Test("--help: full help on stdout, nothing on stderr, exit 0")
+    func help() throws {
+        let result = try Socket2SerProcess.run(["S", "--help"])
+        #expect(result.exitCode == 0)
+        #expect(result.standardError.isEmpty)
+        #expect(result.standardOutput.contains("-port, --port <port>"))
+        #expect(result.standardOutput.contains("-baudrate, --baudrate, --baud <baud>"))
+    }
+
+    /// Starts S on a pseudo-terminal (a real tty, so a real runtime can open it too), waits for
+    /// the readiness line that is logged once the signal handlers are in place, then sends the
+    /// signal: the forwarder must be cancelled and the process must exit 0.
+    @Test("SIGINT and SIGTERM stop the forwarder cleanly, exit 0", arguments: [SIGINT, SIGTERM])
+    func signalStopsCleanly(signal: Int32) throws {
+        let terminal = try PseudoTerminal()
+        let process = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
+        try process.waitForStandardError(containing: "starting S")
+        kill(process.process.processIdentifier, signal)
+        let result = try process.waitForExit()
+        #expect(result.exitCode == 0, "\(result.standardError)")
+        #expect(process.process.terminationReason == .exit)
+        #expect(!result.standardError.contains("error"), "\(result.standardError)")
+        withExtendedLifetime(terminal) {}
+    }
+}
+
+/// A pseudo-terminal whose slave side stands in for a serial device, made by the project's own
+/// C shim (`posix_openpt` and friends are not visible through Swift's Glibc module). Both sides
+/// stay open for the lifetime of this object so the line is not hung up under the process tested.
+private final class PseudoTerminal {
+    let master: Int32
+    let slave: Int32
+    let devicePath: String
+
+    init() throws {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        var name = [CChar](repeating: 0, count: 128)
+        guard sfs_openpty(&master, &slave, &name, name.count) == 0 else {
+            throw Socket2SerProcess.Failure(description: "cannot create a pseudo-terminal: errno \(errno)")
+        }
+        self.master = master
+        self.slave = slave
+        devicePath = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    deinit {
+        close(slave)
+        close(master)
+    }
+}

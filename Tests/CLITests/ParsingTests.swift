@@ -1,0 +1,152 @@
+import Forwarding
+import SerialPort
+import Testing
+@testable import Socket2SerCLI
+
+/// The command line as socket2ser.py users type it, and the conventional spellings beside it.
+/// Everything here parses only: nothing is opened, bound or run.
+@Suite("Parsing")
+struct ParsingTests {
+    @Test("The original's S form, single-dash flags as written")
+    func originalServerForm() throws {
+        let configuration = try Socket2Ser.configuration(
+            for: ["S", "-ip", "10.0.0.5", "-port", "22", "-com", "/dev/ttyUSB0", "-baudrate", "57600", "-d", "2"])
+        #expect(configuration.role == .server(targetHost: "10.0.0.5", targetPort: 22))
+        #expect(configuration.devicePath == "/dev/ttyUSB0")
+        #expect(configuration.serial.baudRate == 57_600)
+        #expect(configuration.verbosity == 2)
+    }
+
+    @Test("The original's C form listens on loopback")
+    func originalClientForm() throws {
+        let configuration = try Socket2Ser.configuration(for: ["C", "-port", "2222", "-com", "/dev/ttyS0"])
+        #expect(configuration.role == .client(bindHost: "127.0.0.1", port: 2222))
+        #expect(configuration.devicePath == "/dev/ttyS0")
+    }
+
+    @Test("Defaults: localhost target, 115200 8N1, 4096 streams, 30 s grace, 5 s connect timeout, quiet")
+    func defaults() throws {
+        let configuration = try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/ttyUSB0"])
+        #expect(configuration.role == .server(targetHost: "localhost", targetPort: 22))
+        #expect(configuration.serial == SerialSettings(baudRate: 115_200, dataBits: 8, parity: .none, stopBits: 1,
+                                                       flowControl: .none))
+        #expect(configuration.maxStreams == 4096)
+        #expect(configuration.gracePeriodSeconds == 30)
+        #expect(configuration.connectTimeoutSeconds == 5)
+        #expect(configuration.verbosity == 0)
+    }
+
+    @Test("Double-dash spellings and --baud")
+    func doubleDashForms() throws {
+        let server = try Socket2Ser.configuration(
+            for: ["S", "--ip", "db.local", "--port", "5432", "--com", "/dev/ttyACM0", "--baudrate", "230400",
+                  "--debug", "3"])
+        #expect(server.role == .server(targetHost: "db.local", targetPort: 5432))
+        #expect(server.devicePath == "/dev/ttyACM0")
+        #expect(server.serial.baudRate == 230_400)
+        #expect(server.verbosity == 3)
+
+        let client = try Socket2Ser.configuration(for: ["C", "--port", "80", "--com", "/dev/ttyS1", "--baud", "9600"])
+        #expect(client.serial.baudRate == 9600)
+    }
+
+    @Test("Lowercase mode aliases", arguments: [("s", true), ("c", false)])
+    func lowercaseModes(mode: String, isServer: Bool) throws {
+        let command = try Socket2Ser.parseCommand([mode, "-port", "22", "-com", "/dev/ttyUSB0"])
+        #expect((command is ServerCommand) == isServer)
+        #expect((command is ClientCommand) == !isServer)
+    }
+
+    @Test("The mode may come after the options, as in socket2ser.py's usage line")
+    func modeAtTheEnd() throws {
+        let configuration = try Socket2Ser.configuration(for: ["-port", "22", "-com", "/dev/ttyUSB0", "-d", "1", "S"])
+        #expect(configuration.role == .server(targetHost: "localhost", targetPort: 22))
+        #expect(configuration.verbosity == 1)
+    }
+
+    @Test("A device literally named S is not mistaken for the mode")
+    func modeLetterAsAValue() throws {
+        let configuration = try Socket2Ser.configuration(for: ["-com", "S", "-port", "22", "C"])
+        #expect(configuration.role == .client(bindHost: "127.0.0.1", port: 22))
+        #expect(configuration.devicePath == "S")
+    }
+
+    @Test("-d3 is read as -d 3, as argparse does")
+    func attachedDebugLevel() throws {
+        let configuration = try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/x", "-d3"])
+        #expect(configuration.verbosity == 3)
+    }
+
+    @Test("--bind, --connect-timeout, --max-streams, --grace, --flow")
+    func newOptions() throws {
+        let client = try Socket2Ser.configuration(
+            for: ["C", "-port", "2222", "-com", "/dev/x", "--bind", "0.0.0.0", "--max-streams", "32767", "--grace",
+                  "0", "--flow", "rtscts"])
+        #expect(client.role == .client(bindHost: "0.0.0.0", port: 2222))
+        #expect(client.maxStreams == 32_767)
+        #expect(client.gracePeriodSeconds == 0)
+        #expect(client.serial.flowControl == .rtsCts)
+
+        let server = try Socket2Ser.configuration(
+            for: ["S", "-port", "22", "-com", "/dev/x", "--connect-timeout", "1.5", "--max-streams", "1"])
+        #expect(server.connectTimeoutSeconds == 1.5)
+        #expect(server.maxStreams == 1)
+    }
+
+    @Test("--serial sets rate and format in one")
+    func serialSpec() throws {
+        let configuration = try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/x", "--serial",
+                                                               "9600,7e2"])
+        #expect(configuration.serial == SerialSettings(baudRate: 9600, dataBits: 7, parity: .even, stopBits: 2))
+    }
+
+    @Test("Separate line flags, and agreeing with --serial is fine")
+    func separateLineFlags() throws {
+        let separate = try Socket2Ser.configuration(
+            for: ["S", "-port", "22", "-com", "/dev/x", "--baud", "1000000", "--data-bits", "5", "--parity", "odd",
+                  "--stop-bits", "2"])
+        #expect(separate.serial == SerialSettings(baudRate: 1_000_000, dataBits: 5, parity: .odd, stopBits: 2))
+
+        let agreeing = try Socket2Ser.configuration(
+            for: ["S", "-port", "22", "-com", "/dev/x", "--serial", "115200,8N1", "-baudrate", "115200",
+                  "--parity", "none"])
+        #expect(agreeing.serial == SerialSettings())
+
+        // A spec with only a rate leaves the character format to the separate flags.
+        let rateOnly = try Socket2Ser.configuration(
+            for: ["S", "-port", "22", "-com", "/dev/x", "--serial", "19200", "--data-bits", "7"])
+        #expect(rateOnly.serial == SerialSettings(baudRate: 19_200, dataBits: 7))
+    }
+
+    @Test("Any baud rate in 50...20000000", arguments: [50, 74_880, 250_000, 3_000_000, 20_000_000])
+    func unusualBaudRates(rate: Int) throws {
+        let configuration = try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/x", "-baudrate",
+                                                               "\(rate)"])
+        #expect(configuration.serial.baudRate == rate)
+    }
+
+    @Test("parseSerialSpec accepts the usual shorthand and rejects the rest")
+    func serialSpecParser() throws {
+        #expect(try parseSerialSpec("115200") == SerialSettings())
+        #expect(try parseSerialSpec("57600,8o1") == SerialSettings(baudRate: 57_600, parity: .odd))
+        for bad in ["", "fast", "115200,", "115200,9N1", "115200,8X1", "115200,8N3", "115200,8N1,x", "49,8N1",
+                    "20000001"] {
+            #expect(throws: CommandLineError.self, "\(bad)") { try parseSerialSpec(bad) }
+        }
+    }
+
+    @Test("-d levels map to log levels 0 warning, 1 info, 2 debug, 3 trace")
+    func logLevels() {
+        #expect(StderrLogHandler.logLevel(forVerbosity: 0) == .warning)
+        #expect(StderrLogHandler.logLevel(forVerbosity: 1) == .info)
+        #expect(StderrLogHandler.logLevel(forVerbosity: 2) == .debug)
+        #expect(StderrLogHandler.logLevel(forVerbosity: 3) == .trace)
+    }
+
+    @Test("S, C, cable, demo and bench are all registered")
+    func subcommands() {
+        // Names only: the other commands' options belong to their owners and may change.
+        let names = Socket2Ser.configuration.subcommands.map { $0.configuration.commandName }
+        #expect(names == ["S", "C", "cable", "demo", "bench"])
+    }
+}
