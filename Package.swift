@@ -16,9 +16,10 @@ let package = Package(
     ],
     targets: [
         // The protocol core: pure Swift, no I/O, no clock, no threads (docs/protocol.md).
-        .target(name: "LinkCore"),
+        // Optimised even in debug builds: the seed sweep in `swift test` runs millions of frames.
+        .target(name: "LinkCore", swiftSettings: [.unsafeFlags(["-O"])]),
         // Two cores over a simulated faulty cable with a virtual clock.
-        .target(name: "LinkSimulation", dependencies: ["LinkCore"]),
+        .target(name: "LinkSimulation", dependencies: ["LinkCore"], swiftSettings: [.unsafeFlags(["-O"])]),
         .executableTarget(name: "linksim", dependencies: ["LinkSimulation"]),
 
         // Serial devices: termios2 shim, exclusive open, raw mode, any baud rate.
@@ -50,6 +51,11 @@ let package = Package(
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VirtualCable", "CSerialShim"]),
+        .testTarget(name: "EndToEndTests", dependencies: [
+            "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
     ]
 )

@@ -1,0 +1,142 @@
+// MARK: - Application commands (docs/protocol.md §5–6)
+
+extension Link {
+    /// Opens a stream to `target` ("host:port"; empty means the peer's default target). DATA may
+    /// be sent at once; it travels before OPEN-OK arrives (§5.2). Before the handshake completes
+    /// the OPEN waits in the queue.
+    public mutating func openStream(target: String = "") throws(LinkError) -> StreamID {
+        guard target.utf8.count <= Wire.maxTargetLength else { throw .targetTooLong }
+        let limit = min(configuration.maxStreams, peerMaxStreams ?? configuration.maxStreams)
+        guard streams.count < limit else { throw .tooManyStreams }
+        let id = allocateStreamID()
+        streams[id] = StreamState(id: id, locallyInitiated: true, phase: .opening(target: target),
+                                  sendCredit: peerInitialWindow, receiveWindow: configuration.initialWindow)
+        control.append(.open(id))
+        statistics.streamsOpened += 1
+        return id
+    }
+
+    /// IDs go round-robin through this end's half of the space, so an ID is reused only after
+    /// thousands of others: anything the peer still had in flight for it is long gone (§5.1).
+    mutating func allocateStreamID() -> StreamID {
+        while true {
+            let candidate = StreamID(nextLocalStreamID)
+            nextLocalStreamID = nextLocalStreamID &+ 2
+            if nextLocalStreamID == 0 || nextLocalStreamID == 1 {
+                nextLocalStreamID = configuration.usesOddStreamIDs ? 1 : 2
+            }
+            if streams[candidate] == nil { return candidate }
+        }
+    }
+
+    /// Accepts a stream the peer opened (after `.streamOpened`).
+    public mutating func accept(_ id: StreamID) throws(LinkError) {
+        guard var s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
+        s.phase = .open
+        streams[id] = s
+        control.append(.openOK(id))
+        statistics.streamsAccepted += 1
+    }
+
+    /// Refuses a stream the peer opened. Data it already sent is discarded (§5.2).
+    public mutating func refuse(_ id: StreamID, reason: OpenRefusal) throws(LinkError) {
+        guard let s = streams[id] else { throw .unknownStream(id) }
+        guard s.phase == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
+        removeStream(id)
+        control.append(.refuse(id, reason))
+    }
+
+    /// Queues bytes on a stream. Returns how many were taken: fewer than offered when the
+    /// stream's send buffer is full; `.writable` follows when there is room again.
+    @discardableResult
+    public mutating func send<C: Collection>(_ bytes: C, on id: StreamID) throws(LinkError) -> Int where C.Element == UInt8 {
+        guard var s = streams[id] else { throw .unknownStream(id) }
+        guard !s.finQueued else { throw .invalidState(id, "send after finish") }
+        let room = max(0, configuration.sendBufferLimit - s.sendBuffer.count)
+        let n = min(room, bytes.count)
+        if n > 0 { s.sendBuffer.append(contentsOf: bytes.prefix(n)) }
+        if n < bytes.count { s.sendBlocked = true }
+        streams[id] = s
+        if n > 0 { markActive(id) }
+        return n
+    }
+
+    /// Half-closes this end's direction: FIN follows the buffered data (§5.3).
+    public mutating func finish(_ id: StreamID) throws(LinkError) {
+        guard var s = streams[id] else { throw .unknownStream(id) }
+        guard !s.finQueued else { return }
+        s.finQueued = true
+        streams[id] = s
+        markActive(id)
+    }
+
+    /// Aborts a stream in both directions. Unsent data is dropped; the peer gets RESET (§5.4).
+    public mutating func reset(_ id: StreamID, reason: ResetReason = .aborted) throws(LinkError) {
+        guard streams[id] != nil else { throw .unknownStream(id) }
+        removeStream(id)
+        control.append(.reset(id, reason))
+    }
+
+    /// Reports that the application delivered `count` bytes of this stream to its consumer.
+    /// Credit is granted for bytes consumed, not bytes received, so a stalled consumer stops
+    /// only its own stream (§6).
+    public mutating func consumed(_ count: Int, on id: StreamID) {
+        guard count > 0, var s = streams[id] else { return }
+        let n = min(count, s.unconsumed)
+        s.unconsumed -= n
+        totalUnconsumed -= n
+        s.pendingGrant += n
+        streams[id] = s
+        considerGrant(id)
+        if totalUnconsumed < configuration.receiveBudget && !withheldGrants.isEmpty {
+            let waiting = withheldGrants
+            withheldGrants.removeAll()
+            for w in waiting { considerGrant(w) }
+        }
+    }
+
+    /// Resets every stream and tells the peer, for a shutdown.
+    public mutating func resetAll(reason: ResetReason = .shutdown) {
+        for id in streams.keys.sorted() {
+            removeStream(id)
+            control.append(.reset(id, reason))
+        }
+    }
+
+    /// Queues a CREDIT once a quarter of the window has been consumed, unless the link-wide
+    /// receive budget is exhausted (§6).
+    mutating func considerGrant(_ id: StreamID) {
+        guard var s = streams[id], !s.creditQueued, !s.finReceived else { return }
+        guard s.pendingGrant >= max(1, configuration.initialWindow / 4) else { return }
+        if totalUnconsumed >= configuration.receiveBudget {
+            withheldGrants.append(id)
+            return
+        }
+        s.creditQueued = true
+        streams[id] = s
+        control.append(.credit(id))
+    }
+
+    /// Forgets a stream and the memory it held.
+    mutating func removeStream(_ id: StreamID) {
+        guard let s = streams.removeValue(forKey: id) else { return }
+        totalUnconsumed -= s.unconsumed
+    }
+
+    /// Puts a stream into the DRR rounds if it has something to send.
+    mutating func markActive(_ id: StreamID) {
+        guard var s = streams[id], !s.inActiveList, s.hasSendableWork else { return }
+        s.inActiveList = true
+        s.deficit = 0
+        streams[id] = s
+        newStreams.append(id)
+    }
+
+    /// Closes a stream whose both directions finished normally.
+    mutating func closeIfDone(_ id: StreamID) {
+        guard let s = streams[id], s.finSent, s.finReceived else { return }
+        removeStream(id)
+        events.append(.streamClosed(id))
+    }
+}

@@ -1,0 +1,409 @@
+// MARK: - Bytes from the line (docs/protocol.md §1–5)
+
+extension Link {
+    /// Feeds bytes read from the line. Junk, damaged and oversize frames are skipped and counted.
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, now: LinkTime) {
+        statistics.lineBytesReceived += bytes.count
+        var index = 0
+        while index < bytes.count {
+            guard let outcome = decoder.decode(bytes, index: &index) else { break }
+            switch outcome {
+            case .frame:
+                let frame = decoder.frame
+                handleFrame(frame, now: now)
+            case .malformed:
+                statistics.malformedFrames += 1
+            case .oversize:
+                statistics.oversizeFrames += 1
+            }
+        }
+    }
+
+    public mutating func receive<C: Collection>(_ bytes: C, now: LinkTime) where C.Element == UInt8 {
+        if let _: Void = bytes.withContiguousStorageIfAvailable({ receive(UnsafeRawBufferPointer($0), now: now) }) {
+            return
+        }
+        Array(bytes).withUnsafeBytes { receive($0, now: now) }
+    }
+
+    mutating func handleFrame(_ f: [UInt8], now: LinkTime) {
+        let n = f.count
+        guard n >= 1 + Wire.crcLength else {
+            statistics.malformedFrames += 1
+            return
+        }
+        let stored = UInt32(f[n - 4]) << 24 | UInt32(f[n - 3]) << 16 | UInt32(f[n - 2]) << 8 | UInt32(f[n - 1])
+        let computed = f.withUnsafeBytes { raw in
+            CRC32C.advance(0xFFFF_FFFF, UnsafeRawBufferPointer(rebasing: raw[0..<(n - 4)])) ^ 0xFFFF_FFFF
+        }
+        guard stored == computed else {
+            statistics.crcErrors += 1
+            return
+        }
+        guard let type = Wire.FrameType(rawValue: f[0]) else {
+            statistics.malformedFrames += 1
+            return
+        }
+        statistics.framesReceived += 1
+        heard(now: now)
+        switch type {
+        case .hello:
+            handleHello(f[1..<(n - 4)], now: now)
+        case .sequenced, .control, .fragment:
+            let headerEnd: Int
+            switch type {
+            case .sequenced: headerEnd = Wire.sequencedHeaderLength
+            case .fragment: headerEnd = Wire.fragmentHeaderLength
+            default: headerEnd = 1
+            }
+            guard n >= headerEnd + Wire.ackTrailerLength + Wire.crcLength else {
+                statistics.malformedFrames += 1
+                return
+            }
+            // Frames of a session that is not (or no longer) established are from before a
+            // restart on one side; the HELLO exchange re-synchronises and the data is resent.
+            guard isEstablished else { return }
+            let t = n - 4 - Wire.ackTrailerLength
+            let ack = SequenceNumber(UInt16(f[t]) << 8 | UInt16(f[t + 1]))
+            let sack = UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
+            processAcknowledgement(ack: ack, sack: sack, now: now)
+            let body = f[headerEnd..<t]
+            switch type {
+            case .sequenced:
+                receiveSequenced(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), body: body, now: now)
+            case .fragment:
+                receiveFragment(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), index: Int(f[3]), count: Int(f[4]),
+                                bytes: body, now: now)
+            default:
+                receiveControl(body, now: now)
+            }
+        }
+    }
+
+    mutating func heard(now: LinkTime) {
+        lastHeardAt = now
+        if linkIsDown {
+            linkIsDown = false
+            events.append(.linkRestored)
+            // Resend the oldest unacknowledged frame at once instead of waiting out a backed-off
+            // timer: the line is back, and its acknowledgement reveals every other gap.
+            rtoBackoff = 0
+            if let i = outstanding.firstIndex(where: { !$0.acked }) { outstanding[i].needsRetransmit = true }
+        }
+    }
+
+    // MARK: Handshake (§3)
+
+    mutating func handleHello(_ body: ArraySlice<UInt8>, now: LinkTime) {
+        let hello: Hello
+        switch Hello.decode(body) {
+        case .success(let h): hello = h
+        case .failure(.versionMismatch(let v)):
+            if reportedVersionMismatch != v {
+                reportedVersionMismatch = v
+                events.append(.versionMismatch(peerVersion: v))
+            }
+            return
+        case .failure(.notHello):
+            statistics.malformedFrames += 1
+            return
+        }
+        guard hello.usesOddStreamIDs != configuration.usesOddStreamIDs else {
+            if !reportedRoleConflict {
+                reportedRoleConflict = true
+                events.append(.roleConflict)
+            }
+            return
+        }
+        let wasEstablished = isEstablished
+        var restarted = false
+        if let old = peerHello, old.session != hello.session {
+            // A new session ID: the peer restarted. Its streams are gone, and so is its ARQ state.
+            restarted = true
+            statistics.peerRestarts += 1
+            resetSession(reason: .peerRestarted, now: now)
+        }
+        let firstContact = peerHello == nil || restarted
+        peerHello = hello
+        if hello.echo == session { peerConfirmedUs = true }
+        if hello.needsReply || hello.echo != session { helloReplyOwed = true }
+        if firstContact {
+            // Streams opened before the handshake get the peer's initial credit now.
+            for id in streams.keys {
+                streams[id]!.sendCredit += peerInitialWindow
+                markActive(id)
+            }
+        }
+        if isEstablished && !wasEstablished {
+            lastHeardAt = now
+            events.append(.established(peerSession: hello.session, peerRestarted: restarted))
+        }
+    }
+
+    /// Drops every stream and all sequencing state, e.g. when the peer restarted (§3.3).
+    mutating func resetSession(reason: ResetReason, now: LinkTime) {
+        // A frame being streamed must still be completed on the line; it belongs to the old session.
+        closeOpenFrame(now: now)
+        for id in streams.keys.sorted() {
+            removeStream(id)
+            events.append(.streamReset(id, reason))
+        }
+        control.removeAll()
+        newStreams.removeAll()
+        oldStreams.removeAll()
+        withheldGrants.removeAll()
+        outstanding.removeAll()
+        outOfOrder.removeAll()
+        fragments.removeAll()
+        nextSequence = SequenceNumber(0)
+        expectedSequence = SequenceNumber(0)
+        ackOwed = false
+        ackUrgent = false
+        rtoBackoff = 0
+        pingDue = false
+        pongOwed = nil
+        linkIsDown = false
+        peerConfirmedUs = false
+    }
+
+    // MARK: Acknowledgements (§4)
+
+    mutating func processAcknowledgement(ack: SequenceNumber, sack: UInt32, now: LinkTime) {
+        guard let first = outstanding.first else { return }
+        // Ignore an ack outside what we have sent (cannot happen with a correct peer).
+        let advance = ack - first.sequence
+        guard advance >= 0, advance <= outstanding.count else { return }
+        var progressed = false
+        for i in outstanding.indices {
+            let d = outstanding[i].sequence - ack
+            let isAcked = d < 0 || (d >= 1 && d <= Wire.sackBits && sack & (1 << UInt32(d - 1)) != 0)
+            guard isAcked, !outstanding[i].acked else { continue }
+            outstanding[i].acked = true
+            outstanding[i].needsRetransmit = false
+            progressed = true
+            let frame = outstanding[i]
+            if frame.transmissions == 1 { rtt.sample(now - frame.lastSentAt) }
+            highestAckedTransmission = max(highestAckedTransmission, frame.transmission)
+            if frame.transmissions == 1 { noteFrameOutcome(bytes: frame.lineBytes, lost: false) }
+            outstanding[i].body = []
+        }
+        if advance > 0 { outstanding.removeFirst(advance) }
+        if progressed {
+            rtoBackoff = 0
+            statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
+        }
+        // A serial line never reorders: if a frame sent after this one's last transmission got
+        // through, this one was lost. Likewise if this acknowledgement left the peer well after
+        // the frame should have reached it (one smoothed RTT plus the frame's own line time).
+        // Resend it now rather than at its (backed-off) timeout.
+        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5))
+        for i in outstanding.indices where !outstanding[i].acked && !outstanding[i].needsRetransmit
+            && (outstanding[i].transmission < highestAckedTransmission
+                || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {
+            outstanding[i].needsRetransmit = true
+            noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
+        }
+    }
+
+    /// Feeds the bit-error estimate that sizes frames (§8.2): every frame whose fate is known
+    /// adds its bits, every lost one adds a loss. Old evidence fades over about 2 MB of traffic.
+    mutating func noteFrameOutcome(bytes: Int, lost: Bool) {
+        let bits = Double(bytes * 8)
+        let keep = 1 - bits / 16_000_000
+        errorEstimateBits = errorEstimateBits * keep + bits
+        errorEstimateLosses = errorEstimateLosses * keep + (lost ? 1 : 0)
+    }
+
+    // MARK: Sequenced frames (§4)
+
+    mutating func receiveSequenced(_ seq: SequenceNumber, body: ArraySlice<UInt8>, now: LinkTime) {
+        ackOwed = true
+        let d = seq - expectedSequence
+        if d < 0 {
+            statistics.duplicateFrames += 1
+            return
+        }
+        if d == 0 {
+            fragments[seq.rawValue] = nil
+            deliver(body, now: now)
+            expectedSequence = expectedSequence + 1
+            while let next = outOfOrder.removeValue(forKey: expectedSequence.rawValue) {
+                fragments[expectedSequence.rawValue] = nil
+                deliver(next[...], now: now)
+                expectedSequence = expectedSequence + 1
+            }
+            return
+        }
+        guard d <= Wire.sackBits else { return }
+        if outOfOrder[seq.rawValue] == nil {
+            fragments[seq.rawValue] = nil
+            outOfOrder[seq.rawValue] = Array(body)
+        } else {
+            statistics.duplicateFrames += 1
+        }
+        ackUrgent = true
+    }
+
+    /// Collects the pieces of a frame resent in fragments; a complete set is a sequenced frame.
+    mutating func receiveFragment(_ seq: SequenceNumber, index: Int, count: Int, bytes: ArraySlice<UInt8>, now: LinkTime) {
+        ackOwed = true
+        let d = seq - expectedSequence
+        guard d >= 0, d <= Wire.sackBits, count > 0, index < count, outOfOrder[seq.rawValue] == nil else {
+            statistics.duplicateFrames += 1
+            return
+        }
+        var assembly = fragments[seq.rawValue] ?? FragmentAssembly(count: count)
+        if assembly.count != count { assembly = FragmentAssembly(count: count) }
+        assembly.pieces[index] = Array(bytes)
+        let total = assembly.pieces.values.reduce(0) { $0 + $1.count }
+        guard total <= configuration.maxFrameBody + 64 else {
+            fragments[seq.rawValue] = nil
+            violation("fragments of frame \(seq) exceed the frame limit")
+            return
+        }
+        guard assembly.pieces.count == count else {
+            fragments[seq.rawValue] = assembly
+            return
+        }
+        fragments[seq.rawValue] = nil
+        var body: [UInt8] = []
+        body.reserveCapacity(total)
+        for i in 0..<count { body.append(contentsOf: assembly.pieces[i]!) }
+        receiveSequenced(seq, body: body[...], now: now)
+    }
+
+    /// The acknowledgement trailer this end sends now: next expected frame and the SACK bitmap.
+    var acknowledgementState: (ack: SequenceNumber, sack: UInt32) {
+        var sack: UInt32 = 0
+        if !outOfOrder.isEmpty {
+            for i in 0..<Wire.sackBits where outOfOrder[(expectedSequence + (i + 1)).rawValue] != nil {
+                sack |= 1 << UInt32(i)
+            }
+        }
+        return (expectedSequence, sack)
+    }
+
+    mutating func receiveControl(_ body: ArraySlice<UInt8>, now: LinkTime) {
+        var parser = MessageParser(body)
+        while true {
+            let message: Message?
+            do { message = try parser.next() } catch {
+                violation("control frame: \(error)")
+                return
+            }
+            guard let message else { return }
+            switch message {
+            case .ping(let token):
+                pongOwed = token
+            case .pong(let token):
+                if token == pingToken, let sent = lastPingSentAt, outstanding.allSatisfy({ $0.acked }) {
+                    rtt.sample(now - sent)
+                    statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
+                }
+            default:
+                violation("stream message in a control frame")
+                return
+            }
+        }
+    }
+
+    mutating func violation(_ what: String) {
+        statistics.protocolViolations += 1
+        events.append(.protocolViolation(what))
+    }
+
+    // MARK: Messages (§5)
+
+    mutating func deliver(_ body: ArraySlice<UInt8>, now: LinkTime) {
+        var parser = MessageParser(body)
+        while true {
+            let message: Message?
+            do { message = try parser.next() } catch {
+                violation("frame body: \(error)")
+                return
+            }
+            guard let message else { return }
+            apply(message)
+        }
+    }
+
+    mutating func apply(_ message: Message) {
+        switch message {
+        case .open(let id, let target):
+            guard id.isOdd != configuration.usesOddStreamIDs else {
+                violation("OPEN for \(id) from our half of the ID space")
+                return
+            }
+            guard streams[id] == nil else {
+                violation("OPEN for \(id), which is in use")
+                return
+            }
+            guard streams.count < configuration.maxStreams else {
+                statistics.refusedTooMany += 1
+                control.append(.refuse(id, .tooManyStreams))
+                return
+            }
+            streams[id] = StreamState(id: id, locallyInitiated: false, phase: .awaitingAccept,
+                                      sendCredit: peerInitialWindow, receiveWindow: configuration.initialWindow)
+            events.append(.streamOpened(id, target: target))
+
+        case .openOK(let id):
+            guard let s = streams[id], s.locallyInitiated, case .opening = s.phase else { return }
+            streams[id]!.phase = .open
+            events.append(.openAccepted(id))
+
+        case .openRefused(let id, let reason):
+            guard let s = streams[id], s.locallyInitiated, case .opening = s.phase else { return }
+            removeStream(id)
+            events.append(.openRefused(id, reason))
+
+        case .data(let id, let bytes):
+            statistics.payloadBytesReceived += bytes.count
+            guard var s = streams[id], !s.finReceived else {
+                // A stream this end reset or refused: the peer sent before it knew. Not an error.
+                statistics.discardedBytes += bytes.count
+                return
+            }
+            guard bytes.count <= s.receiveRemaining else {
+                statistics.creditViolations += 1
+                removeStream(id)
+                control.append(.reset(id, .creditExceeded))
+                events.append(.streamReset(id, .creditExceeded))
+                return
+            }
+            s.receiveRemaining -= bytes.count
+            s.unconsumed += bytes.count
+            streams[id] = s
+            totalUnconsumed += bytes.count
+            events.append(.received(id, Array(bytes)))
+
+        case .fin(let id):
+            guard streams[id] != nil else { return }
+            streams[id]!.finReceived = true
+            events.append(.remoteFinished(id))
+            closeIfDone(id)
+
+        case .reset(let id, let reason):
+            guard streams[id] != nil else { return }
+            removeStream(id)
+            events.append(.streamReset(id, reason))
+
+        case .credit(let id, let increment):
+            guard var s = streams[id] else { return }
+            let (sum, overflow) = s.sendCredit.addingReportingOverflow(Int(increment))
+            guard !overflow, sum <= Int(Int32.max) else {
+                statistics.protocolViolations += 1
+                removeStream(id)
+                control.append(.reset(id, .protocolViolation))
+                events.append(.streamReset(id, .protocolViolation))
+                return
+            }
+            s.sendCredit = sum
+            streams[id] = s
+            markActive(id)
+
+        case .ping, .pong:
+            violation("PING/PONG in a sequenced frame")
+        }
+    }
+}

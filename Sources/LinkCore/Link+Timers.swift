@@ -1,0 +1,75 @@
+// MARK: - Time (docs/protocol.md §4.5, §9)
+
+extension Link {
+    /// The earliest time `handleTimeout(now:)` has something to do, or nil.
+    public var nextDeadline: LinkTime? {
+        var d: LinkTime?
+        func consider(_ t: LinkTime?) {
+            guard let t else { return }
+            if d == nil || t < d! { d = t }
+        }
+        guard isEstablished else {
+            if !helloReplyOwed { consider((lastHelloSentAt ?? .zero) + configuration.helloInterval) }
+            return d
+        }
+        if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i])) }
+        if let heard = lastHeardAt {
+            if !pingDue {
+                let base = max(heard, lastPingSentAt ?? heard)
+                consider(base + configuration.keepaliveInterval)
+            }
+            if !linkIsDown { consider(heard + configuration.silenceTimeout) }
+            consider(heard + configuration.gracePeriod)
+        }
+        return d
+    }
+
+    var oldestUnacknowledged: Int? {
+        outstanding.firstIndex(where: { !$0.acked && !$0.needsRetransmit })
+    }
+
+    /// RTO for a frame: measured RTT plus the frame's own serialisation time and the queue
+    /// below, doubled per consecutive timeout up to a cap, so that after an outage the line is
+    /// probed at least every two seconds (§4.5).
+    func retransmissionDeadline(of frame: SentFrame) -> LinkTime {
+        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow)
+        let cap = max(LinkDuration.seconds(2), base)
+        var rto = base
+        for _ in 0..<min(rtoBackoff, 8) { rto = min(rto * 2, cap) }
+        return frame.lastSentAt + rto
+    }
+
+    /// Runs whatever timers are due at `now`: handshake retries, retransmission, keepalive,
+    /// silence and the grace period.
+    public mutating func handleTimeout(now: LinkTime) {
+        guard isEstablished else {
+            if now >= (lastHelloSentAt ?? .zero) + configuration.helloInterval { helloReplyOwed = true }
+            return
+        }
+        if let i = oldestUnacknowledged, now >= retransmissionDeadline(of: outstanding[i]) {
+            outstanding[i].needsRetransmit = true
+            rtoBackoff += 1
+            statistics.timeoutRetransmissions += 1
+            // A frame lost while the peer is still heard was most likely damaged: it counts
+            // towards the error estimate that shortens frames. Silence is an outage, not noise.
+            if let heard = lastHeardAt, now - heard < configuration.keepaliveInterval {
+                noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
+            }
+        }
+        guard let heard = lastHeardAt else { return }
+        if now >= max(heard, lastPingSentAt ?? heard) + configuration.keepaliveInterval { pingDue = true }
+        if !linkIsDown && now >= heard + configuration.silenceTimeout {
+            linkIsDown = true
+            events.append(.linkDown)
+        }
+        if now >= heard + configuration.gracePeriod {
+            // The peer stayed away too long. Reset everything and start a new session, so the
+            // peer (if it returns) resets its side too instead of resuming stale sequence state.
+            resetSession(reason: .linkLost, now: now)
+            events.append(.linkLost)
+            session = newSessionID()
+            lastHeardAt = nil
+            helloReplyOwed = true
+        }
+    }
+}

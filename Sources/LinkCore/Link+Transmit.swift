@@ -1,0 +1,392 @@
+// MARK: - Bytes to the line (docs/protocol.md §2, §4, §8)
+
+extension Link {
+    /// Returns up to `maxBytes` encoded bytes to write to the line, building frames just in time.
+    ///
+    /// Call it whenever the queue below (kernel tty buffer, UART) has room, keeping about
+    /// `preferredQueueBelow` bytes there. Because frames are built only when asked for, an urgent
+    /// message never waits behind more than the current COBS block of a bulk frame (§8.3).
+    public mutating func pollTransmit(maxBytes: Int, now: LinkTime) -> [UInt8] {
+        guard maxBytes > 0 else { return [] }
+        while committedCount < maxBytes {
+            if !produce(now: now) { break }
+        }
+        let n = min(maxBytes, committedCount)
+        guard n > 0 else { return [] }
+        let chunk = Array(out[outStart..<(outStart + n)])
+        outStart += n
+        statistics.lineBytesSent += n
+        compactOutput()
+        return chunk
+    }
+
+    /// Encoded bytes that are final and may be handed to the line.
+    var committedCount: Int { (encoder.codeIndex ?? out.count) - outStart }
+
+    mutating func compactOutput() {
+        if outStart == out.count && encoder.codeIndex == nil {
+            out.removeAll(keepingCapacity: true)
+            outStart = 0
+        } else if outStart >= 1 << 15 {
+            out.removeFirst(outStart)
+            encoder.rebase(by: outStart)
+            outStart = 0
+        }
+    }
+
+    /// Adds one unit of output: a block of the open frame, a whole frame, or nothing.
+    mutating func produce(now: LinkTime) -> Bool {
+        if openFrame != nil {
+            if !urgentWorkPending && appendToOpenFrame() { return true }
+            closeOpenFrame(now: now)
+            return true
+        }
+        if helloReplyOwed {
+            emitHello(now: now)
+            return true
+        }
+        guard isEstablished else { return false }
+        if let i = outstanding.firstIndex(where: { $0.needsRetransmit }) {
+            retransmit(at: i, now: now)
+            return true
+        }
+        if pongOwed != nil || pingDue {
+            emitControlFrame(now: now)
+            return true
+        }
+        if hasSequencedWork && canSendNewFrame {
+            startFrame()
+            return true
+        }
+        if ackOwed {
+            emitControlFrame(now: now)
+            return true
+        }
+        return false
+    }
+
+    /// Work that should end the open frame at the next block boundary.
+    var urgentWorkPending: Bool {
+        helloReplyOwed || ackUrgent || outstanding.contains(where: { $0.needsRetransmit })
+    }
+
+    var hasSequencedWork: Bool {
+        mutating get { !control.isEmpty || nextStreamWithWork() != nil }
+    }
+
+    var bytesInFlight: Int { outstanding.reduce(0) { $1.acked ? $0 : $0 + $1.lineBytes } }
+
+    /// The send window covers the bandwidth-delay product and no more (§4.4). It is also
+    /// capped by the SACK bitmap's reach.
+    var canSendNewFrame: Bool {
+        guard outstanding.count < Wire.sackBits else { return false }
+        let rate = configuration.lineBytesPerSecond
+        guard rate > 0 else { return true }
+        let rttEstimate = rtt.srtt.map { $0 + rtt.rttvar * 4 } ?? .seconds(1)
+        let bdp = Int(Double(rate) * rttEstimate.seconds * 2)
+        let limit = bdp + 4 * max(statistics.currentFrameTarget, 1024) + preferredQueueBelow
+        return bytesInFlight < limit
+    }
+
+    /// The frame body size for the current error rate (§8.2). With bit error rate p and
+    /// per-frame overhead h, goodput L/(L+h)·(1−p)^(8(L+h)) peaks near L = √(h / 8p). The
+    /// estimate of p starts from a weak prior (0.1 loss in 50 KB), so a clean line reaches the
+    /// largest frames within a few hundred kilobytes and a noisy one shrinks them within a few.
+    var frameTarget: Int {
+        let p = (errorEstimateLosses + 0.1) / (errorEstimateBits + 400_000)
+        let h = Double(Wire.sequencedFrameOverhead + 5)
+        let l = (h / (8 * p)).squareRoot()
+        guard l.isFinite else { return configuration.maxFrameBody }
+        return min(configuration.maxFrameBody, max(configuration.minFrameBody, Int(l)))
+    }
+
+    // MARK: Frames
+
+    mutating func startFrame() {
+        let seq = nextSequence
+        nextSequence = nextSequence + 1
+        let target = frameTarget
+        statistics.currentFrameTarget = target
+        var frame = OpenFrame(sequence: seq, body: [], crc: CRC32C(), target: target, tailStream: nil)
+        frame.body.reserveCapacity(target)
+        let header: [UInt8] = [Wire.FrameType.sequenced.rawValue, UInt8(seq.rawValue >> 8), UInt8(seq.rawValue & 0xFF)]
+        frame.crc.update(header)
+        encoder.begin(into: &out)
+        encoder.append(contentsOf: header, into: &out)
+        openFrame = frame
+    }
+
+    mutating func appendRaw<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        openFrame!.body.append(contentsOf: bytes)
+        openFrame!.crc.update(bytes)
+        encoder.append(contentsOf: bytes, into: &out)
+    }
+
+    /// Appends the next message (or the next block of a DATA-TAIL) to the open frame.
+    /// Returns false when the frame should be closed.
+    mutating func appendToOpenFrame() -> Bool {
+        guard let frame = openFrame else { return false }
+        if let tail = frame.tailStream { return continueTail(tail) }
+        let room = frame.target - frame.body.count
+        guard room > 0 else { return false }
+        if let item = control.first {
+            let message = controlMessage(item)
+            guard message == nil || message!.encodedLength <= room || frame.body.isEmpty else { return false }
+            _ = control.popFirst()
+            if let message {
+                var bytes: [UInt8] = []
+                message.encode(into: &bytes)
+                appendRaw(bytes)
+                afterControlSent(item)
+            }
+            return true
+        }
+        guard let id = nextStreamWithWork() else { return false }
+        return serve(id, room: room)
+    }
+
+    /// The message for a queued control item, or nil if it no longer applies.
+    func controlMessage(_ item: ControlItem) -> Message? {
+        switch item {
+        case .open(let id):
+            guard let s = streams[id], case .opening(let target) = s.phase else { return nil }
+            return .open(id, target: target)
+        case .openOK(let id):
+            return streams[id] == nil ? nil : .openOK(id)
+        case .refuse(let id, let reason):
+            return .openRefused(id, reason)
+        case .reset(let id, let reason):
+            return .reset(id, reason)
+        case .credit(let id):
+            guard let s = streams[id], s.pendingGrant > 0 else { return nil }
+            return .credit(id, UInt32(min(s.pendingGrant, Int(UInt32.max))))
+        }
+    }
+
+    mutating func afterControlSent(_ item: ControlItem) {
+        switch item {
+        case .open(let id), .openOK(let id):
+            streams[id]?.openEmitted = true
+            markActive(id)
+        case .credit(let id):
+            guard var s = streams[id] else { return }
+            s.receiveRemaining += s.pendingGrant
+            s.pendingGrant = 0
+            s.creditQueued = false
+            streams[id] = s
+        case .refuse, .reset:
+            break
+        }
+    }
+
+    /// Sends one DRR turn of stream `id` into the open frame (§8.1).
+    mutating func serve(_ id: StreamID, room: Int) -> Bool {
+        var s = streams[id]!
+        if s.sendBuffer.isEmpty {
+            // Only FIN is left.
+            guard room >= 3 || openFrame!.body.isEmpty else { return false }
+            appendRaw([Wire.MessageType.fin.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            s.finSent = true
+            streams[id] = s
+            leaveRounds(id)
+            closeIfDone(id)
+            return true
+        }
+        if s.deficit <= 0 { s.deficit = configuration.quantum }
+        let available = min(s.sendBuffer.count, s.sendCredit)
+        let alone = newStreams.count + oldStreams.count == 1 && control.isEmpty
+        if alone && available > 2 * configuration.quantum && room > 64 {
+            // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
+            // the line allows yet end at any block boundary when something urgent turns up.
+            streams[id] = s
+            appendRaw([Wire.MessageType.dataTail.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            openFrame!.tailStream = id
+            return continueTail(id)
+        }
+        let fit = room - 5
+        guard fit > 0 else { return false }
+        let n = min(s.deficit, available, fit, Wire.maxDataMessage)
+        var bytes: [UInt8] = [Wire.MessageType.data.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF),
+                              UInt8(n >> 8), UInt8(n & 0xFF)]
+        bytes.append(contentsOf: s.sendBuffer.take(n))
+        s.sendCredit -= n
+        s.deficit -= n
+        var finToo = false
+        if s.sendBuffer.isEmpty && s.finQueued && room - 5 - n >= 3 {
+            bytes.append(contentsOf: [Wire.MessageType.fin.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            s.finSent = true
+            finToo = true
+        }
+        streams[id] = s
+        statistics.payloadBytesSent += n
+        appendRaw(bytes)
+        notifyWritableIfRoom(id)
+        if !s.hasSendableWork {
+            leaveRounds(id)
+        } else if s.deficit <= 0 {
+            rotate(id)
+        }
+        if finToo { closeIfDone(id) }
+        return true
+    }
+
+    /// Adds the next block's worth of DATA-TAIL bytes, ending on a COBS block boundary so the
+    /// frame can be closed right after without holding anything back.
+    mutating func continueTail(_ id: StreamID) -> Bool {
+        guard let frame = openFrame, var s = streams[id] else { return false }
+        let otherWork = !control.isEmpty || newStreams.count + oldStreams.count > 1 || pingDue || pongOwed != nil
+        guard !otherWork else { return false }
+        let room = frame.target - frame.body.count
+        let available = min(s.sendBuffer.count, s.sendCredit)
+        guard room > 0, available > 0 else { return false }
+        var n = min(available, room, 254 - encoder.blockLength)
+        let peek = s.sendBuffer.peek(n)
+        if let z = peek.firstIndex(of: 0) { n = z - peek.startIndex + 1 }
+        let chunk = s.sendBuffer.take(n)
+        s.sendCredit -= n
+        streams[id] = s
+        statistics.payloadBytesSent += n
+        appendRaw(chunk)
+        notifyWritableIfRoom(id)
+        if !s.hasSendableWork { leaveRounds(id) }
+        return true
+    }
+
+    mutating func notifyWritableIfRoom(_ id: StreamID) {
+        guard let s = streams[id], s.sendBlocked, s.sendBuffer.count <= configuration.sendBufferLimit / 2 else { return }
+        streams[id]!.sendBlocked = false
+        events.append(.writable(id))
+    }
+
+    /// The stream at the head of the rounds that really has work; stale entries are dropped.
+    /// New (previously idle) streams go first, so a keystroke does not wait a whole round.
+    mutating func nextStreamWithWork() -> StreamID? {
+        while let id = newStreams.first {
+            if let s = streams[id], s.inActiveList, s.hasSendableWork { return id }
+            _ = newStreams.popFirst()
+            streams[id]?.inActiveList = false
+        }
+        while let id = oldStreams.first {
+            if let s = streams[id], s.inActiveList, s.hasSendableWork { return id }
+            _ = oldStreams.popFirst()
+            streams[id]?.inActiveList = false
+        }
+        return nil
+    }
+
+    /// Moves the head stream to the back of the round-robin, its turn used up.
+    mutating func rotate(_ id: StreamID) {
+        if newStreams.first == id { _ = newStreams.popFirst() } else if oldStreams.first == id { _ = oldStreams.popFirst() }
+        streams[id]?.deficit = 0
+        oldStreams.append(id)
+    }
+
+    /// Takes the head stream out of the rounds: it has nothing to send.
+    mutating func leaveRounds(_ id: StreamID) {
+        if newStreams.first == id { _ = newStreams.popFirst() } else if oldStreams.first == id { _ = oldStreams.popFirst() }
+        streams[id]?.inActiveList = false
+        streams[id]?.deficit = 0
+    }
+
+    mutating func closeOpenFrame(now: LinkTime) {
+        guard var frame = openFrame else { return }
+        openFrame = nil
+        if let tail = frame.tailStream, streams[tail]?.hasSendableWork == true, streams[tail]?.inActiveList == false {
+            markActive(tail)
+        }
+        var trailer: [UInt8] = []
+        let (ack, sack) = acknowledgementState
+        trailer.appendBE(ack.rawValue)
+        trailer.appendBE(sack)
+        frame.crc.update(trailer)
+        trailer.appendBE(frame.crc.value)
+        encoder.append(contentsOf: trailer, into: &out)
+        encoder.finish(into: &out)
+        ackOwed = false
+        ackUrgent = false
+        transmissionCounter += 1
+        let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + frame.body.count / 254 + 1
+        outstanding.append(SentFrame(sequence: frame.sequence, body: frame.body, lastSentAt: now,
+                                     transmission: transmissionCounter, transmissions: 1, lineBytes: lineBytes))
+        statistics.framesSent += 1
+    }
+
+    mutating func retransmit(at i: Int, now: LinkTime) {
+        let f = outstanding[i]
+        // A frame longer than the line now carries well is resent in fragments; each fragment
+        // that arrives is kept by the receiver, so a long frame gets through on a noisy line.
+        let fitting = max(frameTarget, (f.body.count + 254) / 255)
+        var pieceSize = f.fragmentSize ?? fitting
+        // Keep the piece size between retransmissions (the receiver keeps pieces), unless the
+        // line turned out much worse than when the frame was first cut.
+        if pieceSize >= 2 * fitting { pieceSize = fitting }
+        if f.body.count > pieceSize {
+            outstanding[i].fragmentSize = pieceSize
+            let count = (f.body.count + pieceSize - 1) / pieceSize
+            for k in 0..<count {
+                var raw: [UInt8] = [Wire.FrameType.fragment.rawValue, UInt8(f.sequence.rawValue >> 8),
+                                    UInt8(f.sequence.rawValue & 0xFF), UInt8(k), UInt8(count)]
+                raw.append(contentsOf: f.body[(k * pieceSize)..<min(f.body.count, (k + 1) * pieceSize)])
+                appendTrailerAndEncode(&raw)
+                statistics.framesSent += 1
+            }
+        } else {
+            var raw: [UInt8] = [Wire.FrameType.sequenced.rawValue, UInt8(f.sequence.rawValue >> 8), UInt8(f.sequence.rawValue & 0xFF)]
+            raw.append(contentsOf: f.body)
+            appendTrailerAndEncode(&raw)
+            statistics.framesSent += 1
+        }
+        transmissionCounter += 1
+        outstanding[i].lastSentAt = now
+        outstanding[i].transmission = transmissionCounter
+        outstanding[i].transmissions += 1
+        outstanding[i].needsRetransmit = false
+        statistics.retransmissions += 1
+    }
+
+    /// Unsequenced control frame: acknowledgement, and PING or PONG if owed (§4.3, §9).
+    mutating func emitControlFrame(now: LinkTime) {
+        var raw: [UInt8] = [Wire.FrameType.control.rawValue]
+        if let token = pongOwed {
+            Message.pong(token).encode(into: &raw)
+            pongOwed = nil
+        }
+        if pingDue {
+            pingToken &+= 1
+            Message.ping(pingToken).encode(into: &raw)
+            lastPingSentAt = now
+            pingDue = false
+        }
+        appendTrailerAndEncode(&raw)
+        statistics.framesSent += 1
+    }
+
+    mutating func appendTrailerAndEncode(_ raw: inout [UInt8]) {
+        let (ack, sack) = acknowledgementState
+        raw.appendBE(ack.rawValue)
+        raw.appendBE(sack)
+        raw.appendBE(CRC32C.checksum(raw))
+        encoder.begin(into: &out)
+        encoder.append(contentsOf: raw, into: &out)
+        encoder.finish(into: &out)
+        ackOwed = false
+        ackUrgent = false
+    }
+
+    mutating func emitHello(now: LinkTime) {
+        let hello = Hello(usesOddStreamIDs: configuration.usesOddStreamIDs, needsReply: !isEstablished,
+                          session: session, echo: peerHello?.session ?? 0,
+                          maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
+                          initialWindow: UInt32(configuration.initialWindow))
+        var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
+        hello.encode(into: &raw)
+        raw.appendBE(CRC32C.checksum(raw))
+        encoder.begin(into: &out)
+        encoder.append(contentsOf: raw, into: &out)
+        encoder.finish(into: &out)
+        helloReplyOwed = false
+        lastHelloSentAt = now
+        statistics.framesSent += 1
+    }
+}
+

@@ -1,0 +1,190 @@
+/// One end of a SocketForwardSerial link: a reliable, multiplexed, flow-controlled connection over
+/// a lossy byte pipe. Sans-IO: it never touches a device, socket, clock or thread.
+///
+/// Inputs: `receive(_:now:)` with bytes from the line, `handleTimeout(now:)` when
+/// `nextDeadline` passes, and the application commands (`openStream`, `accept`, `send`, ...).
+/// Outputs: `pollTransmit(maxBytes:now:)` for bytes to write to the line, `pollEvent()` for
+/// events, `nextDeadline` for the timer to arm and `preferredQueueBelow` for how much to keep
+/// queued in the kernel. docs/protocol.md is the wire specification this implements.
+public struct Link: Sendable {
+    public let configuration: LinkConfiguration
+    public internal(set) var statistics = LinkStatistics()
+
+    var random: SplitMix64
+    /// This end's session ID; a new one after a restart or after the grace period ran out.
+    public internal(set) var session: UInt64
+
+    // MARK: Handshake (§3)
+    /// The peer's last HELLO, if any.
+    var peerHello: Hello?
+    /// The peer has echoed our current session ID.
+    var peerConfirmedUs = false
+    var helloReplyOwed = true
+    var lastHelloSentAt: LinkTime?
+    var reportedVersionMismatch: UInt8?
+    var reportedRoleConflict = false
+
+    // MARK: Supervision (§9)
+    var lastHeardAt: LinkTime?
+    var lastPingSentAt: LinkTime?
+    var pingToken: UInt32 = 0
+    var pingDue = false
+    var pongOwed: UInt32?
+    var linkIsDown = false
+
+    // MARK: Line I/O
+    var decoder: COBSDecoder
+    /// Encoded bytes ready for the line start at `outStart`; bytes from the encoder's open block
+    /// onwards are not final yet.
+    var out: [UInt8] = []
+    var outStart = 0
+    var encoder = COBSEncoder()
+    var openFrame: OpenFrame?
+
+    // MARK: ARQ (§4)
+    var nextSequence = SequenceNumber(0)
+    /// Sent and not yet cumulatively acknowledged, in sequence order.
+    var outstanding: [SentFrame] = []
+    var transmissionCounter: UInt64 = 0
+    var highestAckedTransmission: UInt64 = 0
+    var rtoBackoff = 0
+    var rtt = RTTEstimator()
+    /// Bits sent in frames whose fate is known, and how many of those frames were lost, both
+    /// decaying so the estimate follows a changing line (§8.2).
+    var errorEstimateBits = 0.0
+    var errorEstimateLosses = 0.0
+    /// Next sequence number expected from the peer.
+    var expectedSequence = SequenceNumber(0)
+    /// Frames received ahead of a gap, by sequence number.
+    var outOfOrder: [UInt16: [UInt8]] = [:]
+    /// Fragments of retransmitted frames being reassembled, by sequence number (§4.6).
+    var fragments: [UInt16: FragmentAssembly] = [:]
+    var ackOwed = false
+    /// A gap was seen: the peer should learn of it soon, even at the cost of a shorter frame.
+    var ackUrgent = false
+
+    // MARK: Streams (§5–8)
+    var streams: [StreamID: StreamState] = [:]
+    var nextLocalStreamID: UInt16
+    var control = FIFO<ControlItem>()
+    /// Streams that turned active after being idle: served first (sparse-flow priority).
+    var newStreams = FIFO<StreamID>()
+    /// Streams with sustained work, served round-robin.
+    var oldStreams = FIFO<StreamID>()
+    var totalUnconsumed = 0
+    var withheldGrants: [StreamID] = []
+
+    var events = FIFO<LinkEvent>()
+
+    public init(configuration: LinkConfiguration) {
+        precondition(configuration.maxFrameBody >= 64 && configuration.maxFrameBody <= 65_000, "maxFrameBody out of range")
+        self.configuration = configuration
+        random = SplitMix64(seed: configuration.seed)
+        session = 0
+        decoder = COBSDecoder(maxFrameLength: configuration.maxFrameBody + 64)
+        nextLocalStreamID = configuration.usesOddStreamIDs ? 1 : 2
+        session = newSessionID()
+        statistics.currentFrameTarget = configuration.maxFrameBody
+    }
+}
+
+/// A sequenced frame being built and streamed to the line.
+struct OpenFrame: Sendable {
+    var sequence: SequenceNumber
+    /// The messages, kept for retransmission.
+    var body: [UInt8]
+    var crc: CRC32C
+    var target: Int
+    /// The stream whose DATA-TAIL runs to the end of this frame, if any.
+    var tailStream: StreamID?
+}
+
+/// A sequenced frame on the line, kept until acknowledged (§4).
+struct SentFrame: Sendable {
+    var sequence: SequenceNumber
+    var body: [UInt8]
+    var lastSentAt: LinkTime
+    var transmission: UInt64
+    var transmissions: Int
+    var acked = false
+    var needsRetransmit = false
+    var lineBytes: Int
+    /// Fragment size used when this frame was first resent in pieces; kept so that the
+    /// receiver can combine pieces from several retransmissions.
+    var fragmentSize: Int?
+}
+
+/// Pieces of one sequenced frame resent as fragments (§4.6).
+struct FragmentAssembly: Sendable {
+    var count: Int
+    var pieces: [Int: [UInt8]] = [:]
+}
+
+/// Stream control messages waiting for a frame. They go before data (§8).
+enum ControlItem: Sendable {
+    case open(StreamID)
+    case openOK(StreamID)
+    case refuse(StreamID, OpenRefusal)
+    case reset(StreamID, ResetReason)
+    case credit(StreamID)
+}
+
+// MARK: - Small helpers
+
+extension Link {
+    mutating func newSessionID() -> UInt64 {
+        var s: UInt64 = 0
+        while s == 0 || s == session { s = random.next() }
+        return s
+    }
+
+    public var isEstablished: Bool { peerHello != nil && peerConfirmedUs }
+
+    /// The peer's limits, once known.
+    public var peerMaxStreams: Int? { peerHello.map { Int($0.maxStreams) } }
+
+    var peerInitialWindow: Int { peerHello.map { Int($0.initialWindow) } ?? 0 }
+
+    /// Streams open now, in both directions.
+    public var streamCount: Int { streams.count }
+
+    /// Events are queued in order; the application drains them after every input.
+    public mutating func pollEvent() -> LinkEvent? { events.popFirst() }
+
+    /// How many bytes the I/O layer should keep queued below the core (in the kernel's tty
+    /// buffer and the UART): enough to keep the line busy across one wake-up of the I/O loop,
+    /// and no more, because every byte queued there delays an urgent message by one byte time.
+    public var preferredQueueBelow: Int {
+        let rate = configuration.lineBytesPerSecond
+        guard rate > 0 else { return 1 << 16 }
+        // ~12 ms of line time, at least 64 bytes.
+        return max(64, rate * 12 / 1000)
+    }
+
+    /// Serialisation time of `bytes` at the line rate.
+    func lineTime(_ bytes: Int) -> LinkDuration {
+        let rate = configuration.lineBytesPerSecond
+        guard rate > 0 else { return .zero }
+        return LinkDuration(nanoseconds: Int64(bytes) * 1_000_000_000 / Int64(rate))
+    }
+
+    /// Bytes of data received and not yet consumed by the application, across all streams.
+    public var bufferedReceiveBytes: Int { totalUnconsumed }
+
+    /// Bytes held by the core for sending: stream buffers plus unacknowledged frames.
+    public var bufferedSendBytes: Int {
+        streams.values.reduce(0) { $0 + $1.sendBuffer.count } + outstanding.reduce(0) { $0 + $1.body.count }
+    }
+
+    /// Bytes the application may still queue on `id` without being pushed back.
+    public func sendSpace(on id: StreamID) -> Int {
+        guard let s = streams[id] else { return 0 }
+        return max(0, configuration.sendBufferLimit - s.sendBuffer.count)
+    }
+
+    /// Whether nothing is waiting to be sent or acknowledged.
+    public var isQuiescent: Bool {
+        outstanding.isEmpty && control.isEmpty && openFrame == nil && outStart == out.count
+            && streams.values.allSatisfy { $0.sendBuffer.isEmpty && (!$0.finQueued || $0.finSent) }
+    }
+}

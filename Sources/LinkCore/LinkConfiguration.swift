@@ -1,0 +1,132 @@
+/// Tunables of one end of the link. Defaults suit a 115200-baud line and CPU-bound ptys alike.
+public struct LinkConfiguration: Sendable {
+    /// This end allocates odd stream IDs (the listening "C" end), the other even ones (§5).
+    public var usesOddStreamIDs: Bool
+    /// Payload bytes per second the line carries (baud/10 for 8N1); 0 when unknown or unpaced.
+    /// Used for frame sizing, retransmission timeouts and the queue the core wants below it.
+    public var lineBytesPerSecond: Int
+    /// Largest frame body this end sends, and the largest it accepts (§2).
+    public var maxFrameBody: Int
+    /// Smallest body the adaptive frame size goes down to on a noisy line.
+    public var minFrameBody: Int
+    /// Concurrent streams this end accepts.
+    public var maxStreams: Int
+    /// Credit each new stream starts with, in each direction (§6).
+    public var initialWindow: Int
+    /// Total bytes received but not yet consumed across all streams before credit is withheld.
+    public var receiveBudget: Int
+    /// Bytes the application may queue per stream before `send` pushes back.
+    public var sendBufferLimit: Int
+    /// DRR quantum: bytes a stream may send per round when several compete (§8).
+    public var quantum: Int
+    /// How long streams survive a silent peer before they are reset (§9).
+    public var gracePeriod: LinkDuration
+    /// Silence after which a PING is sent.
+    public var keepaliveInterval: LinkDuration
+    /// Silence after which the link is reported down (streams are held).
+    public var silenceTimeout: LinkDuration
+    /// Interval between HELLOs while the handshake is incomplete.
+    public var helloInterval: LinkDuration
+    /// Seeds session IDs, so a simulation replays exactly. Real ends pass random bits.
+    public var seed: UInt64
+
+    public init(usesOddStreamIDs: Bool, lineBytesPerSecond: Int = 11_520, maxFrameBody: Int = 8192,
+                minFrameBody: Int = 96, maxStreams: Int = 4096, initialWindow: Int = 65_536,
+                receiveBudget: Int = 32 << 20, sendBufferLimit: Int = 65_536, quantum: Int = 1024,
+                gracePeriod: LinkDuration = .seconds(30), keepaliveInterval: LinkDuration = .seconds(1),
+                silenceTimeout: LinkDuration = .seconds(3), helloInterval: LinkDuration = .milliseconds(500),
+                seed: UInt64) {
+        self.usesOddStreamIDs = usesOddStreamIDs
+        self.lineBytesPerSecond = lineBytesPerSecond
+        self.maxFrameBody = maxFrameBody
+        self.minFrameBody = minFrameBody
+        self.maxStreams = maxStreams
+        self.initialWindow = initialWindow
+        self.receiveBudget = receiveBudget
+        self.sendBufferLimit = sendBufferLimit
+        self.quantum = quantum
+        self.gracePeriod = gracePeriod
+        self.keepaliveInterval = keepaliveInterval
+        self.silenceTimeout = silenceTimeout
+        self.helloInterval = helloInterval
+        self.seed = seed
+    }
+}
+
+/// What happened, for the application to act on. Polled with `Link.pollEvent()`.
+public enum LinkEvent: Equatable, Sendable {
+    /// The handshake completed. `peerRestarted` is true when this replaces an earlier peer session.
+    case established(peerSession: UInt64, peerRestarted: Bool)
+    /// The peer speaks another protocol version; nothing is exchanged.
+    case versionMismatch(peerVersion: UInt8)
+    /// Both ends were configured to allocate the same stream-ID half (e.g. both are "C").
+    case roleConflict
+    /// Nothing heard for the silence timeout; streams are held for the grace period.
+    case linkDown
+    /// The peer is heard again within the grace period; in-flight data is being resent.
+    case linkRestored
+    /// The grace period ran out: every stream was reset and a new handshake begins.
+    case linkLost
+    /// The peer opened a stream; answer with `accept` or `refuse`.
+    case streamOpened(StreamID, target: String)
+    /// The peer accepted a stream this end opened.
+    case openAccepted(StreamID)
+    /// The peer refused a stream this end opened; data sent on it was discarded.
+    case openRefused(StreamID, OpenRefusal)
+    /// Bytes for the application. Call `consumed(_:on:)` once they are delivered, to grant credit.
+    case received(StreamID, [UInt8])
+    /// The peer will send no more on this stream (its half-close).
+    case remoteFinished(StreamID)
+    /// The stream is gone, with the reason; any unsent data is discarded.
+    case streamReset(StreamID, ResetReason)
+    /// Both directions finished normally; the stream is gone.
+    case streamClosed(StreamID)
+    /// `send` refused bytes earlier and now has room again.
+    case writable(StreamID)
+    /// The peer broke the protocol outside any one stream (a malformed frame body).
+    case protocolViolation(String)
+}
+
+/// Errors from application commands.
+public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
+    case tooManyStreams
+    case targetTooLong
+    case unknownStream(StreamID)
+    case invalidState(StreamID, String)
+
+    public var description: String {
+        switch self {
+        case .tooManyStreams: return "too many streams"
+        case .targetTooLong: return "target longer than 255 bytes"
+        case .unknownStream(let id): return "unknown stream \(id)"
+        case .invalidState(let id, let why): return "stream \(id): \(why)"
+        }
+    }
+}
+
+/// Counters for logs, dashboards and benchmarks.
+public struct LinkStatistics: Sendable, Equatable {
+    public var lineBytesSent = 0
+    public var lineBytesReceived = 0
+    public var framesSent = 0
+    public var framesReceived = 0
+    public var retransmissions = 0
+    public var timeoutRetransmissions = 0
+    public var crcErrors = 0
+    public var malformedFrames = 0
+    public var oversizeFrames = 0
+    public var duplicateFrames = 0
+    public var protocolViolations = 0
+    public var creditViolations = 0
+    public var payloadBytesSent = 0
+    public var payloadBytesReceived = 0
+    public var discardedBytes = 0
+    public var streamsOpened = 0
+    public var streamsAccepted = 0
+    public var refusedTooMany = 0
+    public var peerRestarts = 0
+    /// Smoothed round-trip time in milliseconds (0 before the first sample).
+    public var smoothedRTTMilliseconds = 0.0
+    public var currentFrameTarget = 0
+    public init() {}
+}

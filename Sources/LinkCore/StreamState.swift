@@ -1,0 +1,57 @@
+/// One stream's state: lifecycle, send buffer and credit in each direction (docs/protocol.md §5–6).
+struct StreamState: Sendable {
+    /// Where the stream is in its opening handshake.
+    enum Phase: Equatable, Sendable {
+        /// This end sent (or will send) OPEN and waits for OPEN-OK. Data may already flow (§5.2).
+        case opening(target: String)
+        /// The peer opened it; the application has not accepted or refused yet.
+        case awaitingAccept
+        /// Accepted by both ends.
+        case open
+    }
+
+    let id: StreamID
+    let locallyInitiated: Bool
+    var phase: Phase
+    /// Our OPEN (or OPEN-OK) is in a frame, so DATA and FIN may follow it.
+    var openEmitted = false
+
+    // MARK: Sending
+    var sendBuffer = ByteQueue()
+    /// Bytes the peer still lets us send (its credit).
+    var sendCredit: Int
+    /// The application finished its side; FIN goes out after the buffer drains.
+    var finQueued = false
+    var finSent = false
+    /// `send` refused bytes; tell the application when there is room again.
+    var sendBlocked = false
+
+    // MARK: Receiving
+    /// Bytes the peer may still send before exceeding the credit we granted.
+    var receiveRemaining: Int
+    /// Delivered to the application but not yet reported consumed.
+    var unconsumed = 0
+    /// Consumed but not yet granted back to the peer.
+    var pendingGrant = 0
+    var finReceived = false
+
+    // MARK: Scheduling
+    var inActiveList = false
+    var deficit = 0
+    var creditQueued = false
+
+    init(id: StreamID, locallyInitiated: Bool, phase: Phase, sendCredit: Int, receiveWindow: Int) {
+        self.id = id
+        self.locallyInitiated = locallyInitiated
+        self.phase = phase
+        self.sendCredit = sendCredit
+        self.receiveRemaining = receiveWindow
+    }
+
+    /// Something DATA or FIN can be sent for right now.
+    var hasSendableWork: Bool {
+        guard openEmitted, !finSent else { return false }
+        if !sendBuffer.isEmpty { return sendCredit > 0 }
+        return finQueued
+    }
+}

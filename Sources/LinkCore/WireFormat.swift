@@ -1,0 +1,288 @@
+/// Byte layouts of frames and messages. docs/protocol.md is the normative description; this file
+/// follows it section by section. All multi-byte integers are big-endian.
+public enum Wire {
+    /// Protocol version carried in HELLO (docs/protocol.md §3).
+    public static let version: UInt8 = 1
+    /// "SFSL": lets a receiver tell a HELLO of another protocol or version from line noise.
+    public static let helloMagic: [UInt8] = [0x53, 0x46, 0x53, 0x4C]
+
+    /// First byte of every frame (§2).
+    public enum FrameType: UInt8, Sendable {
+        case hello = 0x01
+        /// Sequenced: carries reliable messages; acknowledged and retransmitted.
+        case sequenced = 0x02
+        /// Unsequenced control: acknowledgements, PING, PONG. Never retransmitted.
+        case control = 0x03
+        /// One piece of a sequenced frame that is being resent in pieces on a noisy line.
+        case fragment = 0x04
+    }
+
+    /// Message types inside frames (§5).
+    public enum MessageType: UInt8, Sendable {
+        case open = 0x10
+        case openOK = 0x11
+        case openRefused = 0x12
+        case data = 0x13
+        /// DATA whose bytes run to the end of the frame body: lets a frame be closed at any moment.
+        case dataTail = 0x14
+        case fin = 0x15
+        case reset = 0x16
+        case credit = 0x17
+        case ping = 0x20
+        case pong = 0x21
+    }
+
+    /// type(1) + seq(2)
+    public static let sequencedHeaderLength = 3
+    /// type(1) + seq(2) + index(1) + count(1)
+    public static let fragmentHeaderLength = 5
+    /// ack(2) + sack(4)
+    public static let ackTrailerLength = 6
+    public static let crcLength = 4
+    /// How many frames after the cumulative ack the SACK bitmap covers; also the send window cap.
+    public static let sackBits = 32
+    public static let maxTargetLength = 255
+    /// Largest body a DATA message can carry (16-bit length).
+    public static let maxDataMessage = 65535
+
+    /// Per-frame line overhead of a sequenced frame, excluding COBS: header, trailer, CRC, delimiter.
+    public static let sequencedFrameOverhead = sequencedHeaderLength + ackTrailerLength + crcLength + 1
+}
+
+/// A message decoded from a frame body.
+public enum Message: Equatable, Sendable {
+    case open(StreamID, target: String)
+    case openOK(StreamID)
+    case openRefused(StreamID, OpenRefusal)
+    case data(StreamID, ArraySlice<UInt8>)
+    case fin(StreamID)
+    case reset(StreamID, ResetReason)
+    case credit(StreamID, UInt32)
+    case ping(UInt32)
+    case pong(UInt32)
+}
+
+/// Contents of a HELLO frame (docs/protocol.md §3).
+public struct Hello: Equatable, Sendable {
+    public var version: UInt8
+    /// The sender allocates odd stream IDs.
+    public var usesOddStreamIDs: Bool
+    /// The sender is not established yet and wants a HELLO back.
+    public var needsReply: Bool
+    public var session: UInt64
+    /// The receiver's session as the sender last saw it, 0 if none.
+    public var echo: UInt64
+    public var maxFrame: UInt32
+    public var maxStreams: UInt16
+    public var initialWindow: UInt32
+    public var capabilities: UInt32
+
+    public init(version: UInt8 = Wire.version, usesOddStreamIDs: Bool, needsReply: Bool, session: UInt64, echo: UInt64,
+                maxFrame: UInt32, maxStreams: UInt16, initialWindow: UInt32, capabilities: UInt32 = 0) {
+        self.version = version
+        self.usesOddStreamIDs = usesOddStreamIDs
+        self.needsReply = needsReply
+        self.session = session
+        self.echo = echo
+        self.maxFrame = maxFrame
+        self.maxStreams = maxStreams
+        self.initialWindow = initialWindow
+        self.capabilities = capabilities
+    }
+
+    /// magic(4) version(1) flags(1) session(8) echo(8) maxFrame(4) maxStreams(2) initialWindow(4) capabilities(4)
+    public static let encodedLength = 36
+
+    public func encode(into out: inout [UInt8]) {
+        out.append(contentsOf: Wire.helloMagic)
+        out.append(version)
+        out.append((usesOddStreamIDs ? 1 : 0) | (needsReply ? 2 : 0))
+        out.appendBE(session)
+        out.appendBE(echo)
+        out.appendBE(maxFrame)
+        out.appendBE(maxStreams)
+        out.appendBE(initialWindow)
+        out.appendBE(capabilities)
+    }
+
+    public enum DecodeError: Error, Equatable { case notHello, versionMismatch(UInt8) }
+
+    /// Decodes a HELLO body. A different version is reported before the rest is parsed, so a
+    /// future version may lay out the remainder differently.
+    public static func decode(_ body: ArraySlice<UInt8>) -> Result<Hello, DecodeError> {
+        var r = ByteReader(body)
+        guard let magic = r.bytes(4), magic.elementsEqual(Wire.helloMagic), let version = r.u8() else {
+            return .failure(.notHello)
+        }
+        guard version == Wire.version else { return .failure(.versionMismatch(version)) }
+        guard let flags = r.u8(), let session = r.u64(), let echo = r.u64(), let maxFrame = r.u32(),
+              let maxStreams = r.u16(), let window = r.u32(), let caps = r.u32() else {
+            return .failure(.notHello)
+        }
+        return .success(Hello(version: version, usesOddStreamIDs: flags & 1 != 0, needsReply: flags & 2 != 0,
+                              session: session, echo: echo, maxFrame: maxFrame, maxStreams: maxStreams,
+                              initialWindow: window, capabilities: caps))
+    }
+}
+
+// MARK: - Message encoding
+
+extension Message {
+    /// Encoded length in bytes.
+    public var encodedLength: Int {
+        switch self {
+        case .open(_, let target): return 4 + target.utf8.count
+        case .openOK, .fin: return 3
+        case .openRefused, .reset: return 4
+        case .data(_, let bytes): return 5 + bytes.count
+        case .credit: return 7
+        case .ping, .pong: return 5
+        }
+    }
+
+    public func encode(into out: inout [UInt8]) {
+        switch self {
+        case .open(let id, let target):
+            let utf8 = Array(target.utf8.prefix(Wire.maxTargetLength))
+            out.append(Wire.MessageType.open.rawValue); out.appendBE(id.rawValue)
+            out.append(UInt8(utf8.count)); out.append(contentsOf: utf8)
+        case .openOK(let id):
+            out.append(Wire.MessageType.openOK.rawValue); out.appendBE(id.rawValue)
+        case .openRefused(let id, let reason):
+            out.append(Wire.MessageType.openRefused.rawValue); out.appendBE(id.rawValue); out.append(reason.rawValue)
+        case .data(let id, let bytes):
+            precondition(bytes.count <= Wire.maxDataMessage && !bytes.isEmpty, "DATA length out of range")
+            out.append(Wire.MessageType.data.rawValue); out.appendBE(id.rawValue)
+            out.appendBE(UInt16(bytes.count)); out.append(contentsOf: bytes)
+        case .fin(let id):
+            out.append(Wire.MessageType.fin.rawValue); out.appendBE(id.rawValue)
+        case .reset(let id, let reason):
+            out.append(Wire.MessageType.reset.rawValue); out.appendBE(id.rawValue); out.append(reason.rawValue)
+        case .credit(let id, let increment):
+            out.append(Wire.MessageType.credit.rawValue); out.appendBE(id.rawValue); out.appendBE(increment)
+        case .ping(let token):
+            out.append(Wire.MessageType.ping.rawValue); out.appendBE(token)
+        case .pong(let token):
+            out.append(Wire.MessageType.pong.rawValue); out.appendBE(token)
+        }
+    }
+}
+
+/// Why a frame body could not be parsed. The peer sent it with a valid CRC, so this is a protocol
+/// violation, not line noise.
+public enum MessageParseError: Error, Equatable, Sendable {
+    case unknownType(UInt8)
+    case truncated
+    case emptyData
+    case badTarget
+}
+
+/// Parses the messages of a frame body in order.
+public struct MessageParser {
+    var reader: ByteReader
+
+    public init(_ body: ArraySlice<UInt8>) { reader = ByteReader(body) }
+
+    /// The next message, nil at the end of the body.
+    public mutating func next() throws(MessageParseError) -> Message? {
+        guard let t = reader.u8() else { return nil }
+        guard let type = Wire.MessageType(rawValue: t) else { throw .unknownType(t) }
+        switch type {
+        case .ping, .pong:
+            guard let token = reader.u32() else { throw .truncated }
+            return type == .ping ? .ping(token) : .pong(token)
+        default: break
+        }
+        guard let raw = reader.u16() else { throw .truncated }
+        let id = StreamID(raw)
+        switch type {
+        case .open:
+            guard let len = reader.u8(), let bytes = reader.bytes(Int(len)) else { throw .truncated }
+            guard let target = String(validating: bytes, as: UTF8.self) else { throw .badTarget }
+            return .open(id, target: target)
+        case .openOK: return .openOK(id)
+        case .openRefused:
+            guard let r = reader.u8() else { throw .truncated }
+            return .openRefused(id, OpenRefusal(wire: r))
+        case .data:
+            guard let len = reader.u16() else { throw .truncated }
+            guard len > 0 else { throw .emptyData }
+            guard let bytes = reader.bytes(Int(len)) else { throw .truncated }
+            return .data(id, bytes)
+        case .dataTail:
+            let bytes = reader.rest()
+            guard !bytes.isEmpty else { throw .emptyData }
+            return .data(id, bytes)
+        case .fin: return .fin(id)
+        case .reset:
+            guard let r = reader.u8() else { throw .truncated }
+            return .reset(id, ResetReason(wire: r))
+        case .credit:
+            guard let inc = reader.u32() else { throw .truncated }
+            return .credit(id, inc)
+        case .ping, .pong:
+            preconditionFailure("handled above")
+        }
+    }
+}
+
+// MARK: - Byte helpers
+
+struct ByteReader {
+    let base: ArraySlice<UInt8>
+    var index: Int
+
+    init(_ base: ArraySlice<UInt8>) {
+        self.base = base
+        index = base.startIndex
+    }
+
+    var remaining: Int { base.endIndex - index }
+
+    mutating func u8() -> UInt8? {
+        guard index < base.endIndex else { return nil }
+        defer { index += 1 }
+        return base[index]
+    }
+
+    mutating func u16() -> UInt16? {
+        guard remaining >= 2 else { return nil }
+        defer { index += 2 }
+        return UInt16(base[index]) << 8 | UInt16(base[index + 1])
+    }
+
+    mutating func u32() -> UInt32? {
+        guard remaining >= 4 else { return nil }
+        var v: UInt32 = 0
+        for k in 0..<4 { v = v << 8 | UInt32(base[index + k]) }
+        index += 4
+        return v
+    }
+
+    mutating func u64() -> UInt64? {
+        guard remaining >= 8 else { return nil }
+        var v: UInt64 = 0
+        for k in 0..<8 { v = v << 8 | UInt64(base[index + k]) }
+        index += 8
+        return v
+    }
+
+    mutating func bytes(_ n: Int) -> ArraySlice<UInt8>? {
+        guard n >= 0, remaining >= n else { return nil }
+        defer { index += n }
+        return base[index..<(index + n)]
+    }
+
+    mutating func rest() -> ArraySlice<UInt8> {
+        defer { index = base.endIndex }
+        return base[index...]
+    }
+}
+
+extension Array where Element == UInt8 {
+    @inline(__always) mutating func appendBE(_ v: UInt16) { append(UInt8(v >> 8)); append(UInt8(v & 0xFF)) }
+    @inline(__always) mutating func appendBE(_ v: UInt32) {
+        append(UInt8(v >> 24)); append(UInt8((v >> 16) & 0xFF)); append(UInt8((v >> 8) & 0xFF)); append(UInt8(v & 0xFF))
+    }
+    @inline(__always) mutating func appendBE(_ v: UInt64) { appendBE(UInt32(v >> 32)); appendBE(UInt32(v & 0xFFFF_FFFF)) }
+}

@@ -1,0 +1,54 @@
+import LinkCore
+
+extension Scenario {
+    /// A random scenario for the seed sweep: a few streams both ways with half-closes, resets,
+    /// refusals, stalled readers and late opens, over a cable with random faults.
+    /// `bytesPerSecond` is kept high so thousands of seeds run in seconds of real time.
+    public static func random(seed: UInt64) -> Scenario {
+        var rng = SplitMix64(seed: seed ^ 0xA5A5_5A5A_C3C3_3C3C)
+        func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
+        func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(rng.next() % UInt64(range.count)) }
+        var s = Scenario(seed: seed)
+        s.bytesPerSecond = 200_000
+        s.timeLimit = 90
+        let kind = int(0...5)
+        switch kind {
+        case 0: break // clean
+        case 1: s.faults.bitErrorRate = [1e-5, 1e-4, 5e-4][int(0...2)]
+        case 2: s.faults.dropRate = [1e-4, 1e-3][int(0...1)]
+        case 3: s.faults.junkRate = [1e-4, 1e-3][int(0...1)]
+        case 4:
+            let start = 0.05 + uniform() * 0.3
+            s.faults.outages = [start...(start + 0.2 + uniform() * 2.5)]
+        default:
+            s.faults.bitErrorRate = 1e-5
+            s.faults.dropRate = 1e-4
+            s.faults.junkRate = 1e-4
+        }
+        if int(0...7) == 0 { s.restart = (side: int(0...1) == 0 ? .a : .b, at: 0.1 + uniform() * 0.3) }
+        let n = int(2...6)
+        for i in 0..<n {
+            var p = StreamPlan(opener: int(0...2) == 0 ? .b : .a, openAt: i == 0 ? 0 : uniform() * 0.4,
+                               bytesOut: int(0...3) == 0 ? 0 : int(1...60_000), bytesBack: int(0...2) == 0 ? 0 : int(1...60_000))
+            switch int(0...9) {
+            case 0: p.refuse = true
+            case 1: p.resetAfter = int(0...p.bytesOut)
+            case 2: p.stallReaderUntil = (side: int(0...1) == 0 ? .a : .b, time: 0.2 + uniform() * 1.5)
+            case 3: p.respondAfterFin = true
+            default: break
+            }
+            s.streams.append(p)
+        }
+        return s
+    }
+
+    /// One bulk stream from A to B over a 115200-baud line.
+    public static func bulk(seed: UInt64 = 1, bytes: Int = 200_000, ber: Double = 0, maxFrame: Int? = nil) -> Scenario {
+        var s = Scenario(seed: seed)
+        if let maxFrame { s.configure = { $0.maxFrameBody = maxFrame } }
+        s.faults.bitErrorRate = ber
+        s.streams = [StreamPlan(opener: .a, openAt: 0, bytesOut: bytes, bytesBack: 0)]
+        s.timeLimit = 600
+        return s
+    }
+}
