@@ -1,7 +1,151 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import VirtualCable
 
-/// `socket2ser cable`: two pseudo-terminals joined like a null-modem cable. (Stub.)
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `socket2ser cable`: two pseudo-terminals joined like a null-modem cable.
+///
+/// Prints `A <path>` and `B <path>` on stdout as soon as the devices exist (flushed at once,
+/// because tests and scripts read them to know what to open), carries bytes until SIGINT or
+/// SIGTERM, then prints the cable's counters on stderr and exits 0.
 struct CableCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cable", abstract: "Run a virtual serial cable.")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "cable",
+        abstract: "Run a virtual serial cable between two pseudo-terminals.",
+        discussion: """
+            Prints the two device paths as 'A <path>' and 'B <path>', then carries bytes between \
+            them like a null-modem cable, paced like an 8N1 UART, until interrupted. Faults are \
+            drawn from a seeded generator, so the same seed and traffic give the same faults.
+            """)
+
+    @Option(help: "Line rate in bits per second; 0 moves bytes as fast as possible.")
+    var baud: Int = 115_200
+
+    @Option(help: "Bit error rate: probability that each data bit is flipped.")
+    var ber: Double = 0
+
+    @Option(help: "Probability that each byte is dropped.")
+    var drop: Double = 0
+
+    @Option(help: "Probability per byte of inserting a burst of 1-32 random junk bytes.")
+    var junk: Double = 0
+
+    @Option(help: ArgumentHelp(
+        "An outage: every byte is lost from START seconds after the cable starts, for SECONDS seconds. Repeatable.",
+        valueName: "start:seconds"))
+    var outage: [String] = []
+
+    @Option(help: "Seed of the fault generator.")
+    var seed: UInt64 = 1
+
+    @Option(name: .customLong("link-a"), help: "Create a symlink at this path pointing to end A.")
+    var linkA: String?
+
+    @Option(name: .customLong("link-b"), help: "Create a symlink at this path pointing to end B.")
+    var linkB: String?
+
+    /// Parses one `--outage` value, `START:SECONDS`, both non-negative numbers of seconds.
+    static func parseOutage(_ text: String) throws -> CableOutage {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let start = Double(parts[0]), let seconds = Double(parts[1]),
+              start.isFinite, seconds.isFinite, start >= 0, seconds >= 0
+        else {
+            throw ValidationError("--outage must be START:SECONDS with two non-negative numbers, got '\(text)'")
+        }
+        return CableOutage(start: start, seconds: seconds)
+    }
+
+    /// The cable configuration the options describe.
+    func cableConfiguration() throws -> CableConfiguration {
+        CableConfiguration(
+            baud: baud, ber: ber, dropRate: drop, junkRate: junk,
+            outages: try outage.map(Self.parseOutage), seed: seed,
+            linkA: linkA, linkB: linkB)
+    }
+
+    func validate() throws {
+        if baud < 0 { throw ValidationError("--baud must be 0 (unpaced) or positive, got \(baud)") }
+        for (name, value) in [("--ber", ber), ("--drop", drop), ("--junk", junk)] where !(value >= 0 && value <= 1) {
+            throw ValidationError("\(name) must be a probability between 0 and 1, got \(value)")
+        }
+        // Parses the outages and checks everything else the library checks.
+        do {
+            try cableConfiguration().validate()
+        } catch let error as VirtualCableError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() async throws {
+        let cable: VirtualCable
+        do {
+            cable = try VirtualCable(configuration: try cableConfiguration())
+        } catch let error as VirtualCableError {
+            // A runtime failure, not a usage error: one line, no usage text.
+            writeLine("socket2ser cable: \(error)", to: .standardError)
+            throw ExitCode.failure
+        }
+        // Ignore the default actions first, so the signals are only seen by the sources below.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let received = await waitForTerminationSignal(whileRunning: cable)
+        cable.stop()
+        writeLine("socket2ser cable: stopped by \(received == SIGINT ? "SIGINT" : "SIGTERM")", to: .standardError)
+        writeLine(cable.counters.description, to: .standardError)
+    }
+
+    /// Starts the cable, announces its ends, and suspends until SIGINT or SIGTERM arrives.
+    /// Returns the signal number.
+    private func waitForTerminationSignal(whileRunning cable: VirtualCable) async -> Int32 {
+        let queue = DispatchQueue(label: "socket2ser.cable.signals")
+        let once = ResumeOnce()
+        var sources: [DispatchSourceSignal] = []
+        let received = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            once.set(continuation)
+            for number in [SIGINT, SIGTERM] {
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler { once.resume(returning: number) }
+                source.resume()
+                sources.append(source)
+            }
+            // Announce the paths only once the signal handlers are in place, so that whoever
+            // reads them may stop the cable at once without killing it uncleanly.
+            cable.start()
+            writeLine("A \(cable.pathA)\nB \(cable.pathB)", to: .standardOutput)
+        }
+        sources.forEach { $0.cancel() }
+        return received
+    }
+}
+
+/// Resumes a continuation at most once, from whichever signal comes first.
+private final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Int32, Never>?
+
+    func set(_ continuation: CheckedContinuation<Int32, Never>) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.continuation = continuation
+    }
+
+    func resume(returning value: Int32) {
+        lock.lock()
+        let pending = continuation
+        continuation = nil
+        lock.unlock()
+        pending?.resume(returning: value)
+    }
+}
+
+/// Writes one line straight to the file descriptor: FileHandle does not buffer, so a reader on
+/// the other end of a pipe sees it immediately.
+private func writeLine(_ text: String, to handle: FileHandle) {
+    handle.write(Data((text + "\n").utf8))
 }

@@ -1,0 +1,120 @@
+/// One scheduled outage of the cable: for `seconds` seconds starting `start` seconds after
+/// ``VirtualCable/start()``, every byte that leaves the sending UART is lost.
+///
+/// A struct rather than a tuple so that ``CableConfiguration`` can be `Sendable` and `Equatable`.
+public struct CableOutage: Sendable, Equatable, Hashable {
+    /// Seconds since the cable started at which the outage begins.
+    public var start: Double
+    /// How long the outage lasts, in seconds.
+    public var seconds: Double
+
+    public init(start: Double, seconds: Double) {
+        self.start = start
+        self.seconds = seconds
+    }
+
+    /// Whether the instant `t` (seconds since the cable started) falls inside the outage.
+    /// The window is half-open, `[start, start + seconds)`, so back-to-back outages never
+    /// count one byte twice.
+    func contains(_ t: Double) -> Bool {
+        t >= start && t < start + seconds
+    }
+}
+
+/// Everything that describes how the virtual null-modem cable behaves.
+///
+/// The defaults describe a clean 115200 baud 8N1 line, which is what a user without hardware
+/// most likely wants; tests and benchmarks then switch on faults one at a time.
+public struct CableConfiguration: Sendable, Equatable {
+    /// Line rate in bits per second. 0 means unpaced: bytes move as fast as the two ends take them.
+    public var baud: Int
+    /// Bits on the wire per byte: 10 for 8N1 (start bit, eight data bits, stop bit).
+    public var bitsPerByte: Int
+    /// Probability that any one data bit is flipped on the way.
+    public var ber: Double
+    /// Probability that a byte is lost entirely (as if its start bit were never seen).
+    public var dropRate: Double
+    /// Probability, per byte carried, that a burst of 1–32 random junk bytes follows it.
+    /// Junk models noise picked up by the receiver, so it takes no line time.
+    public var junkRate: Double
+    /// Windows, in seconds since the cable started, during which every byte is lost.
+    public var outages: [CableOutage]
+    /// Seed of the cable's own pseudo-random generator, so that a run's faults can be replayed.
+    public var seed: UInt64
+    /// Size of the modelled UART transmit FIFO: how many bytes the cable takes from the sending
+    /// pty ahead of the line. Keeping it small is what leaves the rest queued in the sender's
+    /// kernel buffer, where `TIOCOUTQ` can see it, just as with a real serial port.
+    public var fifoBytes: Int
+    /// If set, a symlink created at this path pointing at end A's device (``VirtualCable/pathA``).
+    public var linkA: String?
+    /// If set, a symlink created at this path pointing at end B's device (``VirtualCable/pathB``).
+    public var linkB: String?
+
+    public init(
+        baud: Int = 115_200,
+        bitsPerByte: Int = 10,
+        ber: Double = 0,
+        dropRate: Double = 0,
+        junkRate: Double = 0,
+        outages: [CableOutage] = [],
+        seed: UInt64 = 1,
+        fifoBytes: Int = 256,
+        linkA: String? = nil,
+        linkB: String? = nil
+    ) {
+        self.baud = baud
+        self.bitsPerByte = bitsPerByte
+        self.ber = ber
+        self.dropRate = dropRate
+        self.junkRate = junkRate
+        self.outages = outages
+        self.seed = seed
+        self.fifoBytes = fifoBytes
+        self.linkA = linkA
+        self.linkB = linkB
+    }
+
+    /// Checks every field and describes the first bad one, so that a command line or a test
+    /// gets one clear sentence instead of a cable that silently misbehaves.
+    public func validate() throws(VirtualCableError) {
+        func bad(_ message: String) -> VirtualCableError { .invalidConfiguration(message) }
+        if baud < 0 { throw bad("baud must be 0 (unpaced) or positive, got \(baud)") }
+        if bitsPerByte < 1 { throw bad("bits per byte must be positive, got \(bitsPerByte)") }
+        for (name, rate) in [("bit error rate", ber), ("drop rate", dropRate), ("junk rate", junkRate)] {
+            if !(rate >= 0 && rate <= 1) {
+                throw bad("\(name) must be a probability between 0 and 1, got \(rate)")
+            }
+        }
+        for outage in outages {
+            if !(outage.start.isFinite && outage.start >= 0 && outage.seconds.isFinite && outage.seconds >= 0) {
+                throw bad("an outage needs a non-negative start and length, got \(outage.start):\(outage.seconds)")
+            }
+        }
+        if fifoBytes < 1 { throw bad("the FIFO must hold at least one byte, got \(fifoBytes)") }
+    }
+}
+
+/// Why a ``VirtualCable`` could not be made.
+public enum VirtualCableError: Error, Equatable, CustomStringConvertible {
+    /// A configuration field is out of range; the message names it.
+    case invalidConfiguration(String)
+    /// The kernel refused to make a pseudo-terminal pair.
+    case openpty(errno: Int32)
+    /// A link path could not be created (for example it exists and is not a symlink).
+    case link(path: String, reason: String)
+    /// Internal plumbing (the stop pipe) could not be made.
+    case system(call: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .invalidConfiguration(let message):
+            return "invalid cable configuration: \(message)"
+        case .openpty(let code):
+            return "cannot open a pseudo-terminal: \(errorText(code))"
+        case .link(let path, let reason):
+            return "cannot create link \(path): \(reason)"
+        case .system(let call, let code):
+            return "\(call) failed: \(errorText(code))"
+        }
+    }
+}
