@@ -1,10 +1,30 @@
+import LinkCore
 import Logging
+import NIOCore
+import NIOPosix
+import SerialPort
+import Synchronization
 
 /// One end of the forwarder: the serial line, the protocol core and every TCP connection on
-/// one event loop. (Stub: the runtime is being written.)
+/// one event loop.
+///
+/// `run()` opens the device (failing at once if it is missing, busy, forbidden or not a tty),
+/// then forwards until its task is cancelled, and shuts down cleanly within two seconds:
+/// every stream is reset (the peer is told), and the device and all sockets are closed.
+/// `status()` and `waitUntilListening()` may be called from any task meanwhile.
 public final class Forwarder: Sendable {
     public let configuration: ForwarderConfiguration
     public let logger: Logger
+
+    private struct Shared {
+        var started = false
+        var runtime: LinkRuntime?
+        var lastStatus = ForwarderStatus()
+        var listening: Result<Int, ForwarderError>?
+        var listenWaiters: [CheckedContinuation<Int, Error>] = []
+    }
+
+    private let shared = Mutex(Shared())
 
     public init(configuration: ForwarderConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -12,7 +32,145 @@ public final class Forwarder: Sendable {
     }
 
     /// Runs until the surrounding task is cancelled, then shuts down within 2 s.
+    ///
+    /// - Throws: `SerialPortError` if the device cannot be opened at startup (its description is
+    ///   one line, fit for the terminal); `ForwarderError` if it cannot be attached or the C end
+    ///   cannot listen. Once running, a device that disappears is waited for, not an error.
     public func run() async throws {
-        while !Task.isCancelled { try await Task.sleep(for: .seconds(1)) }
+        try shared.withLock { state in
+            guard !state.started else { throw ForwarderError.alreadyRunning }
+            state.started = true
+        }
+        do {
+            try await runOnce()
+        } catch let error as ForwarderError {
+            finishListening(.failure(error))
+            throw error
+        } catch {
+            finishListening(.failure(.stopped))
+            throw error
+        }
+        finishListening(.failure(.stopped))
+    }
+
+    private func runOnce() async throws {
+        raiseOpenFileLimit()
+        let port = try SerialPort.open(path: configuration.devicePath, settings: configuration.serial)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let loop = group.next()
+        let runtime = LinkRuntime(configuration: configuration, logger: logger, loop: loop)
+        let fd = port.takeFileDescriptor()
+
+        let listeningPort: Int?
+        do {
+            listeningPort = try await loop.flatSubmit { runtime.start(serialFD: fd) }.get()
+        } catch {
+            _ = try? await loop.flatSubmit { runtime.shutdown(flushTime: .zero) }.get()
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        shared.withLock { $0.runtime = runtime }
+        if let listeningPort {
+            logger.debug("listening on port \(listeningPort)")
+            finishListening(.success(listeningPort))
+        }
+
+        await Self.waitForCancellation()
+
+        let started = monotonicNow()
+        let final = try? await loop.flatSubmit {
+            runtime.shutdown().map { runtime.snapshot() }
+        }.get()
+        shared.withLock { state in
+            state.runtime = nil
+            if var final {
+                final.linkState = .stopped
+                final.deviceOpen = false
+                state.lastStatus = final
+            } else {
+                state.lastStatus.linkState = .stopped
+            }
+        }
+        try? await group.shutdownGracefully()
+        let elapsed: LinkDuration = monotonicNow() - started
+        logger.debug("shut down in \(Int(elapsed.seconds * 1000)) ms")
+    }
+
+    /// Suspends until the current task is cancelled.
+    private static func waitForCancellation() async {
+        let (stream, continuation) = AsyncStream<Never>.makeStream()
+        await withTaskCancellationHandler {
+            for await _ in stream {}
+        } onCancel: {
+            continuation.finish()
+        }
+    }
+
+    /// A snapshot of the link and the connections, taken on the event loop.
+    public func status() async -> ForwarderStatus {
+        let (runtime, last) = shared.withLock { ($0.runtime, $0.lastStatus) }
+        guard let runtime else { return last }
+        do {
+            return try await runtime.loop.submit { runtime.snapshot() }.get()
+        } catch {
+            return shared.withLock { $0.lastStatus }
+        }
+    }
+
+    /// The C end's actual listening port (the one the system chose, when 0 was configured).
+    /// Waits until `run()` has bound it.
+    ///
+    /// - Throws: `ForwarderError.notListening` for an S end, or the reason `run()` failed or
+    ///   ended before it listened.
+    public func waitUntilListening() async throws -> Int {
+        guard configuration.isClient else { throw ForwarderError.notListening }
+        return try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<Int, ForwarderError>? = shared.withLock { state in
+                if let listening = state.listening { return listening }
+                state.listenWaiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready.mapError { $0 as Error }) }
+        }
+    }
+
+    private func finishListening(_ result: Result<Int, ForwarderError>) {
+        let waiters = shared.withLock { state -> [CheckedContinuation<Int, Error>] in
+            if state.listening == nil { state.listening = result }
+            let waiters = state.listenWaiters
+            state.listenWaiters = []
+            return waiters
+        }
+        let outcome = shared.withLock { $0.listening! }
+        for waiter in waiters { waiter.resume(with: outcome.mapError { $0 as Error }) }
+    }
+}
+
+/// Why a forwarder could not start, or what a caller asked of one that cannot be answered.
+public enum ForwarderError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The C end could not bind its listening socket.
+    case cannotListen(host: String, port: Int, reason: String)
+    /// The device opened but the event loop could not take it over.
+    case cannotAttachDevice(path: String, reason: String)
+    /// `waitUntilListening()` on an S end.
+    case notListening
+    /// `run()` ended (or failed) before the C end listened.
+    case stopped
+    /// `run()` was called twice on the same forwarder.
+    case alreadyRunning
+
+    public var description: String {
+        switch self {
+        case .cannotListen(let host, let port, let reason):
+            return "cannot listen on \(host):\(port): \(reason)"
+        case .cannotAttachDevice(let path, let reason):
+            return "\(path): cannot attach the device to the event loop: \(reason)"
+        case .notListening:
+            return "this end is S; it does not listen"
+        case .stopped:
+            return "the forwarder stopped before it was listening"
+        case .alreadyRunning:
+            return "the forwarder is already running"
+        }
     }
 }

@@ -21,9 +21,16 @@ public struct ForwarderConfiguration: Sendable {
     public var gracePeriodSeconds: Double
     /// S only: how long to wait for the target to accept a connection.
     public var connectTimeoutSeconds: Double
+    /// The line has no rate of its own (a CPU-bound virtual cable): the core is told the line
+    /// rate is unknown (`lineBytesPerSecond` 0), so it neither sizes timeouts by serialisation
+    /// time nor expects the writer to pace itself, and only the kernel's buffers hold writes back.
+    public var unpaced: Bool
+    /// How often a line of link statistics is logged at debug level, when something changed.
+    public var statisticsLogIntervalSeconds: Double
 
     public init(role: Role, devicePath: String, serial: SerialSettings = SerialSettings(), maxStreams: Int = 4096,
-                verbosity: Int = 0, gracePeriodSeconds: Double = 30, connectTimeoutSeconds: Double = 5) {
+                verbosity: Int = 0, gracePeriodSeconds: Double = 30, connectTimeoutSeconds: Double = 5,
+                unpaced: Bool = false, statisticsLogIntervalSeconds: Double = 5) {
         self.role = role
         self.devicePath = devicePath
         self.serial = serial
@@ -31,5 +38,7 @@ public struct ForwarderConfiguration: Sendable {
         self.verbosity = verbosity
         self.gracePeriodSeconds = gracePeriodSeconds
         self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.unpaced = unpaced
+        self.statisticsLogIntervalSeconds = statisticsLogIntervalSeconds
     }
 }

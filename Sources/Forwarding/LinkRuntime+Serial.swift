@@ -1,0 +1,204 @@
+import LinkCore
+import Logging
+import NIOCore
+import NIOPosix
+import SerialPort
+
+// MARK: - The serial line: attaching, pacing writes, and coming back after the device is gone
+
+extension LinkRuntime {
+    /// Hands an open, configured descriptor to a pipe channel. On failure the caller still owns it.
+    func attachSerial(fd: CInt) -> EventLoopFuture<Void> {
+        serialGeneration += 1
+        let generation = serialGeneration
+        return NIOPipeBootstrap(group: loop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        SerialChannelHandler(runtime: self, generation: generation))
+                }
+            }
+            .takingOwnershipOfDescriptor(inputOutput: fd)
+            .map { channel in
+                guard generation > self.lostGeneration, !self.shuttingDown else {
+                    channel.close(promise: nil)
+                    return
+                }
+                self.serial = SerialAttachment(channel: channel, fd: fd, generation: generation)
+                self.bytesInSerialChannel = 0
+                self.modelledQueue = 0
+                self.modelledAt = monotonicNow()
+                self.scheduleService()
+            }
+    }
+
+    func serialRead(_ buffer: ByteBuffer, generation: Int) {
+        guard generation == serial?.generation else { return }
+        if logger.logLevel <= .trace {
+            logger.trace("line in  \(buffer.readableBytes) B: \(hexDump(buffer.readableBytesView))")
+        }
+        let now = monotonicNow()
+        buffer.withUnsafeReadableBytes { link.receive($0, now: now) }
+        scheduleService()
+    }
+
+    func serialFailed(error: Error, generation: Int) {
+        guard generation == serialGeneration else { return }
+        lastSerialError = "\(error)"
+    }
+
+    /// The device went away (EOF, EIO, hang-up): keep the streams (the core holds them for the
+    /// grace period) and try to open the same path again with backoff.
+    func serialGone(generation: Int) {
+        guard generation == serialGeneration, generation > lostGeneration else { return }
+        lostGeneration = generation
+        serial = nil
+        bytesInSerialChannel = 0
+        modelledQueue = 0
+        topUpTask?.cancel()
+        topUpTask = nil
+        guard !shuttingDown else { return }
+        if deviceGoneAt == nil {
+            deviceGoneAt = monotonicNow()
+            let why = " (\(lastSerialError ?? "the line hung up"))"
+            logger.warning("""
+                serial device \(configuration.devicePath) is gone\(why); holding \(link.streamCount) stream(s) \
+                for up to \(configuration.gracePeriodSeconds) s and reopening it
+                """)
+        }
+        lastSerialError = nil
+        scheduleReopen()
+    }
+
+    private func scheduleReopen() {
+        guard !shuttingDown, reconnectTask == nil else { return }
+        let delay = reconnectDelay
+        reconnectDelay = min(reconnectDelay * 2, LinkRuntime.maximumReconnectDelay)
+        reconnectTask = loop.scheduleTask(in: delay) {
+            self.reconnectTask = nil
+            self.reopen()
+        }
+    }
+
+    private func reopen() {
+        guard !shuttingDown, serial == nil else { return }
+        let port: SerialPort
+        do {
+            port = try SerialPort.open(path: configuration.devicePath, settings: configuration.serial)
+        } catch {
+            logger.debug("serial device still unavailable: \(error)")
+            scheduleReopen()
+            return
+        }
+        let fd = port.takeFileDescriptor()
+        attachSerial(fd: fd).whenComplete { result in
+            switch result {
+            case .success:
+                guard self.serial != nil else {
+                    self.scheduleReopen()
+                    return
+                }
+                let away = self.deviceGoneAt.map { monotonicNow() - $0 }
+                self.deviceGoneAt = nil
+                self.reconnectDelay = LinkRuntime.initialReconnectDelay
+                let seconds = away.map { " after \((($0.seconds) * 10).rounded() / 10) s" } ?? ""
+                self.logger.warning("serial device \(self.configuration.devicePath) is back\(seconds)")
+            case .failure(let error):
+                SerialPort.releaseExclusiveUse(fileDescriptor: fd)
+                closeDescriptor(fd)
+                self.logger.debug("serial device reopened but could not be attached: \(error)")
+                self.scheduleReopen()
+            }
+        }
+    }
+
+    // MARK: Pacing
+
+    /// Bytes queued below the core: in the serial channel, in the kernel's tty buffer (TIOCOUTQ)
+    /// or, where the driver cannot say (a pty), in the line as modelled from its rate.
+    func queuedBelowCore(now: LinkTime, fd: CInt) -> Int {
+        max(ttyOutputQueueBytes(fd), modelledLineQueue(now: now)) + bytesInSerialChannel
+    }
+
+    /// The modelled line queue drains at the line rate since the last update.
+    func modelledLineQueue(now: LinkTime) -> Int {
+        guard lineRate > 0, modelledQueue > 0 else {
+            modelledAt = now
+            return 0
+        }
+        let elapsed = max(0, (now - modelledAt).nanoseconds)
+        let drained = Int(elapsed * Int64(lineRate) / 1_000_000_000)
+        if drained > 0 {
+            modelledQueue = max(0, modelledQueue - drained)
+            modelledAt = now
+        }
+        return modelledQueue
+    }
+
+    /// Pulls bytes from the core for the line, keeping `preferredQueueBelow` bytes queued below it
+    /// and no more: every byte queued in the kernel delays an urgent frame by a byte time, while
+    /// frames are built just in time inside the core (docs/protocol.md §8.3).
+    func transmit(now: LinkTime) {
+        guard let serial, serial.channel.isActive else { return }
+        // Not writable: NIO holds more than its high-water mark; the writability change calls back.
+        guard serial.channel.isWritable else { return }
+        let target = link.preferredQueueBelow
+        let queued = queuedBelowCore(now: now, fd: serial.fd)
+        var budget = target - queued
+        if queued > 0 && budget < target / 4 {
+            // Nearly full: a few bytes now would cost a syscall each; the top-up comes soon.
+            budget = 0
+        }
+        var wrote = 0
+        while budget > 0 {
+            let chunk = link.pollTransmit(maxBytes: budget, now: now)
+            if chunk.isEmpty { break }
+            writeToSerial(chunk, attachment: serial)
+            budget -= chunk.count
+            wrote += chunk.count
+        }
+        if wrote > 0 { serial.channel.flush() }
+        coreMayHaveMore = budget <= 0
+        if coreMayHaveMore { armTopUp(now: now, target: target, fd: serial.fd) }
+    }
+
+    func writeToSerial(_ chunk: [UInt8], attachment: SerialAttachment) {
+        if logger.logLevel <= .trace {
+            logger.trace("line out \(chunk.count) B: \(hexDump(chunk))")
+        }
+        let count = chunk.count
+        bytesInSerialChannel += count
+        let generation = attachment.generation
+        let promise = loop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { result in
+            guard generation == self.serial?.generation else { return }
+            self.bytesInSerialChannel -= count
+            if case .success = result, self.lineRate > 0 {
+                _ = self.modelledLineQueue(now: monotonicNow())
+                self.modelledQueue += count
+            }
+            // Unpaced, the kernel's buffer is the only limit, so its taking bytes is the cue to
+            // write more. Paced, the top-up timer is: a pass per completion would spin, writing
+            // the few bytes the line sent in the meantime.
+            if self.lineRate == 0 && self.coreMayHaveMore { self.scheduleService() }
+        }
+        attachment.channel.write(attachment.channel.allocator.buffer(bytes: chunk), promise: promise)
+    }
+
+    /// NIO cannot say when the tty queue drains, so while the core has more to send, look again
+    /// after a few milliseconds of line time: about when half the queue has gone out.
+    private func armTopUp(now: LinkTime, target: Int, fd: CInt) {
+        guard topUpTask == nil else { return }
+        let delay: Int64
+        if lineRate > 0 {
+            let excess = max(0, queuedBelowCore(now: now, fd: fd) - target / 2)
+            delay = min(5_000_000, max(1_000_000, Int64(excess) * 1_000_000_000 / Int64(lineRate)))
+        } else {
+            delay = 2_000_000
+        }
+        topUpTask = loop.scheduleTask(in: .nanoseconds(delay)) {
+            self.topUpTask = nil
+            self.service()
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import LinkCore
+import Logging
+import NIOCore
+
+// MARK: - Service passes and the core's timer
+
+extension LinkRuntime {
+    /// Asks for a service pass soon (later in this loop iteration). Cheap to call often.
+    func scheduleService() {
+        guard !serviceScheduled else { return }
+        serviceScheduled = true
+        loop.execute { self.service() }
+    }
+
+    /// Acts on the core's events, moves bytes to the line, flushes sockets and re-arms the timer.
+    func service() {
+        loop.assertInEventLoop()
+        serviceScheduled = false
+        guard !stopped else { return }
+        let now = monotonicNow()
+        drainEvents(now: now)
+        transmit(now: now)
+        // Building frames can finish streams and free send space: act on that in another pass.
+        if drainEvents(now: now) > 0 { scheduleService() }
+        flushSockets()
+        rearmTimer(now: now)
+    }
+
+    /// Handles every queued event; returns how many there were.
+    @discardableResult
+    func drainEvents(now: LinkTime) -> Int {
+        var count = 0
+        while let event = link.pollEvent() {
+            count += 1
+            handle(event, now: now)
+        }
+        return count
+    }
+
+    func flushSockets() {
+        guard !socketsToFlush.isEmpty else { return }
+        let pending = socketsToFlush
+        socketsToFlush.removeAll(keepingCapacity: true)
+        for connection in pending where connection.needsFlush {
+            connection.needsFlush = false
+            connection.channel?.flush()
+        }
+    }
+
+    /// One timer, always for the core's earliest deadline (`Link.nextDeadline`).
+    func rearmTimer(now: LinkTime) {
+        guard let deadline = link.nextDeadline, !stopped else {
+            timerTask?.cancel()
+            timerTask = nil
+            timerDeadline = nil
+            return
+        }
+        // A deadline already due fires almost at once, but never in a tight loop.
+        let at = deadline < now + .milliseconds(1) ? now + .milliseconds(1) : deadline
+        if timerTask != nil, let armed = timerDeadline, armed <= at {
+            return  // an earlier (or equal) wake-up is already armed; it re-arms after firing
+        }
+        timerTask?.cancel()
+        timerDeadline = at
+        timerTask = loop.scheduleTask(deadline: NIODeadline(at)) {
+            self.timerTask = nil
+            self.timerDeadline = nil
+            self.link.handleTimeout(now: monotonicNow())
+            self.service()
+        }
+    }
+
+    // MARK: Events
+
+    func handle(_ event: LinkEvent, now: LinkTime) {
+        switch event {
+        case .established(let peerSession, let peerRestarted):
+            linkState = .up
+            let session = String(peerSession, radix: 16)
+            if peerRestarted {
+                logger.warning("link established with a restarted peer (session \(session)); its streams were reset")
+            } else {
+                logger.info("link established (peer session \(session))")
+            }
+        case .versionMismatch(let version):
+            logger.warning("the peer speaks protocol version \(version); nothing can be exchanged")
+        case .roleConflict:
+            logger.warning("both ends are configured as the same role (S or C); one must be S and the other C")
+        case .linkDown:
+            linkState = .down
+            logger.warning("""
+                link down: nothing heard from the peer; holding \(link.streamCount) stream(s) for \
+                \(configuration.gracePeriodSeconds) s
+                """)
+        case .linkRestored:
+            linkState = .up
+            logger.info("link restored; resending what was in flight")
+        case .linkLost:
+            linkState = .handshaking
+            logger.warning("link lost: the peer stayed silent past the grace period; all streams were reset")
+        case .protocolViolation(let what):
+            logger.warning("protocol violation by the peer: \(what)")
+        case .streamOpened(let id, let target):
+            streamOpened(id, target: target)
+        case .openAccepted(let id):
+            logger.debug("stream \(id) accepted by the peer")
+        case .openRefused(let id, let reason):
+            openRefused(id, reason: reason)
+        case .received(let id, let bytes):
+            deliver(bytes, on: id)
+        case .remoteFinished(let id):
+            remoteFinished(id)
+        case .streamReset(let id, let reason):
+            streamReset(id, reason: reason)
+        case .streamClosed(let id):
+            streamClosed(id)
+        case .writable(let id):
+            if let connection = streams[id], let pending = connection.pendingToLink {
+                offer(pending, from: connection)
+            }
+        }
+    }
+
+    // MARK: Statistics log
+
+    /// Logs a line of link statistics at debug level when something beyond keepalives changed.
+    func logStatisticsIfChanged() {
+        let s = link.statistics
+        func significant(_ s: LinkStatistics) -> [Int] {
+            [s.payloadBytesSent, s.payloadBytesReceived, s.retransmissions, s.crcErrors, s.malformedFrames,
+             s.oversizeFrames, s.duplicateFrames, s.protocolViolations, s.streamsOpened, s.streamsAccepted,
+             s.peerRestarts]
+        }
+        guard significant(s) != significant(lastLoggedStatistics) else { return }
+        let previous = lastLoggedStatistics
+        lastLoggedStatistics = s
+        guard logger.logLevel <= .debug else { return }
+        let rtt = (s.smoothedRTTMilliseconds * 10).rounded() / 10
+        logger.debug("""
+            link: \(linkState), \(link.streamCount) stream(s); \
+            sent \(s.payloadBytesSent) B payload in \(s.framesSent) frames (\(s.lineBytesSent) B on the line), \
+            received \(s.payloadBytesReceived) B in \(s.framesReceived) frames (\(s.lineBytesReceived) B); \
+            retransmits \(s.retransmissions) (+\(s.retransmissions - previous.retransmissions), \
+            \(s.timeoutRetransmissions) on timeout), CRC errors \(s.crcErrors) (+\(s.crcErrors - previous.crcErrors)), \
+            malformed \(s.malformedFrames), duplicates \(s.duplicateFrames), RTT \(rtt) ms, \
+            frame target \(s.currentFrameTarget) B
+            """)
+    }
+}

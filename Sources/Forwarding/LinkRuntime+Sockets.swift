@@ -1,0 +1,374 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import LinkCore
+import Logging
+import NIOCore
+import NIOPosix
+
+// MARK: - Accepting (C) and connecting (S)
+
+extension LinkRuntime {
+    /// C end: every accepted connection becomes a stream to the peer's default target.
+    func startListening(host: String, port: Int) -> EventLoopFuture<Int> {
+        ServerBootstrap(group: loop)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(StreamChannelHandler(runtime: self, connection: nil))
+                }
+            }
+            .bind(host: host, port: port)
+            .flatMapErrorThrowing { error in
+                throw ForwarderError.cannotListen(host: host, port: port, reason: "\(error)")
+            }
+            .map { channel in
+                self.serverChannel = channel
+                let bound = channel.localAddress?.port ?? port
+                self.listeningPort = bound
+                return bound
+            }
+    }
+
+    /// S end: the peer opened a stream; connect it to the configured target.
+    func streamOpened(_ id: StreamID, target: String) {
+        guard case .server(let host, let port) = configuration.role else {
+            logger.warning("the peer tried to open stream \(id) to \"\(target)\", but this end is C; refused")
+            try? link.refuse(id, reason: .notAllowed)
+            return
+        }
+        let configured = "\(host):\(port)"
+        guard target.isEmpty || target == configured else {
+            logger.warning("the peer asked for target \"\(target)\"; only \(configured) is allowed; refused")
+            try? link.refuse(id, reason: .notAllowed)
+            return
+        }
+        guard !shuttingDown else {
+            try? link.refuse(id, reason: .other)
+            return
+        }
+        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: configured)
+        register(connection)
+        let timeout = TimeAmount.nanoseconds(Int64(max(0.001, configuration.connectTimeoutSeconds) * 1e9))
+        ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        StreamChannelHandler(runtime: self, connection: connection))
+                }
+            }
+            .connect(host: host, port: port)
+            .whenFailure { error in
+                self.connectFailed(connection, error: error)
+            }
+    }
+
+    private func connectFailed(_ connection: Connection, error: Error) {
+        guard case .connecting = connection.socket else { return }
+        connection.socket = .gone
+        if connection.streamAlive {
+            let refusal = Self.refusal(for: error)
+            connection.closeReason = "connect to \(connection.peerDescription) failed: \(refusal)"
+            try? link.refuse(connection.id, reason: refusal)
+            streamEnded(connection)
+            logger.warning("stream \(connection.id): connect to \(connection.peerDescription) failed (\(error)); refused")
+            scheduleService()
+        }
+        releaseIfDone(connection)
+    }
+
+    /// The refusal that tells the peer best why the target could not be reached.
+    static func refusal(for error: Error) -> OpenRefusal {
+        if let error = error as? ChannelError, case .connectTimeout = error { return .timeout }
+        if let error = error as? IOError { return refusal(errno: error.errnoCode) }
+        if let error = error as? NIOConnectionError {
+            if error.dnsAError != nil && error.dnsAAAAError != nil && error.connectionErrors.isEmpty { return .unreachable }
+            let causes = error.connectionErrors.map { refusal(for: $0.error) }
+            if causes.contains(.connectionRefused) { return .connectionRefused }
+            if causes.contains(.timeout) { return .timeout }
+            return .unreachable
+        }
+        return .unreachable
+    }
+
+    static func refusal(errno code: CInt) -> OpenRefusal {
+        switch code {
+        case ECONNREFUSED: return .connectionRefused
+        case ETIMEDOUT: return .timeout
+        default: return .unreachable
+        }
+    }
+
+    // MARK: Socket events (from StreamChannelHandler)
+
+    func socketActive(_ handler: StreamChannelHandler, channel: Channel) {
+        if let connection = handler.connection {
+            // S end: the connect to the target succeeded.
+            connection.socket = .active(channel, handler)
+            connectionsTotal += 1
+            guard connection.streamAlive, !shuttingDown else {
+                channel.close(promise: nil)
+                return
+            }
+            try? link.accept(connection.id)
+            logger.info("stream \(connection.id): connected to \(connection.peerDescription)")
+            let held = connection.heldForSocket
+            connection.heldForSocket = []
+            for buffer in held { writeToSocket(buffer, connection: connection, channel: channel) }
+            closeOutputIfFinished(connection)
+            scheduleService()
+            return
+        }
+
+        // C end: a client connected.
+        let peer = channel.remoteAddress.map(Self.describe) ?? "unknown peer"
+        guard !shuttingDown else {
+            channel.close(promise: nil)
+            return
+        }
+        let id: StreamID
+        do {
+            id = try link.openStream(target: "")
+        } catch {
+            logger.warning("connection from \(peer) closed at once: \(error) (\(link.streamCount) open)")
+            channel.close(promise: nil)
+            return
+        }
+        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: peer)
+        connection.socket = .active(channel, handler)
+        handler.connection = connection
+        register(connection)
+        connectionsTotal += 1
+        logger.info("stream \(id): connection from \(peer)")
+        scheduleService()
+    }
+
+    func socketRead(_ connection: Connection, _ buffer: ByteBuffer) {
+        connection.bytesFromSocket += buffer.readableBytes
+        if logger.logLevel <= .trace {
+            logger.trace("stream \(connection.id) socket in \(buffer.readableBytes) B: \(hexDump(buffer.readableBytesView))")
+        }
+        guard connection.streamAlive, !connection.finishSent else { return }  // closing; nobody to give it to
+        if var pending = connection.pendingToLink {
+            // A read that was already under way when reading paused.
+            var more = buffer
+            pending.writeBuffer(&more)
+            connection.pendingToLink = pending
+            return
+        }
+        offer(buffer, from: connection)
+    }
+
+    /// Gives socket bytes to the core. What it has no room for waits in `pendingToLink`, and the
+    /// socket is not read again until `.writable` says there is room.
+    func offer(_ buffer: ByteBuffer, from connection: Connection) {
+        guard connection.streamAlive else {
+            connection.pendingToLink = nil
+            return
+        }
+        var buffer = buffer
+        let taken: Int
+        do {
+            taken = try link.send(buffer.readableBytesView, on: connection.id)
+        } catch {
+            logger.debug("stream \(connection.id): \(error); dropping \(buffer.readableBytes) B")
+            connection.pendingToLink = nil
+            return
+        }
+        buffer.moveReaderIndex(forwardBy: taken)
+        if buffer.readableBytes > 0 {
+            connection.pendingToLink = buffer
+            connection.handler?.pauseReading()
+        } else {
+            connection.pendingToLink = nil
+            connection.handler?.resumeReading()
+            if connection.inputEnded { sendFinish(connection) }
+        }
+        if taken > 0 { scheduleService() }
+    }
+
+    /// The client shut down its sending side (TCP half-close): FIN follows its last bytes.
+    func socketInputEnded(_ connection: Connection) {
+        guard !connection.inputEnded else { return }
+        connection.inputEnded = true
+        if connection.pendingToLink == nil { sendFinish(connection) }
+    }
+
+    private func sendFinish(_ connection: Connection) {
+        guard connection.streamAlive, !connection.finishSent else { return }
+        connection.finishSent = true
+        try? link.finish(connection.id)
+        scheduleService()
+    }
+
+    func socketFailed(_ connection: Connection, error: Error) {
+        connection.failed = true
+        if connection.closeReason == nil { connection.closeReason = "socket error: \(error)" }
+        logger.debug("stream \(connection.id): socket error: \(error)")
+    }
+
+    func socketInactive(_ connection: Connection) {
+        connection.socket = .gone
+        if connection.streamAlive {
+            // After we shut down our output, an end of input closes the socket altogether (NIO
+            // then reports no separate end of input): that, with no error, is a clean end, and
+            // the stream finishes by itself once the FINs have crossed. Anything else (RST, an
+            // error, a close while our output was still open) aborts the stream.
+            if connection.outputClosed && !connection.failed {
+                socketInputEnded(connection)
+            } else {
+                if connection.closeReason == nil { connection.closeReason = "socket closed" }
+                try? link.reset(connection.id, reason: .aborted)
+                streamEnded(connection)
+                scheduleService()
+            }
+        }
+        releaseIfDone(connection)
+    }
+
+    // MARK: Link to socket
+
+    /// Bytes from the peer for this stream's socket. Credit is granted only when the write
+    /// completes, so a socket that stops reading stops only its own stream (§6).
+    func deliver(_ bytes: [UInt8], on id: StreamID) {
+        guard let connection = streams[id] else {
+            // Cannot happen while this table mirrors the core's; if it does, do not leak credit.
+            logger.debug("stream \(id): data for a stream without a connection; resetting it")
+            link.consumed(bytes.count, on: id)
+            try? link.reset(id, reason: .aborted)
+            return
+        }
+        switch connection.socket {
+        case .connecting:
+            connection.heldForSocket.append(ByteBuffer(bytes: bytes))
+        case .active(let channel, _):
+            writeToSocket(channel.allocator.buffer(bytes: bytes), connection: connection, channel: channel)
+        case .gone:
+            link.consumed(bytes.count, on: id)  // nowhere to deliver; do not let it clog the budget
+        }
+    }
+
+    func writeToSocket(_ buffer: ByteBuffer, connection: Connection, channel: Channel) {
+        let count = buffer.readableBytes
+        if logger.logLevel <= .trace {
+            logger.trace("stream \(connection.id) socket out \(count) B: \(hexDump(buffer.readableBytesView))")
+        }
+        connection.writesInFlight += 1
+        let promise = loop.makePromise(of: Void.self)
+        promise.futureResult.whenComplete { result in
+            connection.writesInFlight -= 1
+            if case .success = result {
+                connection.bytesToSocket += count
+                if connection.streamAlive {
+                    self.link.consumed(count, on: connection.id)
+                    self.scheduleService()
+                }
+            }
+            self.closeOutputIfFinished(connection)
+        }
+        channel.write(buffer, promise: promise)
+        if !connection.needsFlush {
+            connection.needsFlush = true
+            socketsToFlush.append(connection)
+        }
+    }
+
+    /// Once the peer finished and every byte before its FIN is written, shut down the socket's
+    /// output (TCP half-close). If the input already ended, NIO closes the socket altogether.
+    func closeOutputIfFinished(_ connection: Connection) {
+        guard connection.remoteFinished, !connection.outputClosed, connection.writesInFlight == 0,
+              let channel = connection.channel else { return }
+        connection.outputClosed = true
+        channel.close(mode: .output, promise: nil)
+    }
+
+    func remoteFinished(_ id: StreamID) {
+        guard let connection = streams[id] else { return }
+        connection.remoteFinished = true
+        closeOutputIfFinished(connection)
+    }
+
+    /// C end: the peer could not reach the target. Close the client at once, so it does not
+    /// hang (the original left it open).
+    func openRefused(_ id: StreamID, reason: OpenRefusal) {
+        guard let connection = streams[id] else { return }
+        connection.closeReason = "refused by the peer: \(reason)"
+        logger.warning("stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); closing the client")
+        streamEnded(connection)
+        connection.channel?.close(promise: nil)
+        releaseIfDone(connection)
+    }
+
+    func streamReset(_ id: StreamID, reason: ResetReason) {
+        guard let connection = streams[id] else { return }
+        connection.closeReason = "reset: \(reason)"
+        streamEnded(connection)
+        if let channel = connection.channel {
+            abort(channel)
+        }
+        releaseIfDone(connection)
+    }
+
+    /// Both directions finished normally; the socket closes itself once its output is shut down.
+    func streamClosed(_ id: StreamID) {
+        guard let connection = streams[id] else { return }
+        connection.closeReason = connection.closeReason ?? "closed"
+        streamEnded(connection)
+        connection.remoteFinished = true
+        closeOutputIfFinished(connection)
+        releaseIfDone(connection)
+    }
+
+    /// Closes with RST (SO_LINGER 0), so the other party sees the abort rather than a clean end.
+    private func abort(_ channel: Channel) {
+        if let provider = channel as? SocketOptionProvider {
+            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        } else {
+            channel.close(promise: nil)
+        }
+    }
+
+    // MARK: Bookkeeping
+
+    /// "127.0.0.1:5000" rather than NIO's "[IPv4]127.0.0.1/127.0.0.1:5000".
+    static func describe(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+
+    func register(_ connection: Connection) {
+        streams[connection.id] = connection
+        connections[ObjectIdentifier(connection)] = connection
+    }
+
+    /// The core no longer has the stream; its ID may be reused from now on.
+    func streamEnded(_ connection: Connection) {
+        guard connection.streamAlive else { return }
+        connection.streamAlive = false
+        connection.pendingToLink = nil
+        connection.heldForSocket = []
+        if streams[connection.id] === connection { streams[connection.id] = nil }
+    }
+
+    /// Forgets a connection whose stream and socket are both gone, and logs its summary.
+    func releaseIfDone(_ connection: Connection) {
+        guard !connection.streamAlive, connection.isSocketGone,
+              connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        let seconds = ((monotonicNow() - connection.openedAt).seconds * 10).rounded() / 10
+        logger.info("""
+            stream \(connection.id) closed (\(connection.closeReason ?? "closed")): \
+            \(connection.bytesFromSocket) B read from the socket, \(connection.bytesToSocket) B written to it, \(seconds) s
+            """)
+    }
+}

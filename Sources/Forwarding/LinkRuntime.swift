@@ -1,0 +1,235 @@
+import LinkCore
+import Logging
+import NIOCore
+import NIOPosix
+import SerialPort
+
+/// The I/O shell around one `Link`: the serial channel, the TCP connections and the timers, all
+/// on one event loop.
+///
+/// Every input (bytes from the line, a socket read, a write completing, a timer) is handed to
+/// the core at once; its outputs are then collected in one *service pass* (`service()`): events
+/// are acted on, bytes are pulled for the line as far as the queue below allows, and the single
+/// timer is re-armed for `Link.nextDeadline`. Passes are coalesced, so a burst of socket reads in
+/// one loop iteration costs one pass.
+///
+/// Concurrency: the class is confined to `loop`. It is `@unchecked Sendable` only so that
+/// closures NIO requires to be `@Sendable` (future callbacks, scheduled tasks, channel
+/// initialisers) may capture it; every such closure runs on `loop`.
+final class LinkRuntime: @unchecked Sendable {
+    let configuration: ForwarderConfiguration
+    let logger: Logger
+    let loop: EventLoop
+    var link: Link
+    /// Line rate used to model the queue below (bytes per second); 0 when unpaced.
+    let lineRate: Int
+
+    // MARK: Serial line
+    struct SerialAttachment {
+        let channel: Channel
+        /// The descriptor NIO reads from; valid while `channel` is active.
+        let fd: CInt
+        let generation: Int
+    }
+    var serial: SerialAttachment?
+    /// Incremented for every attach attempt, so late events of an old channel are ignored.
+    var serialGeneration = 0
+    var lostGeneration = 0
+    /// Written to the serial channel and not yet taken by the kernel.
+    var bytesInSerialChannel = 0
+    /// The tty queue as modelled from the line rate (a pty's TIOCOUTQ always says 0).
+    var modelledQueue = 0
+    var modelledAt = LinkTime.zero
+    /// The last transmit pass filled the queue: the core probably has more.
+    var coreMayHaveMore = false
+    var topUpTask: Scheduled<Void>?
+    var reconnectTask: Scheduled<Void>?
+    var reconnectDelay = LinkRuntime.initialReconnectDelay
+    var deviceGoneAt: LinkTime?
+    var lastSerialError: String?
+
+    static let initialReconnectDelay = TimeAmount.milliseconds(100)
+    static let maximumReconnectDelay = TimeAmount.seconds(2)
+
+    // MARK: Core timer and service passes
+    var timerTask: Scheduled<Void>?
+    var timerDeadline: LinkTime?
+    var serviceScheduled = false
+
+    // MARK: Connections
+    /// Connections whose stream the core still holds, by stream ID.
+    var streams: [StreamID: Connection] = [:]
+    /// Every connection, including those whose stream has ended but whose socket is still open.
+    var connections: [ObjectIdentifier: Connection] = [:]
+    /// Connections written to in this pass, to flush once at its end.
+    var socketsToFlush: [Connection] = []
+    var connectionsTotal = 0
+    var serverChannel: Channel?
+    var listeningPort: Int?
+
+    // MARK: Status
+    var linkState = ForwarderStatus.LinkState.handshaking
+    var statisticsTask: RepeatedTask?
+    var lastLoggedStatistics = LinkStatistics()
+    var shuttingDown = false
+    /// Everything is closed; late callbacks do nothing.
+    var stopped = false
+
+    init(configuration: ForwarderConfiguration, logger: Logger, loop: EventLoop) {
+        self.configuration = configuration
+        self.logger = logger
+        self.loop = loop
+        lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
+        let linkConfiguration = LinkConfiguration(
+            usesOddStreamIDs: configuration.isClient,
+            lineBytesPerSecond: lineRate,
+            maxStreams: configuration.maxStreams,
+            gracePeriod: .seconds(configuration.gracePeriodSeconds),
+            seed: UInt64.random(in: 1...UInt64.max))
+        link = Link(configuration: linkConfiguration)
+    }
+}
+
+extension ForwarderConfiguration {
+    /// The C end allocates odd stream IDs (docs/protocol.md §5).
+    var isClient: Bool {
+        if case .client = role { return true }
+        return false
+    }
+}
+
+// MARK: - Lifecycle
+
+extension LinkRuntime {
+    /// Attaches the serial descriptor (already opened and configured) and, for a C end, starts
+    /// listening. Succeeds with the bound port (C) or nil (S). On failure the descriptor has been
+    /// closed.
+    func start(serialFD fd: CInt) -> EventLoopFuture<Int?> {
+        loop.assertInEventLoop()
+        let interval = TimeAmount.nanoseconds(Int64(max(0.5, configuration.statisticsLogIntervalSeconds) * 1e9))
+        statisticsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            self.logStatisticsIfChanged()
+        }
+        return attachSerial(fd: fd)
+            .flatMapError { error in
+                SerialPort.releaseExclusiveUse(fileDescriptor: fd)
+                _ = closeDescriptor(fd)
+                return self.loop.makeFailedFuture(ForwarderError.cannotAttachDevice(
+                    path: self.configuration.devicePath, reason: "\(error)"))
+            }
+            .flatMap { () -> EventLoopFuture<Int?> in
+                switch self.configuration.role {
+                case .client(let host, let port):
+                    return self.startListening(host: host, port: port).map { Optional($0) }
+                case .server:
+                    return self.loop.makeSucceededFuture(nil)
+                }
+            }
+            .map { port in
+                self.scheduleService()
+                return port
+            }
+    }
+
+    /// Stops accepting, resets every stream (telling the peer), gives the resulting frames up to
+    /// `flushTime` to reach the line, then closes every socket and the device.
+    func shutdown(flushTime: TimeAmount = .seconds(1)) -> EventLoopFuture<Void> {
+        loop.assertInEventLoop()
+        guard !shuttingDown else { return loop.makeSucceededVoidFuture() }
+        shuttingDown = true
+        serverChannel?.close(promise: nil)
+        serverChannel = nil
+        reconnectTask?.cancel()
+        reconnectTask = nil
+        statisticsTask?.cancel()
+        statisticsTask = nil
+
+        let open = streams.count
+        link.resetAll(reason: .shutdown)
+        for connection in Array(streams.values) {
+            connection.closeReason = connection.closeReason ?? "shutdown"
+            streamEnded(connection)
+        }
+        if open > 0 { logger.info("shutting down: reset \(open) stream(s)") }
+
+        // Push the RESETs out regardless of the usual queue target: nothing else is coming.
+        let now = monotonicNow()
+        if let serial, serial.channel.isActive {
+            var wrote = 0
+            while wrote < 1 << 20 {
+                let chunk = link.pollTransmit(maxBytes: 1 << 16, now: now)
+                if chunk.isEmpty { break }
+                writeToSerial(chunk, attachment: serial)
+                wrote += chunk.count
+            }
+            serial.channel.flush()
+        }
+
+        let promise = loop.makePromise(of: Void.self)
+        waitForLineToDrain(until: NIODeadline.now() + flushTime, promise: promise)
+        return promise.futureResult
+    }
+
+    /// Polls every 5 ms until the frames written so far have left (or `deadline`), then closes.
+    private func waitForLineToDrain(until deadline: NIODeadline, promise: EventLoopPromise<Void>) {
+        let drained: Bool
+        if let serial, serial.channel.isActive {
+            drained = bytesInSerialChannel == 0 && queuedBelowCore(now: monotonicNow(), fd: serial.fd) == 0
+        } else {
+            drained = true
+        }
+        if drained || NIODeadline.now() >= deadline {
+            closeEverything().cascade(to: promise)
+        } else {
+            loop.scheduleTask(in: .milliseconds(5)) { self.waitForLineToDrain(until: deadline, promise: promise) }
+        }
+    }
+
+    private func closeEverything() -> EventLoopFuture<Void> {
+        timerTask?.cancel()
+        timerTask = nil
+        topUpTask?.cancel()
+        topUpTask = nil
+        var closing: [EventLoopFuture<Void>] = []
+        for connection in Array(connections.values) {
+            if let channel = connection.channel {
+                closing.append(channel.close().recover { _ in })
+            } else {
+                connection.socket = .gone
+                releaseIfDone(connection)
+            }
+        }
+        if let serial {
+            self.serial = nil
+            lostGeneration = serial.generation
+            if serial.channel.isActive { SerialPort.releaseExclusiveUse(fileDescriptor: serial.fd) }
+            closing.append(serial.channel.close().recover { _ in })
+        }
+        linkState = .stopped
+        stopped = true
+        return EventLoopFuture.andAllComplete(closing, on: loop)
+    }
+
+    /// A consistent snapshot for `Forwarder.status()`.
+    func snapshot() -> ForwarderStatus {
+        let statistics = link.statistics
+        var status = ForwarderStatus()
+        status.linkState = linkState
+        status.deviceOpen = serial != nil
+        status.streamsOpen = link.streamCount
+        status.connectionsOpen = connections.count
+        status.connectionsTotal = connectionsTotal
+        status.listeningPort = listeningPort
+        status.payloadBytesSent = statistics.payloadBytesSent
+        status.payloadBytesReceived = statistics.payloadBytesReceived
+        status.lineBytesSent = statistics.lineBytesSent
+        status.lineBytesReceived = statistics.lineBytesReceived
+        status.retransmissions = statistics.retransmissions
+        status.crcErrors = statistics.crcErrors
+        status.bufferedReceiveBytes = link.bufferedReceiveBytes
+        status.bufferedSendBytes = link.bufferedSendBytes
+        status.rttMilliseconds = statistics.smoothedRTTMilliseconds
+        status.statistics = statistics
+        return status
+    }
+}

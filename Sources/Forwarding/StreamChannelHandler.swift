@@ -1,0 +1,121 @@
+import NIOCore
+
+/// The handler on every forwarded TCP connection. It holds no state of its own beyond read
+/// pausing: every event goes to `LinkRuntime`, which owns the `Connection`.
+///
+/// Back-pressure towards the socket's sender works by withholding `read()`: while the core has
+/// no room for this connection's bytes, reads requested by the channel (auto-read) are parked
+/// here and released on `resumeReading()`, so the kernel's receive buffer fills and TCP flow
+/// control stops the sender. (The same technique as swift-nio-ssh's glue handler and NIO's
+/// `BackPressureHandler`.)
+final class StreamChannelHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let runtime: LinkRuntime
+    /// Set by the runtime when the connection is registered (C: on accept; S: at creation).
+    var connection: Connection?
+    private var context: ChannelHandlerContext?
+    private var readPaused = false
+    private var readRequested = false
+
+    init(runtime: LinkRuntime, connection: Connection?) {
+        self.runtime = runtime
+        self.connection = connection
+    }
+
+    // MARK: Read pausing
+
+    func pauseReading() {
+        readPaused = true
+    }
+
+    func resumeReading() {
+        guard readPaused else { return }
+        readPaused = false
+        if readRequested, let context {
+            readRequested = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readPaused {
+            readRequested = true
+        } else {
+            context.read()
+        }
+    }
+
+    // MARK: Events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        runtime.socketActive(self, channel: context.channel)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        runtime.socketRead(connection, Self.unwrapInboundIn(data))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed, let connection {
+            runtime.socketInputEnded(connection)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let connection { runtime.socketFailed(connection, error: error) }
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let connection { runtime.socketInactive(connection) }
+        context.fireChannelInactive()
+    }
+}
+
+/// The handler on the serial line's pipe channel: bytes in go to the core, and writability
+/// and the end of the device go to the runtime.
+final class SerialChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let runtime: LinkRuntime
+    /// Which attachment of the device this is; a stale channel's late events are ignored.
+    private let generation: Int
+
+    init(runtime: LinkRuntime, generation: Int) {
+        self.runtime = runtime
+        self.generation = generation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        runtime.serialRead(Self.unwrapInboundIn(data), generation: generation)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { runtime.scheduleService() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        runtime.serialFailed(error: error, generation: generation)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        runtime.serialGone(generation: generation)
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import LinkCore
+import NIOCore
+
+// MARK: - Clock
+
+/// Now on the monotonic clock NIO schedules its timers with, as the core's `LinkTime`. Using the
+/// same clock for both means a deadline from `Link.nextDeadline` maps onto `NIODeadline` exactly.
+func monotonicNow() -> LinkTime {
+    LinkTime(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds))
+}
+
+extension NIODeadline {
+    init(_ time: LinkTime) {
+        self = .uptimeNanoseconds(UInt64(max(0, time.nanoseconds)))
+    }
+}
+
+// MARK: - Descriptors
+
+/// close(2), for a descriptor NIO did not take after all.
+@discardableResult
+func closeDescriptor(_ fd: CInt) -> CInt {
+    close(fd)
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every forwarded connection costs
+/// one, and a C end with a few thousand streams would otherwise hit the usual soft limit of 1024.
+/// Returns the new soft limit, or nil if it could not be read.
+@discardableResult
+func raiseOpenFileLimit() -> UInt64? {
+    var limit = rlimit()
+    #if canImport(Glibc)
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    guard getrlimit(resource, &limit) == 0 else { return nil }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &raised) == 0 { return UInt64(raised.rlim_cur) }
+    }
+    return UInt64(limit.rlim_cur)
+}
+
+/// Bytes in the tty's output queue (TIOCOUTQ), 0 if the driver cannot say. A pseudo-terminal
+/// always reports 0, which is why the writer also models the queue from the line rate.
+func ttyOutputQueueBytes(_ fd: CInt) -> Int {
+    var count: CInt = 0
+    let result = withUnsafeMutablePointer(to: &count) { ioctl(fd, UInt(TIOCOUTQ), $0) }
+    return result == 0 ? Int(max(0, count)) : 0
+}
+
+// MARK: - Trace output
+
+/// Hex dump for trace logs, cut at `limit` bytes.
+func hexDump<C: Collection>(_ bytes: C, limit: Int = 512) -> String where C.Element == UInt8 {
+    let digits: [Character] = Array("0123456789abcdef")
+    var text = ""
+    text.reserveCapacity(min(bytes.count, limit) * 3)
+    for (i, b) in bytes.prefix(limit).enumerated() {
+        if i > 0 { text.append(" ") }
+        text.append(digits[Int(b >> 4)])
+        text.append(digits[Int(b & 0xF)])
+    }
+    if bytes.count > limit { text += " …(+\(bytes.count - limit))" }
+    return text
+}
