@@ -1,0 +1,264 @@
+@testable import LinkCore
+import Testing
+
+/// Counts transmissions per sequence number as frames go by: a sequenced frame is one
+/// transmission, a set of fragments (starting at index 0) is one too.
+final class TransmissionCounter {
+    var counts: [UInt16: Int] = [:]
+
+    /// The frame's sequence number and which transmission of it this is (1 = first), if sequenced.
+    func note(_ encoded: [UInt8]) -> (seq: UInt16, transmission: Int)? {
+        guard let f = InspectedFrame(encoded: encoded), let seq = f.sequence else { return nil }
+        if f.isSequenced || (f.isFragment && f.content[3] == 0) { counts[seq, default: 0] += 1 }
+        return (seq, counts[seq, default: 1])
+    }
+}
+
+@Suite("ARQ")
+struct ARQTests {
+    @Test("a dropped sequenced frame is retransmitted; data arrives intact and in order", arguments: [0, 1, 3, 12] as [UInt16])
+    func dropOne(seq: UInt16) throws {
+        let pair = Pair(seed: 61)
+        #expect(pair.establish())
+        let counter = TransmissionCounter()
+        pair.filter = { side, frame, _ in
+            guard side == .a, let t = counter.note(frame) else { return .deliver }
+            return t.seq == seq && t.transmission == 1 ? .drop : .deliver
+        }
+        let id = try pair.open(.a)
+        let data = pattern(400_000, seed: 1)
+        pair.write(.a, id, data, finish: true)
+        var outOfOrderSeen = 0
+        pair.invariant = { p in outOfOrderSeen = max(outOfOrderSeen, p.b.outOfOrder.count) }
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(pair.dropped[0] == 1)
+        #expect(pair.a.statistics.retransmissions >= 1)
+        #expect(counter.counts[seq] == 2)
+        if seq > 0 { #expect(outOfOrderSeen > 0) }
+        #expect(pair.quiesce())
+        #expect(pair.b.outOfOrder.isEmpty && pair.b.fragments.isEmpty)
+    }
+
+    @Test("a frame whose retransmission is lost too still gets through", arguments: [2, 3])
+    func dropRetransmissionToo(times: Int) throws {
+        let pair = Pair(seed: 62)
+        #expect(pair.establish())
+        let counter = TransmissionCounter()
+        pair.filter = { side, frame, _ in
+            guard side == .a, let t = counter.note(frame) else { return .deliver }
+            return t.seq == 4 && t.transmission <= times ? .drop : .deliver
+        }
+        let id = try pair.open(.a)
+        let data = pattern(400_000, seed: 2)
+        pair.write(.a, id, data, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(counter.counts[4] == times + 1)
+        #expect(pair.a.statistics.retransmissions >= times)
+    }
+
+    /// The only frame in flight: nothing later can reveal its loss, so only the timer can.
+    @Test("a lone frame lost twice is recovered by the retransmission timer")
+    func timeoutRecovery() throws {
+        let pair = Pair(seed: 63)
+        #expect(pair.establish())
+        let id = try pair.openAccepted(from: .a)
+        #expect(pair.quiesce())
+        let counter = TransmissionCounter()
+        var dropTimes: [LinkTime] = []
+        pair.filter = { side, frame, now in
+            guard side == .a, let t = counter.note(frame) else { return .deliver }
+            if t.transmission <= 2 {
+                dropTimes.append(now)
+                return .drop
+            }
+            return .deliver
+        }
+        let sentAt = pair.now
+        pair.write(.a, id, Array("ping?".utf8))
+        #expect(pair.run(timeLimit: .seconds(20)) { $0.receivedCount(.b, id) == 5 })
+        #expect(pair.receivedBytes(.b, id) == Array("ping?".utf8))
+        #expect(pair.a.statistics.timeoutRetransmissions >= 2)
+        #expect(dropTimes.count == 2)
+        // Each retry waited for a timer: nothing else could reveal the loss.
+        #expect(dropTimes[1] > dropTimes[0])
+        #expect(pair.now > sentAt)
+        #expect(pair.now - sentAt <= .seconds(5))
+    }
+
+    @Test("no more than 32 frames are ever outstanding, and a silent peer stops new frames at 32")
+    func sendWindowCap() throws {
+        let pair = Pair(seed: 64) { _, c in c.maxFrameBody = 1024 }
+        pair.pollLimit = 1 << 20
+        #expect(pair.establish())
+        var maxOutstanding = 0
+        pair.invariant = { p in maxOutstanding = max(maxOutstanding, p.a.outstanding.count, p.b.outstanding.count) }
+        let id = try pair.open(.a)
+        let data = pattern(200_000, seed: 3)
+        pair.write(.a, id, data, finish: true)
+        // B's acknowledgements are held back for a while.
+        pair.filter = { side, _, _ in side == .b ? .hold : .deliver }
+        pair.run(for: .seconds(1))
+        #expect(pair.a.outstanding.count == Wire.sackBits)
+        #expect(maxOutstanding == Wire.sackBits)
+        let sentSoFar = pair.a.statistics.payloadBytesSent
+        pair.run(for: .seconds(5))
+        #expect(pair.a.statistics.payloadBytesSent == sentSoFar)
+        pair.filter = nil
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(maxOutstanding <= Wire.sackBits)
+    }
+
+    @Test("nextDeadline: a retransmission time while frames are unacknowledged, the keepalive when idle")
+    func deadlines() throws {
+        let pair = Pair(seed: 65) { _, c in
+            c.keepaliveInterval = .seconds(60)
+            c.silenceTimeout = .seconds(120)
+            c.gracePeriod = .seconds(600)
+        }
+        #expect(pair.establish())
+        let id = try pair.openAccepted(from: .a)
+        #expect(pair.quiesce())
+        // Idle: only the keepalive timer.
+        #expect(pair.a.nextDeadline == pair.a.lastHeardAt! + .seconds(60))
+
+        pair.filter = { side, _, _ in side == .b ? .drop : .deliver }  // acknowledgements are lost
+        try pair.a.send(pattern(1000, seed: 4), on: id)
+        let sentAt = pair.now
+        pair.step()
+        #expect(pair.a.outstanding.contains { !$0.acked })
+        let deadline = try #require(pair.a.nextDeadline)
+        #expect(deadline > pair.now)
+        #expect(deadline <= pair.now + .seconds(2))
+        #expect(deadline == pair.a.retransmissionDeadline(of: pair.a.outstanding[0]))
+
+        // At the deadline the frame is resent, and a later deadline (backed off) is set.
+        pair.now = deadline
+        pair.fireTimers()
+        #expect(pair.a.statistics.timeoutRetransmissions == 1)
+        pair.step()
+        #expect(pair.a.statistics.retransmissions == 1)
+        let second = try #require(pair.a.nextDeadline)
+        #expect(second - deadline >= deadline - sentAt, "the timer backs off")
+
+        pair.filter = nil
+        #expect(pair.quiesce())
+        #expect(pair.a.outstanding.isEmpty)
+        let idle = try #require(pair.a.nextDeadline)
+        #expect(idle == max(pair.a.lastHeardAt!, pair.a.lastPingSentAt ?? pair.a.lastHeardAt!) + .seconds(60))
+    }
+
+    @Test("random loss in both directions, acknowledgements included: everything arrives intact", arguments: [1, 2, 3] as [UInt64])
+    func randomLoss(seed: UInt64) throws {
+        let pair = Pair(seed: 66 + seed)
+        var rng = SplitMix64(seed: seed)
+        pair.filter = { _, _, _ in rng.next() % 100 < 15 ? .drop : .deliver }
+        #expect(pair.establish())
+        var maxOutstanding = 0
+        pair.invariant = { p in maxOutstanding = max(maxOutstanding, p.a.outstanding.count, p.b.outstanding.count) }
+        let up = try pair.open(.a)
+        let down = try pair.open(.b)
+        let d1 = pattern(300_000, seed: seed)
+        let d2 = pattern(200_000, seed: seed + 100)
+        pair.write(.a, up, d1, finish: true)
+        pair.write(.b, down, d2, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(up)) && $0.has(.a, .remoteFinished(down)) })
+        #expect(pair.receivedBytes(.b, up) == d1)
+        #expect(pair.receivedBytes(.a, down) == d2)
+        #expect(maxOutstanding <= Wire.sackBits)
+        #expect(pair.a.statistics.retransmissions > 0 && pair.b.statistics.retransmissions > 0)
+        #expect(!pair.log.contains { if case .streamReset = $0.event { return true } else { return false } })
+    }
+
+    @Test("sequence numbers wrap around 65535 without a hitch")
+    func sequenceWrap() throws {
+        let pair = Pair(seed: 67)
+        #expect(pair.establish())
+        #expect(pair.quiesce())
+        pair.a.nextSequence = SequenceNumber(65_530)
+        pair.b.expectedSequence = SequenceNumber(65_530)
+        let counter = TransmissionCounter()
+        pair.filter = { side, frame, _ in
+            guard side == .a, let t = counter.note(frame) else { return .deliver }
+            return (t.seq == 65_534 || t.seq == 1) && t.transmission == 1 ? .drop : .deliver
+        }
+        let id = try pair.open(.a)
+        let data = pattern(300_000, seed: 5)
+        pair.write(.a, id, data, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(pair.a.nextSequence.rawValue < 1000)
+        #expect(counter.counts[65_534] == 2 && counter.counts[1] == 2)
+    }
+
+    /// On a line that turned noisy, a long frame is resent in fragments; the receiver keeps the
+    /// pieces that arrive and combines pieces of several retransmissions.
+    @Test("long frames are resent in fragments and reassembled, even across retransmissions")
+    func fragmentedRetransmission() throws {
+        let pair = Pair(seed: 68)
+        #expect(pair.establish())
+        let id = try pair.openAccepted(from: .a)
+        #expect(pair.quiesce())
+        let dataSeq = pair.a.nextSequence.rawValue
+        var rounds: [(count: UInt8, dropped: UInt8)] = []
+        pair.filter = { side, frame, _ in
+            guard side == .a, let f = InspectedFrame(encoded: frame), f.sequence == dataSeq else { return .deliver }
+            if f.isSequenced { return .drop }  // the first transmission, whole
+            let (index, count) = (f.content[3], f.content[4])
+            if index == 0 { rounds.append((count, UInt8(rounds.count + 1))) }
+            // Round 1 loses piece 1, round 2 loses piece 2: only together are they complete.
+            return index == rounds.last!.dropped ? .drop : .deliver
+        }
+        let data = pattern(3000, seed: 6)
+        try pair.a.send(data, on: id)
+        pair.step()  // the frame leaves (and is lost)
+        #expect(pair.a.outstanding.count == 1 && pair.a.outstanding[0].body.count > 2000)
+        // Meanwhile the line looks noisy: frames must be short now.
+        pair.a.errorEstimateLosses = 40
+        #expect(pair.a.frameTarget < 1000)
+        #expect(pair.run(timeLimit: .seconds(30)) { $0.receivedCount(.b, id) == data.count })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(rounds.count == 2)
+        #expect(rounds.allSatisfy { $0.count >= 3 && $0.count == rounds[0].count })
+        #expect(pair.a.outstanding.allSatisfy { $0.acked } || pair.a.outstanding.isEmpty)
+        #expect(pair.b.fragments.isEmpty)
+    }
+
+    /// 115 200 baud, full duplex, no errors, bulk data both ways. Each end's acknowledgements
+    /// ride in the trailer of its own long DATA-TAIL frames; a clean line must see no timeouts,
+    /// no duplicates and no shrinking of frames.
+    @Test("a clean paced line with traffic both ways has no spurious retransmissions")
+    func noSpuriousTimeoutsOnPacedLine() throws {
+        let rate = 11_520
+        let pair = Pair(seed: 69) { _, c in c.lineBytesPerSecond = rate }
+        pair.clockBytesPerSecond = rate
+        pair.pollLimit = pair.a.preferredQueueBelow
+        #expect(pair.establish())
+        let initialTarget = pair.a.frameTarget
+        let up = try pair.open(.a)
+        let down = try pair.open(.b)
+        let d1 = pattern(5 * rate, seed: 1)
+        let d2 = pattern(rate, seed: 2)
+        pair.write(.a, up, d1, finish: true)
+        pair.write(.b, down, d2, finish: true)
+        let start = pair.now
+        #expect(pair.run(timeLimit: .seconds(60)) { $0.has(.b, .remoteFinished(up)) && $0.has(.a, .remoteFinished(down)) })
+        #expect(pair.receivedBytes(.b, up) == d1 && pair.receivedBytes(.a, down) == d2)
+        // The line was busy: ~6 s of payload in each direction's worth of time.
+        #expect(pair.now - start < .seconds(7))
+        let (a, b) = (pair.a.statistics, pair.b.statistics)
+        // BUG: an acknowledgement owed by an end that is streaming a long DATA-TAIL frame waits
+        // for that frame's trailer (up to a whole frame time, ~300 ms here), but the sender's
+        // RTO (srtt + 4·rttvar + its own frame's line time) does not allow for it. Small frames
+        // (a CREDIT, a FIN) time out, are resent needlessly and count as losses, so the frame
+        // target shrinks on a clean line.
+        withKnownIssue("spurious timeouts when acknowledgements wait behind the peer's long frame") {
+            #expect(a.timeoutRetransmissions + b.timeoutRetransmissions == 0)
+            #expect(a.duplicateFrames + b.duplicateFrames == 0)
+            #expect(pair.a.frameTarget >= initialTarget && pair.b.frameTarget >= initialTarget,
+                    "frame targets \(pair.a.frameTarget) and \(pair.b.frameTarget), from \(initialTarget)")
+        }
+    }
+}

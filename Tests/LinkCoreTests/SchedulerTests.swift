@@ -1,0 +1,203 @@
+@testable import LinkCore
+import Testing
+
+/// A line with independent bit errors at rate `ber`: each frame is damaged with probability
+/// 1 − (1 − ber)^bits, by flipping one of its bits.
+func bitErrorFilter(ber: Double, seed: UInt64, sides: Set<Side> = [.a]) -> (Side, [UInt8], LinkTime) -> FrameFate {
+    var rng = SplitMix64(seed: seed)
+    return { side, frame, _ in
+        guard sides.contains(side) else { return .deliver }
+        let pClean = pow1m(ber, frame.count * 8)
+        let u = Double(rng.next() >> 11) / Double(1 << 53)
+        guard u >= pClean else { return .deliver }
+        var bad = frame
+        let bit = Int(rng.next() % UInt64(bad.count * 8))
+        bad[bit / 8] ^= 1 << UInt8(bit % 8)
+        return .replace(bad)
+    }
+}
+
+/// (1 − p)^n without Foundation.
+func pow1m(_ p: Double, _ n: Int) -> Double {
+    var result = 1.0
+    var base = 1 - p
+    var k = n
+    while k > 0 {
+        if k & 1 == 1 { result *= base }
+        base *= base
+        k >>= 1
+    }
+    return result
+}
+
+/// Where, in a Link's encoded output, the payload of the first DATA message on `id` at or after
+/// offset `from` sits.
+func positionOfData(on id: StreamID, in wire: [UInt8], after from: Int = 0) -> (position: Int, frameStart: Int)? {
+    for (start, encoded) in splitFrames(wire) where start + encoded.count > from {
+        guard let f = InspectedFrame(encoded: encoded), f.isSequenced else { continue }
+        for (offset, m) in f.messages {
+            guard case .data(id, _) = m else { continue }
+            // The payload follows a 5-byte DATA header (or 3 for DATA-TAIL).
+            let headerLength = f.content[offset] == Wire.MessageType.data.rawValue ? 5 : 3
+            let decodedIndex = offset + headerLength
+            // Re-stuff the content up to the payload byte to find its encoded position.
+            var out: [UInt8] = []
+            var e = COBSEncoder()
+            e.begin(into: &out)
+            e.append(contentsOf: f.content[..<decodedIndex], into: &out)
+            if start + out.count >= from { return (start + out.count, start) }
+        }
+    }
+    return nil
+}
+
+@Suite("Scheduler")
+struct SchedulerTests {
+    @Test("8 streams sending the same amount share the line fairly (Jain index ≥ 0.99)")
+    func fairness() throws {
+        let pair = Pair(seed: 81)
+        #expect(pair.establish())
+        let perStream = 300_000
+        var ids: [StreamID] = []
+        for k in 0..<8 {
+            let id = try pair.open(.a, target: "bulk:\(k)")
+            ids.append(id)
+            pair.write(.a, id, pattern(perStream, seed: UInt64(k)), finish: true)
+        }
+        var checkpoints: [[Int]] = []
+        var nextCheckpoint = perStream
+        pair.invariant = { p in
+            let shares = ids.map { p.receivedCount(.b, $0) }
+            if shares.reduce(0, +) >= nextCheckpoint && nextCheckpoint < 8 * perStream {
+                checkpoints.append(shares)
+                nextCheckpoint += perStream
+            }
+        }
+        #expect(pair.run { p in ids.allSatisfy { p.has(.b, .remoteFinished($0)) } })
+        for (k, id) in ids.enumerated() {
+            #expect(pair.receivedBytes(.b, id) == pattern(perStream, seed: UInt64(k)))
+        }
+        #expect(checkpoints.count == 7)
+        for shares in checkpoints {
+            let j = jainIndex(shares.map(Double.init))
+            #expect(j >= 0.99, "shares \(shares), Jain \(j)")
+            let (lo, hi) = (shares.min()!, shares.max()!)
+            #expect(Double(hi - lo) <= 0.05 * Double(shares.reduce(0, +)) / 8 + 8192, "shares \(shares)")
+        }
+        // Windows between checkpoints are fair too.
+        for (x, y) in zip(checkpoints, checkpoints.dropFirst()) {
+            let delta = zip(y, x).map { Double($0 - $1) }
+            #expect(jainIndex(delta) >= 0.99, "window \(delta)")
+        }
+    }
+
+    /// A keystroke on a new stream while a bulk stream streams a long DATA-TAIL frame: the
+    /// open frame must end at the next block boundary and the keystroke leave right after.
+    @Test("a 1-byte message on a new stream overtakes a bulk stream within ~300 line bytes",
+          arguments: [0, 1, 2, 3] as [Int], [5_000, 300_000])
+    func keystrokeOnNewStream(phase: Int, after: Int) throws {
+        let pair = Pair(seed: 82 + UInt64(phase))
+        pair.pollLimit = 64 + 37 * phase  // where in a block the keystroke lands
+        var wire: [UInt8] = []
+        pair.tap = { side, bytes, _ in if side == .a { wire += bytes } }
+        #expect(pair.establish())
+        let bulk = try pair.open(.a, target: "bulk")
+        let bulkData = pattern(2_000_000, seed: 7)
+        pair.write(.a, bulk, bulkData, finish: true)
+        #expect(pair.run { $0.receivedCount(.b, bulk) > after + 1000 * phase })
+        // The bulk stream is in the middle of a frame right now.
+        #expect(pair.a.openFrame != nil)
+
+        let queuedAt = pair.bytesSent[Side.a.rawValue]
+        let key = try pair.a.openStream(target: "ssh")
+        try pair.a.send([0x42], on: key)
+        #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, key) == 1 })
+        #expect(pair.receivedBytes(.b, key) == [0x42])
+        // The bulk stream still had most of its data to send.
+        #expect(pair.receivedCount(.b, bulk) < bulkData.count / 2)
+
+        let found = try #require(positionOfData(on: key, in: wire))
+        let delay = found.position - queuedAt
+        #expect(delay > 0)
+        let bulkBytesBetween = bulkDataBytes(in: wire, from: found.frameStart, to: found.position, stream: bulk)
+        #expect(delay <= 300, "the keystroke left \(delay) line bytes after it was queued; \(bulkBytesBetween) bulk payload bytes went first in its frame")
+    }
+
+    @Test("a 1-byte message on an idle existing stream overtakes a bulk stream within ~300 line bytes")
+    func keystrokeOnIdleStream() throws {
+        let pair = Pair(seed: 86)
+        pair.pollLimit = 100
+        var wire: [UInt8] = []
+        pair.tap = { side, bytes, _ in if side == .a { wire += bytes } }
+        #expect(pair.establish())
+        let key = try pair.openAccepted(from: .a, target: "ssh")
+        pair.write(.a, key, Array("login\n".utf8))
+        #expect(pair.run { $0.receivedCount(.b, key) == 6 })
+        let bulk = try pair.open(.a, target: "bulk")
+        pair.write(.a, bulk, pattern(2_000_000, seed: 8), finish: true)
+        #expect(pair.run { $0.receivedCount(.b, bulk) > 300_000 })
+        #expect(pair.a.openFrame != nil)
+
+        let queuedAt = pair.bytesSent[Side.a.rawValue]
+        #expect(queuedAt == wire.count)
+        try pair.a.send([0x42], on: key)
+        #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, key) == 7 })
+        let found = try #require(positionOfData(on: key, in: wire, after: queuedAt))
+        let delay = found.position - queuedAt
+        #expect(delay > 0)
+        #expect(delay <= 300, "the keystroke left \(delay) line bytes after it was queued")
+    }
+
+    @Test("on a clean line the frame target grows to maxFrameBody")
+    func frameTargetGrows() throws {
+        let pair = Pair(seed: 83)
+        #expect(pair.establish())
+        let initial = pair.a.frameTarget
+        #expect(initial < pair.a.configuration.maxFrameBody)
+        let id = try pair.open(.a)
+        pair.write(.a, id, pattern(2_000_000, seed: 9), finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.a.frameTarget == pair.a.configuration.maxFrameBody)
+        #expect(pair.a.statistics.currentFrameTarget == pair.a.configuration.maxFrameBody)
+        // And the frames on the line really are that long.
+        #expect(pair.b.statistics.payloadBytesReceived / pair.b.statistics.framesReceived > 4000)
+    }
+
+    @Test("after many losses the frame target shrinks to 1024 or less; data still arrives intact", arguments: [2e-5, 1e-4])
+    func frameTargetShrinks(ber: Double) throws {
+        let pair = Pair(seed: 84)
+        #expect(pair.establish())
+        pair.filter = bitErrorFilter(ber: ber, seed: 5)
+        let id = try pair.open(.a)
+        let data = pattern(600_000, seed: 10)
+        pair.write(.a, id, data, finish: true)
+        var smallest = Int.max
+        pair.invariant = { p in smallest = min(smallest, p.a.frameTarget) }
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(pair.a.frameTarget <= 1024)
+        #expect(pair.a.frameTarget >= pair.a.configuration.minFrameBody)
+        #expect(pair.a.statistics.currentFrameTarget <= 1024)
+        #expect(pair.b.statistics.crcErrors + pair.b.statistics.malformedFrames > 10)
+
+        // Once the line is clean again, frames grow again.
+        let noisyTarget = pair.a.frameTarget
+        pair.filter = nil
+        let more = pattern(1_000_000, seed: 11)
+        let id2 = try pair.open(.a)
+        pair.write(.a, id2, more, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id2)) })
+        #expect(pair.a.frameTarget > noisyTarget)
+    }
+}
+
+/// Payload bytes of `stream` in the frame starting at `frameStart`, before encoded position `end`.
+func bulkDataBytes(in wire: [UInt8], from frameStart: Int, to end: Int, stream: StreamID) -> Int {
+    guard let close = wire[frameStart...].firstIndex(of: 0),
+          let f = InspectedFrame(encoded: Array(wire[frameStart...close])) else { return 0 }
+    var n = 0
+    for (offset, m) in f.messages where frameStart + offset < end {
+        if case .data(stream, let bytes) = m { n += bytes.count }
+    }
+    return n
+}
