@@ -1,3 +1,5 @@
+import CLinkAccel
+
 /// Consistent Overhead Byte Stuffing (docs/protocol.md §1).
 ///
 /// A frame's bytes are stuffed so that 0x00 never appears inside, and 0x00 marks the end of a
@@ -53,9 +55,8 @@ public struct COBSEncoder: Sendable {
         while i < n {
             // Copy the longest run of non-zero bytes that fits in the current block.
             let room = 254 - blockLength
-            var j = i
             let limit = min(n, i + room)
-            while j < limit && bytes[j] != 0 { j += 1 }
+            let j = i + lk_find_zero(bytes.baseAddress! + i, limit - i)
             if j > i {
                 out.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[i..<j]))
                 blockLength += j - i
@@ -182,9 +183,7 @@ public struct COBSDecoder: Sendable {
             }
             // Copy as many literal bytes of this block as are here and non-zero.
             let take = min(remaining, n - i)
-            var j = i
-            let end = i + take
-            while j < end && input[j] != 0 { j += 1 }
+            let j = i + lk_find_zero(input.baseAddress! + i, take)
             let count = j - i
             if frame.count + count > maxFrameLength { startDiscarding(); i = j; continue }
             frame.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))

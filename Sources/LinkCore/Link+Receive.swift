@@ -68,6 +68,7 @@ extension Link {
             let sack = UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
             processAcknowledgement(ack: ack, sack: sack, now: now)
             let body = f[headerEnd..<t]
+            if type != .control { peerFrameBytes = max(n, peerFrameBytes - peerFrameBytes / 8) }
             switch type {
             case .sequenced:
                 receiveSequenced(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), body: body, now: now)
@@ -196,7 +197,7 @@ extension Link {
         // through, this one was lost. Likewise if this acknowledgement left the peer well after
         // the frame should have reached it (one smoothed RTT plus the frame's own line time).
         // Resend it now rather than at its (backed-off) timeout.
-        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5))
+        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameBytes)
         for i in outstanding.indices where !outstanding[i].acked && !outstanding[i].needsRetransmit
             && (outstanding[i].transmission < highestAckedTransmission
                 || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {

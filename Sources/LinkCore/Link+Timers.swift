@@ -28,11 +28,11 @@ extension Link {
         outstanding.firstIndex(where: { !$0.acked && !$0.needsRetransmit })
     }
 
-    /// RTO for a frame: measured RTT plus the frame's own serialisation time and the queue
-    /// below, doubled per consecutive timeout up to a cap, so that after an outage the line is
+    /// RTO for a frame: measured RTT plus the line time of the frame itself, of the queue below
+    /// and of one peer frame (the acknowledgement rides in its trailer), doubled per consecutive timeout up to a cap, so that after an outage the line is
     /// probed at least every two seconds (§4.5).
     func retransmissionDeadline(of frame: SentFrame) -> LinkTime {
-        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow)
+        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow + peerFrameBytes)
         let cap = max(LinkDuration.seconds(2), base)
         var rto = base
         for _ in 0..<min(rtoBackoff, 8) { rto = min(rto * 2, cap) }

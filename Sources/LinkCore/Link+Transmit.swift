@@ -7,17 +7,27 @@ extension Link {
     /// `preferredQueueBelow` bytes there. Because frames are built only when asked for, an urgent
     /// message never waits behind more than the current COBS block of a bulk frame (§8.3).
     public mutating func pollTransmit(maxBytes: Int, now: LinkTime) -> [UInt8] {
-        guard maxBytes > 0 else { return [] }
+        var chunk: [UInt8] = []
+        pollTransmit(into: &chunk, maxBytes: maxBytes, now: now)
+        return chunk
+    }
+
+    /// Appends up to `maxBytes` encoded bytes to `buffer` (lets the caller reuse one buffer);
+    /// returns how many were appended.
+    @discardableResult
+    public mutating func pollTransmit(into buffer: inout [UInt8], maxBytes: Int, now: LinkTime) -> Int {
+        guard maxBytes > 0 else { return 0 }
         while committedCount < maxBytes {
+            produceBudget = maxBytes - committedCount
             if !produce(now: now) { break }
         }
         let n = min(maxBytes, committedCount)
-        guard n > 0 else { return [] }
-        let chunk = Array(out[outStart..<(outStart + n)])
+        guard n > 0 else { return 0 }
+        buffer.append(contentsOf: out[outStart..<(outStart + n)])
         outStart += n
         statistics.lineBytesSent += n
         compactOutput()
-        return chunk
+        return n
     }
 
     /// Encoded bytes that are final and may be handed to the line.
@@ -133,6 +143,7 @@ extension Link {
             let message = controlMessage(item)
             guard message == nil || message!.encodedLength <= room || frame.body.isEmpty else { return false }
             _ = control.popFirst()
+            openFrame!.latencySensitive = true
             if let message {
                 var bytes: [UInt8] = []
                 message.encode(into: &bytes)
@@ -182,6 +193,12 @@ extension Link {
     /// Sends one DRR turn of stream `id` into the open frame (§8.1).
     mutating func serve(_ id: StreamID, room: Int) -> Bool {
         var s = streams[id]!
+        let sparse = newStreams.first == id
+        if sparse {
+            openFrame!.latencySensitive = true
+        } else if openFrame!.latencySensitive {
+            return false
+        }
         if s.sendBuffer.isEmpty {
             // Only FIN is left.
             guard room >= 3 || openFrame!.body.isEmpty else { return false }
@@ -195,7 +212,7 @@ extension Link {
         if s.deficit <= 0 { s.deficit = configuration.quantum }
         let available = min(s.sendBuffer.count, s.sendCredit)
         let alone = newStreams.count + oldStreams.count == 1 && control.isEmpty
-        if alone && available > 2 * configuration.quantum && room > 64 {
+        if alone && openFrame!.body.isEmpty && available > 2 * configuration.quantum && room > 64 {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
             streams[id] = s
@@ -239,9 +256,18 @@ extension Link {
         let room = frame.target - frame.body.count
         let available = min(s.sendBuffer.count, s.sendCredit)
         guard room > 0, available > 0 else { return false }
-        var n = min(available, room, 254 - encoder.blockLength)
-        let peek = s.sendBuffer.peek(n)
-        if let z = peek.firstIndex(of: 0) { n = z - peek.startIndex + 1 }
+        var n: Int
+        if produceBudget > 1024 {
+            // Unpaced line, lots wanted: append a large chunk at once. The last partial block
+            // waits for the next chunk or the frame's end.
+            n = min(available, room, produceBudget)
+        } else {
+            // Paced line: exactly up to the end of the current COBS block, so that everything
+            // appended can be handed to the line at once and nothing is held back (§8.3).
+            n = min(available, room, 254 - encoder.blockLength)
+            let peek = s.sendBuffer.peek(n)
+            if let z = peek.firstIndex(of: 0) { n = z - peek.startIndex + 1 }
+        }
         let chunk = s.sendBuffer.take(n)
         s.sendCredit -= n
         streams[id] = s

@@ -40,6 +40,8 @@ public struct Link: Sendable {
     var outStart = 0
     var encoder = COBSEncoder()
     var openFrame: OpenFrame?
+    /// Bytes the current `pollTransmit` still wants; lets an unpaced line take large chunks.
+    var produceBudget = 0
 
     // MARK: ARQ (§4)
     var nextSequence = SequenceNumber(0)
@@ -59,6 +61,9 @@ public struct Link: Sendable {
     var outOfOrder: [UInt16: [UInt8]] = [:]
     /// Fragments of retransmitted frames being reassembled, by sequence number (§4.6).
     var fragments: [UInt16: FragmentAssembly] = [:]
+    /// Size of the largest recent sequenced frame from the peer. Our acknowledgements ride in
+    /// the peer's frame trailers, so one may be late by up to that frame's line time.
+    var peerFrameBytes = 0
     var ackOwed = false
     /// A gap was seen: the peer should learn of it soon, even at the cost of a shorter frame.
     var ackUrgent = false
@@ -97,6 +102,10 @@ struct OpenFrame: Sendable {
     var target: Int
     /// The stream whose DATA-TAIL runs to the end of this frame, if any.
     var tailStream: StreamID?
+    /// Carries something latency-sensitive (stream control, or data of a stream that was idle):
+    /// bulk data must not follow it in the same frame, or the receiver could act on it only
+    /// when the whole long frame has arrived and passed its CRC (§8.3).
+    var latencySensitive = false
 }
 
 /// A sequenced frame on the line, kept until acknowledged (§4).
@@ -157,8 +166,8 @@ extension Link {
     public var preferredQueueBelow: Int {
         let rate = configuration.lineBytesPerSecond
         guard rate > 0 else { return 1 << 16 }
-        // ~12 ms of line time, at least 64 bytes.
-        return max(64, rate * 12 / 1000)
+        // ~4 ms of line time, at least 32 bytes.
+        return max(32, rate * 4 / 1000)
     }
 
     /// Serialisation time of `bytes` at the line rate.

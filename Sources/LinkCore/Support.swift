@@ -16,7 +16,8 @@ struct ByteQueue: Sendable {
         let slice = storage[head..<(head + k)]
         head += k
         if head == storage.count {
-            storage.removeAll(keepingCapacity: storage.capacity <= 1 << 17)
+            // Keep the allocation: a busy stream refills it at once.
+            storage.removeAll(keepingCapacity: true)
             head = 0
         } else if head > 1 << 16 && head * 2 > storage.count {
             storage.removeFirst(head)

@@ -62,6 +62,8 @@ public struct SimulationResult: Sendable {
     public var peakBufferedBytes = 0
     /// Per stream, first-byte arrival time at the acceptor.
     public var firstByteAt: [Double?] = []
+    /// Per stream, when the acceptor received the opener's FIN (all its data).
+    public var dataCompletion: [Double?] = []
     /// Simulation steps in which each direction had nothing queued.
     public var idleSteps = [0, 0]
     public var passed: Bool { failures.isEmpty }
@@ -110,6 +112,7 @@ public struct Simulation {
         idMaps = [[:], [:]]
         result.streamCompletion = Array(repeating: nil, count: scenario.streams.count)
         result.firstByteAt = Array(repeating: nil, count: scenario.streams.count)
+        result.dataCompletion = Array(repeating: nil, count: scenario.streams.count)
         result.streamBytes = Array(repeating: 0, count: scenario.streams.count)
     }
 
@@ -127,12 +130,13 @@ public struct Simulation {
     func direction(of side: Side, stream i: Int) -> Int { scenario.streams[i].opener == side ? 0 : 1 }
 
     /// Runs to completion (or the time limit) and checks every stream.
-    public mutating func run() -> SimulationResult {
+    public mutating func run(observe: (SimulationResult) -> Void = { _ in }) -> SimulationResult {
         let faultEnd = max(scenario.faults.lastFaultEnds, scenario.restart?.at ?? 0)
         var iterations = 0
         while time < scenario.timeLimit {
             iterations += 1
             stepOnce()
+            observe(result)
             if allDone() && time > faultEnd { break }
         }
         result.finishedAt = time
@@ -193,7 +197,6 @@ public struct Simulation {
             if e.lost { continue }
             // Opener opens at its time.
             if plan.opener == side && e.id == nil && !e.refused && time >= plan.openAt {
-                if restarted, let r = scenario.restart, plan.openAt < r.at { continue }
                 if let id = try? links[s].openStream(target: "plan:\(i)") {
                     e.id = id
                     idMaps[s][id] = i
@@ -302,6 +305,7 @@ public struct Simulation {
                     result.failures.append("stream \(i) dir \(dir): FIN after \(ends[s][i].received) of \(expected) bytes")
                 }
                 if result.streamCompletion[i] == nil || result.streamCompletion[i]! < time { result.streamCompletion[i] = time }
+                if dir == 0 { result.dataCompletion[i] = time }
             case .streamClosed(let id):
                 if let i = idMaps[s][id] { ends[s][i].closed = true }
             case .streamReset(let id, let reason):

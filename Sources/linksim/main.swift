@@ -36,6 +36,10 @@ case "bulk":
         print("seed \(seed) goodput \(g) retx \(r.statistics[0].retransmissions) rto \(r.statistics[0].timeoutRetransmissions) frame \(r.statistics[0].currentFrameTarget) idle \(r.idleSteps[0]) ms carried \(r.cable[0].carried) passed=\(r.passed)")
     }
     print("mean goodput \(total / 5)")
+case "figures":
+    Figures.printAll()
+case "cpu":
+    print("core encode+decode: \(Figures.cpu()) MB/s")
 default:
     let first = UInt64(args.dropFirst().first ?? "1") ?? 1
     let count = UInt64(args.dropFirst(2).first ?? "2000") ?? 2000
