@@ -17,8 +17,17 @@ struct HandshakeTests {
         #expect(pair.a.peerMaxStreams == pair.b.configuration.maxStreams)
         // No retries were needed on a clean line.
         #expect(pair.now == .zero)
-        // An established, idle link asks only for its keepalive timer.
+        // An established, idle link asks only for its keepalive timer...
         #expect(pair.a.nextDeadline == pair.now + pair.a.configuration.keepaliveInterval)
+        // ...and sends no more HELLOs.
+        var hellos = 0
+        pair.filter = { _, frame, _ in
+            if isHello(frame) { hellos += 1 }
+            return .deliver
+        }
+        pair.run(for: .seconds(10))
+        #expect(hellos == 0)
+        #expect(pair.a.isEstablished && pair.b.isEstablished)
     }
 
     /// Drops the k-th HELLO in one direction (or both); the handshake completes by retry.
