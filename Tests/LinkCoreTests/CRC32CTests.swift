@@ -69,4 +69,20 @@ struct CRC32CTests {
             #expect(CRC32C.checksum(bad) != good)
         }
     }
+
+    @Test("the accelerated CRC equals the portable Swift version for every length and alignment")
+    func acceleratedEqualsPortable() {
+        var rng = SplitMix64(seed: 0xACCE1)
+        let data = randomBytes(5000, using: &rng)
+        data.withUnsafeBytes { raw in
+            for start in 0..<16 {
+                for length in Array(0...130) + [255, 256, 257, 1000, 4096, 4984 - start] {
+                    let piece = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                    for seed: UInt32 in [0xFFFF_FFFF, 0, 0x1234_5678] {
+                        #expect(CRC32C.advance(seed, piece) == CRC32C.advanceInSwift(seed, piece))
+                    }
+                }
+            }
+        }
+    }
 }
