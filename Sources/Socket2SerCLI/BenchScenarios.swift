@@ -1,0 +1,496 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A reproducible measurement: a fresh cable and pair of forwarders, real TCP clients through C,
+/// the in-process target behind S, and rows for the table.
+struct BenchScenario: Sendable {
+    let name: String
+    let summary: String
+    let run: @Sendable (BenchRun) throws -> Void
+}
+
+extension BenchScenario {
+    /// In the order they run; `--scenario` picks from these by name.
+    static let all: [BenchScenario] = [
+        BenchScenario(name: "bulk", summary: "one stream, each direction in turn", run: bulk),
+        BenchScenario(name: "duplex", summary: "one stream, bulk both directions at once", run: duplex),
+        BenchScenario(name: "streams8", summary: "8 downloads at once: total and Jain fairness", run: { try streams($0, count: 8) }),
+        BenchScenario(name: "streams253", summary: "253 downloads at once (the original's limit)", run: { try streams($0, count: 253) }),
+        BenchScenario(name: "streams1000", summary: "1000 echo connections open at once", run: streams1000),
+        BenchScenario(name: "echo", summary: "1-byte echo round trips on an idle link", run: echo),
+        BenchScenario(name: "echo-load", summary: "echo round trips while bulk runs both ways", run: echoUnderLoad),
+        BenchScenario(name: "stalled-reader", summary: "a stream nobody reads next to a transferring one", run: stalledReader),
+        BenchScenario(name: "churn", summary: "200 short echo connections, 20 in parallel", run: churn),
+        BenchScenario(name: "ber-1e-5", summary: "bulk each way, bit error rate 1e-5", run: { try bitErrors($0, ber: 1e-5, target: 0.90) }),
+        BenchScenario(name: "ber-1e-4", summary: "bulk each way, bit error rate 1e-4", run: { try bitErrors($0, ber: 1e-4, target: 0.60) }),
+        BenchScenario(name: "faults", summary: "junk bursts and dropped bytes, both ways", run: faults),
+        BenchScenario(name: "outage", summary: "a 3 s outage in the middle of a download", run: outage),
+        BenchScenario(name: "unpaced", summary: "unpaced cable: socket2ser against a raw copy", run: unpaced),
+        BenchScenario(name: "idle-memory", summary: "resident memory of each idle end", run: idleMemory),
+    ]
+
+    static var names: [String] { all.map(\.name) }
+}
+
+// MARK: - Throughput
+
+/// One stream, 200 KB up, then 200 KB down: the protocol's overhead on a clean line.
+private func bulk(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let size = run.settings.size(full: 200 << 10, quick: 16 << 10)
+    let deadline = run.settings.deadline(bytes: 2 * size)
+    let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
+                                  ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
+                                    ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    run.checkIntact("up: bytes intact", up.up, error: up.error)
+    run.checkIntact("down: bytes intact", down.down, error: down.error)
+    run.throughput("up: throughput / line rate", bytesPerSecond: up.up?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.throughput("down: throughput / line rate", bytesPerSecond: down.down?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.details["bytes"] = Double(size)
+    run.details["upSeconds"] = up.up?.seconds
+    run.details["downSeconds"] = down.down?.seconds
+}
+
+/// One stream carrying 200 KB each way at the same time.
+private func duplex(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let size = run.settings.size(full: 200 << 10, quick: 16 << 10)
+    let both = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: size,
+                                    ioTimeout: run.settings.ioTimeout, deadline: run.settings.deadline(bytes: size))
+    run.checkIntact("up: bytes intact", both.up, error: both.error)
+    run.checkIntact("down: bytes intact", both.down, error: both.error)
+    run.throughput("up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: 0.97)
+    run.throughput("down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: 0.97)
+    run.details["bytes"] = Double(size)
+}
+
+/// `count` downloads of equal size started together. Per-stream throughput is the stream's bytes
+/// over its own first-byte-sent to last-byte-received time; with fair sharing all end together.
+private func streams(_ run: BenchRun, count: Int) throws {
+    let rig = try run.rig()
+    let perStream = count <= 8
+        ? run.settings.size(full: 32 << 10, quick: 2 << 10)
+        : run.settings.size(full: 2 << 10, quick: 256)
+    let (totalTarget, jainTarget) = count <= 8 ? (0.98, 0.99) : (0.97, 0.95)
+    let ids = (0..<count).map { _ in run.newID() }
+    let deadline = run.settings.deadline(bytes: perStream * count)
+    let settings = run.settings
+    let target = rig.target
+    let port = rig.clientPort
+    let outcomes = benchParallel(count, name: "bench stream") { index in
+        BenchClient.transfer(port: port, target: target, id: ids[index], up: 0, down: perStream,
+                             ioTimeout: settings.ioTimeout, deadline: deadline)
+    }.map { $0 ?? TransferOutcome(id: 0, error: "did not run") }
+
+    let intact = outcomes.filter(\.intact).count
+    let corrupt = outcomes.reduce(0) { $0 + ($1.down?.corrupt ?? 0) }
+    let firstError = outcomes.first { !$0.intact }?.error
+    run.check("streams complete, bytes intact", intact == count,
+              measured: "\(intact)/\(count), \(corrupt) corrupt B" + (firstError.map { " (\($0))" } ?? ""),
+              target: "\(count)/\(count), SHA-256 equal")
+    let downs = outcomes.compactMap(\.down).filter { $0.received > 0 }
+    if let first = downs.map(\.firstSentAt).filter({ $0 > 0 }).min(), let last = downs.map(\.lastReceivedAt).max(),
+       last > first {
+        let bytes = downs.reduce(0) { $0 + $1.received }
+        let rate = Double(bytes) / BenchClock.seconds(last - first)
+        run.throughput("total throughput / line rate", bytesPerSecond: rate, atLeast: totalTarget)
+        let rates = downs.map(\.bytesPerSecond)
+        run.atLeast("Jain fairness of per-stream rates", BenchStatistics.jain(rates), limit: jainTarget, unit: "",
+                    format: "%.3f")
+        run.details["totalBytes"] = Double(bytes)
+        run.details["seconds"] = BenchClock.seconds(last - first)
+        run.details["slowestStreamBytesPerSecond"] = rates.min()
+        run.details["fastestStreamBytesPerSecond"] = rates.max()
+        let finishes = downs.map { BenchClock.seconds($0.lastReceivedAt - first) }
+        run.details["firstStreamDoneSeconds"] = finishes.min()
+        run.details["lastStreamDoneSeconds"] = finishes.max()
+    } else {
+        run.fail("total throughput / line rate", "no stream delivered anything")
+    }
+    run.details["bytesPerStream"] = Double(perStream)
+}
+
+/// 1000 connections that each echo a few bytes, all held open until every one has echoed, so the
+/// link really carries 1000 streams at once.
+private func streams1000(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let count = 1000
+    let size = run.settings.quick ? 8 : 64
+    let port = rig.clientPort
+    let ioTimeout = max(run.settings.ioTimeout, 60)
+    let barrier = NSCondition()
+    let settled = Locked(0)
+    let deadline = BenchClock.deadline(after: run.settings.lineSeconds(count * (size + 64)) * 4 + 60)
+    let started = BenchClock.now()
+    let echoedAt = Locked<[UInt64]>([])
+    let outcomes = benchParallel(count, name: "bench conn") { index -> (error: String, refused: Bool)? in
+        let failure = BenchClient.shortEcho(port: port, size: size, salt: UInt32(index), ioTimeout: ioTimeout) {
+            // Echoed: hold the connection open until every other one has echoed (or failed).
+            echoedAt.withLock { $0.append(BenchClock.now()) }
+            barrier.lock()
+            settled.withLock { $0 += 1 }
+            barrier.broadcast()
+            while settled.current < count && BenchClock.now() < deadline {
+                _ = barrier.wait(until: Date(timeIntervalSinceNow: 0.5))
+            }
+            barrier.unlock()
+        }
+        if failure != nil {
+            barrier.lock()
+            settled.withLock { $0 += 1 }
+            barrier.broadcast()
+            barrier.unlock()
+        }
+        return failure
+    }
+    let failures = outcomes.compactMap { $0 ?? nil }
+    let refused = failures.filter(\.refused).count
+    let completed = count - failures.count
+    let lastEcho = echoedAt.current.max() ?? started
+    run.check("connections echoed while all open", completed == count,
+              measured: "\(completed)/\(count)" + (failures.first.map { " (first failure: \($0.error))" } ?? ""),
+              target: "\(count)/\(count)")
+    run.check("connections refused or reset", refused == 0, measured: "\(refused)", target: "0")
+    run.info("time until all had echoed", String(format: "%.1f s", BenchClock.seconds(lastEcho - started)),
+             value: BenchClock.seconds(lastEcho - started), unit: "s")
+    run.details["echoBytesPerConnection"] = Double(size)
+    run.details["targetConnectionsAccepted"] = Double(rig.target.accepted)
+}
+
+// MARK: - Latency
+
+/// Back-to-back 1-byte round trips on an otherwise idle link.
+private func echo(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let count = run.settings.quick ? 200 : 1000
+    let outcome = BenchClient.echoRoundTrips(port: rig.clientPort, count: count + 1, interval: 0,
+                                             ioTimeout: run.settings.ioTimeout, deadline: BenchClock.deadline(after: 120))
+    reportEcho(run, outcome, expected: count, p50Limit: 5, p99Limit: 10)
+}
+
+private func reportEcho(_ run: BenchRun, _ outcome: EchoOutcome, expected: Int?, p50Limit: Double?, p99Limit: Double) {
+    let samples = outcome.milliseconds
+    let complete = expected.map { samples.count >= $0 } ?? !samples.isEmpty
+    run.check("echoes returned unchanged", outcome.error == nil && outcome.mismatches == 0 && complete,
+              measured: "\(samples.count) round trips, \(outcome.mismatches) wrong" + (outcome.error.map { " (\($0))" } ?? ""),
+              target: expected.map { "\($0), 0 wrong" } ?? "0 wrong")
+    guard !samples.isEmpty else { return }
+    let p50 = BenchStatistics.percentile(samples, 50)
+    let p99 = BenchStatistics.percentile(samples, 99)
+    if let p50Limit { run.atMost("round trip p50", p50, limit: p50Limit, unit: "ms") }
+    run.atMost("round trip p99", p99, limit: p99Limit, unit: "ms")
+    run.info("round trip max", String(format: "%.2f ms", samples.max() ?? 0), value: samples.max(), unit: "ms")
+    run.details["samples"] = Double(samples.count)
+    run.details["p50Milliseconds"] = p50
+    run.details["p90Milliseconds"] = BenchStatistics.percentile(samples, 90)
+    run.details["p99Milliseconds"] = p99
+    run.details["maxMilliseconds"] = samples.max()
+    run.details["meanMilliseconds"] = samples.reduce(0, +) / Double(samples.count)
+}
+
+/// Echo round trips every 10 ms on one stream while another carries bulk both ways.
+private func echoUnderLoad(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let size = run.settings.size(full: 100 << 10, quick: 12 << 10)
+    let settings = run.settings
+    let (port, target, id) = (rig.clientPort, rig.target, run.newID())
+    let bulkDone = Locked(false)
+    let bulkResult = Locked<TransferOutcome?>(nil)
+    let bulk = BenchThread("bench bulk") {
+        let outcome = BenchClient.transfer(port: port, target: target, id: id, up: size, down: size,
+                                           ioTimeout: settings.ioTimeout, deadline: settings.deadline(bytes: size))
+        bulkResult.withLock { $0 = outcome }
+        bulkDone.withLock { $0 = true }
+    }
+    // Give the bulk transfer a moment to fill the queues, so every sample sees a loaded line.
+    let loaded = BenchClock.deadline(after: 0.3)
+    while BenchClock.now() < loaded && !bulkDone.current { BenchClock.sleep(seconds: 0.01) }
+    let outcome = BenchClient.echoRoundTrips(port: port, count: Int.max, interval: 0.01, ioTimeout: settings.ioTimeout,
+                                             deadline: settings.deadline(bytes: size)) { !bulkDone.current }
+    bulk.join()
+    let both = bulkResult.current ?? TransferOutcome(id: id, error: "did not run")
+    reportEcho(run, outcome, expected: nil, p50Limit: nil, p99Limit: 100)
+    run.checkIntact("bulk up: bytes intact", both.up, error: both.error)
+    run.checkIntact("bulk down: bytes intact", both.down, error: both.error)
+    run.throughput("bulk up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: 0.9)
+    run.throughput("bulk down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: 0.9)
+}
+
+// MARK: - Back-pressure
+
+/// A download nobody reads next to one that runs. The stuck stream must neither slow the other
+/// nor make either end buffer without limit.
+private func stalledReader(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let size = run.settings.size(full: 150 << 10, quick: 12 << 10)
+    let stalled = try BenchClient.openStalled(port: rig.clientPort, id: run.newID(), ioTimeout: run.settings.ioTimeout)
+    defer { close(stalled) }
+    // Let the stuck stream fill every buffer it can before the measured one starts.
+    BenchClock.sleep(seconds: run.settings.quick ? 0.5 : 2)
+    let before = rig.samples()
+
+    // Sample both ends while the other stream runs, to catch growth as it happens.
+    let peaks = Locked<(server: Int, client: Int)>((0, 0))
+    let sampling = Locked(true)
+    let sampler = BenchThread("bench sampler") { [rig] in
+        while sampling.current {
+            let now = rig.samples()
+            peaks.withLock {
+                $0.server = max($0.server, now.server?.peakRSSKiB ?? 0)
+                $0.client = max($0.client, now.client?.peakRSSKiB ?? 0)
+            }
+            BenchClock.sleep(seconds: 0.2)
+        }
+    }
+    let other = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
+                                     ioTimeout: run.settings.ioTimeout, deadline: run.settings.deadline(bytes: size))
+    let after = rig.samples()
+    sampling.withLock { $0 = false }
+    sampler.join()
+    run.checkIntact("other stream: bytes intact", other.down, error: other.error)
+    run.throughput("other stream: throughput / line rate", bytesPerSecond: other.down?.bytesPerSecond ?? 0, atLeast: 0.9)
+    let peakS = max(peaks.current.server, after.server?.peakRSSKiB ?? 0)
+    let peakC = max(peaks.current.client, after.client?.peakRSSKiB ?? 0)
+    run.atMost("S peak RSS (VmHWM)", ProcessSample.megabytes(peakS), limit: BenchLimits.stalledPeakMB, unit: "MB",
+               format: "%.1f")
+    run.atMost("C peak RSS (VmHWM)", ProcessSample.megabytes(peakC), limit: BenchLimits.stalledPeakMB, unit: "MB",
+               format: "%.1f")
+    let growthS = Double((after.server?.rssKiB ?? 0) - (before.server?.rssKiB ?? 0)) * 1024 / 1e6
+    let growthC = Double((after.client?.rssKiB ?? 0) - (before.client?.rssKiB ?? 0)) * 1024 / 1e6
+    run.info("RSS growth during the transfer", String(format: "S %+.1f MB, C %+.1f MB", growthS, growthC))
+    run.details["sRSSBeforeKiB"] = Double(before.server?.rssKiB ?? 0)
+    run.details["cRSSBeforeKiB"] = Double(before.client?.rssKiB ?? 0)
+    run.details["sRSSAfterKiB"] = Double(after.server?.rssKiB ?? 0)
+    run.details["cRSSAfterKiB"] = Double(after.client?.rssKiB ?? 0)
+}
+
+enum BenchLimits {
+    /// Idle resident memory of one end.
+    static let idleMB = 20.0
+    /// Peak resident memory of one end with a stream nobody reads: the idle figure plus room for
+    /// one stream's windows and the socket buffers' worth of user-space copies. Anything that
+    /// grows with the amount the stuck stream offers blows through this within seconds.
+    static let stalledPeakMB = 32.0
+}
+
+/// 200 short connections (connect, echo 16 bytes, close), 20 at a time.
+private func churn(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    let total = 200
+    let parallel = 20
+    let next = Locked(0)
+    let port = rig.clientPort
+    let ioTimeout = run.settings.ioTimeout
+    let started = BenchClock.now()
+    let results = benchParallel(parallel, name: "bench churn") { _ -> [String] in
+        var failures: [String] = []
+        while true {
+            let index = next.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            if index > total { return failures }
+            if let failure = BenchClient.shortEcho(port: port, size: 16, salt: UInt32(index), ioTimeout: ioTimeout) {
+                failures.append(failure.error)
+            }
+        }
+    }
+    let elapsed = BenchClock.seconds(BenchClock.now() - started)
+    let failures = results.flatMap { $0 ?? ["did not run"] }
+    run.check("connections echoed", failures.isEmpty,
+              measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
+              target: "\(total)/\(total)")
+    run.atLeast("connection rate", Double(total - failures.count) / elapsed, limit: 380, unit: "conn/s", format: "%.0f")
+    run.details["seconds"] = elapsed
+}
+
+// MARK: - Faults
+
+/// Bulk up, then down, with bits flipped at `ber` on the line.
+private func bitErrors(_ run: BenchRun, ber: Double, target: Double) throws {
+    let rig = try run.rig(cable: ["--ber", "\(ber)"])
+    let size = run.settings.size(full: 100 << 10, quick: 8 << 10)
+    let deadline = run.settings.deadline(bytes: 2 * size, atLeast: 0.1)
+    let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
+                                  ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
+                                    ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    run.checkIntact("up: bytes intact", up.up, error: up.error)
+    run.checkIntact("down: bytes intact", down.down, error: down.error)
+    run.throughput("up: throughput / line rate", bytesPerSecond: up.up?.bytesPerSecond ?? 0, atLeast: target)
+    run.throughput("down: throughput / line rate", bytesPerSecond: down.down?.bytesPerSecond ?? 0, atLeast: target)
+    run.details["ber"] = ber
+    run.details["bytes"] = Double(size)
+}
+
+/// Junk bursts and dropped bytes in both directions while bulk runs both ways.
+private func faults(_ run: BenchRun) throws {
+    let rig = try run.rig(cable: ["--junk", "2e-4", "--drop", "2e-4"])
+    let size = run.settings.size(full: 64 << 10, quick: 8 << 10)
+    let both = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: size,
+                                    ioTimeout: run.settings.ioTimeout,
+                                    deadline: run.settings.deadline(bytes: size, atLeast: 0.05))
+    run.checkIntact("up: bytes intact", both.up, error: both.error)
+    run.checkIntact("down: bytes intact", both.down, error: both.error)
+    run.throughput("up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: nil)
+    run.throughput("down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: nil)
+    run.stopRigs()
+    if let counters = run.rigReports[run.name]?.cableCounters {
+        let dropped = (counters.aToB["dropped"] ?? 0) + (counters.bToA["dropped"] ?? 0)
+        let junk = (counters.aToB["junk"] ?? 0) + (counters.bToA["junk"] ?? 0)
+        run.info("faults the cable injected", "\(dropped) bytes dropped, \(junk) junk bytes")
+        run.details["bytesDropped"] = Double(dropped)
+        run.details["junkBytes"] = Double(junk)
+    }
+}
+
+/// A download with a 3 s outage of the cable in the middle of it.
+private func outage(_ run: BenchRun) throws {
+    let outageStart = run.settings.quick ? 4.0 : 6.0
+    let outageSeconds = 3.0
+    let rig = try run.rig(cable: ["--outage", "\(outageStart):\(outageSeconds)"])
+    let size = run.settings.size(full: 100 << 10, quick: 16 << 10)
+    // Start so that the outage falls a while into the transfer (readiness usually takes ~1 s).
+    let lead = min(1.0, run.settings.lineSeconds(size) / 3)
+    let wait = outageStart - lead - rig.cableSeconds
+    if wait > 0 { BenchClock.sleep(seconds: wait) }
+    let startedAt = rig.cableSeconds
+    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
+                                    ioTimeout: run.settings.ioTimeout,
+                                    deadline: BenchClock.deadline(after: 60 + run.settings.lineSeconds(size) * 4))
+    let endedAt = rig.cableSeconds
+    run.checkIntact("download across the outage: bytes intact", down.down, error: down.error)
+    run.stopRigs()
+    let lost = run.rigReports[run.name]?.cableCounters.map { ($0.aToB["outage-lost"] ?? 0) + ($0.bToA["outage-lost"] ?? 0) } ?? 0
+    let overlapped = startedAt < outageStart + outageSeconds && endedAt > outageStart
+    run.check("the outage hit the transfer", overlapped && lost > 0,
+              measured: String(format: "transfer %.1f-%.1f s, outage %.0f-%.0f s, %d line bytes lost",
+                               startedAt, endedAt, outageStart, outageStart + outageSeconds, Int(lost)),
+              target: "overlap, bytes lost")
+    if let seconds = down.down?.seconds {
+        run.info("download time (line alone would take)",
+                 String(format: "%.1f s (%.1f s + %.0f s outage)", seconds, run.settings.lineSeconds(size), outageSeconds),
+                 value: seconds, unit: "s")
+    }
+    run.details["outageLostBytes"] = Double(lost)
+}
+
+// MARK: - CPU-bound
+
+/// Unpaced cable: first a raw copy from one pty to the other with nobody else on the cable, then
+/// the same amount through socket2ser each way, so the two figures share the cable and the run.
+private func unpaced(_ run: BenchRun) throws {
+    let size = run.settings.quick ? 4 << 20 : 50 << 20
+    let rig = try run.rig(cable: ["--baud", "0"], startForwarders: false)
+    let rawAB = try rawCopy(from: rig.pathA, to: rig.pathB, bytes: size, seed: run.settings.seed)
+    let rawBA = try rawCopy(from: rig.pathB, to: rig.pathA, bytes: size, seed: run.settings.seed)
+    try rig.startForwarders(settings: run.settings, forwarderBaud: BenchSettings.fastestForwarderBaud)
+    let deadline = BenchClock.deadline(after: 120 + Double(size) / 1e5)
+    let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
+                                  ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
+                                    ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    run.checkIntact("up: bytes intact", up.up, error: up.error)
+    run.checkIntact("down: bytes intact", down.down, error: down.error)
+    run.check("raw copies intact", rawAB.intact && rawBA.intact,
+              measured: "A->B \(rawAB.intact ? "ok" : "BAD"), B->A \(rawBA.intact ? "ok" : "BAD")", target: "ok")
+    // S is on end A, C on end B: up (client to target) crosses B->A, down crosses A->B.
+    let pairs: [(String, DirectionOutcome?, RawCopy)] = [("up", up.up, rawBA), ("down", down.down, rawAB)]
+    for (label, direction, raw) in pairs {
+        let rate = direction?.bytesPerSecond ?? 0
+        run.info("\(label): raw pty copy", String(format: "%.2f MB/s", raw.bytesPerSecond / 1e6),
+                 value: raw.bytesPerSecond / 1e6, unit: "MB/s")
+        run.info("\(label): socket2ser", String(format: "%.2f MB/s", rate / 1e6), value: rate / 1e6, unit: "MB/s")
+        run.atLeast("\(label): socket2ser / raw copy", raw.bytesPerSecond > 0 ? rate / raw.bytesPerSecond : 0,
+                    limit: 0.6, unit: "", format: "%.3f")
+    }
+    let samples = rig.samples()
+    run.details["bytes"] = Double(size)
+    run.details["sCPUSeconds"] = samples.server?.cpuSeconds
+    run.details["cCPUSeconds"] = samples.client?.cpuSeconds
+    run.details["cableCPUSeconds"] = rig.cable.sample()?.cpuSeconds
+}
+
+struct RawCopy: Sendable {
+    var bytesPerSecond: Double
+    var intact: Bool
+}
+
+/// Writes `bytes` to one end of the cable and reads them from the other, no socket2ser involved.
+private func rawCopy(from source: String, to destination: String, bytes: Int, seed: UInt64) throws -> RawCopy {
+    let writer = open(source, O_WRONLY | O_NOCTTY | O_CLOEXEC)
+    let reader = open(destination, O_RDONLY | O_NOCTTY | O_CLOEXEC)
+    defer {
+        if writer >= 0 { close(writer) }
+        if reader >= 0 { close(reader) }
+    }
+    guard writer >= 0, reader >= 0 else { throw BenchError("cannot open the cable's ends: \(errnoText(errno))") }
+    let payload = BenchPayload(seed: seed, connection: 0, direction: 9)
+    let failed = Locked<String?>(nil)
+    let started = BenchClock.now()
+    let thread = BenchThread("bench raw writer") {
+        var block: [UInt8] = []
+        var offset = 0
+        while offset < bytes {
+            payload.fill(block: offset / BenchPayload.blockSize, into: &block)
+            let count = min(block.count, bytes - offset)
+            let ok = block.withUnsafeBytes { raw -> Bool in
+                var done = 0
+                while done < count {
+                    let n = write(writer, raw.baseAddress! + done, count - done)
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { return false }
+                    done += n
+                }
+                return true
+            }
+            if !ok {
+                failed.withLock { $0 = "write: \(errnoText(errno))" }
+                return
+            }
+            offset += count
+        }
+    }
+    var verifier = PayloadVerifier(payload: payload, total: bytes)
+    var buffer = [UInt8](repeating: 0, count: 64 << 10)
+    let deadline = BenchClock.deadline(after: 120)
+    while !verifier.isComplete && BenchClock.now() < deadline {
+        var pfd = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, 1000) > 0 else {
+            if failed.current != nil { break }
+            continue
+        }
+        let n = buffer.withUnsafeMutableBytes { read(reader, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        buffer.withUnsafeBytes { verifier.consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+    }
+    thread.join(deadline: BenchClock.deadline(after: 5))
+    let seconds = BenchClock.seconds(verifier.lastReceivedAt > started ? verifier.lastReceivedAt - started : 1)
+    return RawCopy(bytesPerSecond: Double(verifier.received) / seconds,
+                   intact: verifier.received == bytes && verifier.corrupt == 0)
+}
+
+// MARK: - Memory
+
+/// Resident memory of both ends once the link is up and idle.
+private func idleMemory(_ run: BenchRun) throws {
+    let rig = try run.rig()
+    BenchClock.sleep(seconds: run.settings.quick ? 1 : 3)
+    let samples = rig.samples()
+    guard let server = samples.server, let client = samples.client else {
+        run.fail("resident memory", "S or C is not running")
+        return
+    }
+    run.atMost("S idle RSS (VmRSS)", ProcessSample.megabytes(server.rssKiB), limit: BenchLimits.idleMB, unit: "MB",
+               format: "%.1f")
+    run.atMost("C idle RSS (VmRSS)", ProcessSample.megabytes(client.rssKiB), limit: BenchLimits.idleMB, unit: "MB",
+               format: "%.1f")
+    run.details["sPeakRSSKiB"] = Double(server.peakRSSKiB)
+    run.details["cPeakRSSKiB"] = Double(client.peakRSSKiB)
+}

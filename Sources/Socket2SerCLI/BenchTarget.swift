@@ -1,0 +1,237 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// What a bench connection asks the target for. Every connection starts with this 16-byte header
+/// (sent by the client through C, the link and S, like any other payload):
+///
+///     mode: UInt8, 3 bytes zero, id: UInt32 BE, up: UInt32 BE, down: UInt32 BE
+///
+/// - `echo`: every byte is written back until the client closes; `up`/`down` are ignored.
+/// - `transfer`: the target reads `up` payload bytes (checking each one) while it writes `down`
+///   payload bytes, then closes. `down` of `UInt32.max` with a client that never reads is the
+///   stalled-reader scenario.
+struct BenchRequest: Sendable {
+    enum Mode: UInt8, Sendable { case echo = 1, transfer = 2 }
+    static let size = 16
+
+    var mode: Mode
+    var id: UInt32 = 0
+    var up: UInt32 = 0
+    var down: UInt32 = 0
+
+    var bytes: [UInt8] {
+        var out: [UInt8] = [mode.rawValue, 0, 0, 0]
+        for value in [id, up, down] {
+            withUnsafeBytes(of: value.bigEndian) { out += $0 }
+        }
+        return out
+    }
+
+    init(mode: Mode, id: UInt32 = 0, up: UInt32 = 0, down: UInt32 = 0) {
+        self.mode = mode
+        self.id = id
+        self.up = up
+        self.down = down
+    }
+
+    init?(_ bytes: [UInt8]) {
+        guard bytes.count == Self.size, let mode = Mode(rawValue: bytes[0]) else { return nil }
+        func word(_ at: Int) -> UInt32 {
+            bytes[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) }
+        }
+        self.init(mode: mode, id: word(4), up: word(8), down: word(12))
+    }
+}
+
+/// What the target saw of one `transfer` connection: the far end of every measurement.
+struct TargetRecord: Sendable {
+    /// Upload (client → target): bytes that arrived, how many were wrong, when the last came.
+    var upReceived = 0
+    var upCorrupt = 0
+    var upDigest: [UInt8] = []
+    var upLastReceivedAt: UInt64 = 0
+    /// Download (target → client): bytes written, when the first went, digest of all of them.
+    var downSent = 0
+    var downFirstSentAt: UInt64 = 0
+    var downDigest: [UInt8] = []
+    /// Both directions finished (successfully or not).
+    var done = false
+    var error: String?
+}
+
+/// The target service S connects every stream to, running inside the bench process so that both
+/// ends of each measurement share one clock.
+///
+/// Plain blocking sockets and a thread per connection: simple to get exactly right, and the
+/// thousand-stream scenario needs no more than a couple of thousand small threads.
+final class BenchTarget: @unchecked Sendable {
+    let port: Int
+    let seed: UInt64
+    /// Bound on any single read or write; a link that stalls longer than this is a failure.
+    let ioTimeout: Double
+
+    private let listener: Int32
+    private let condition = NSCondition()
+    // Guarded by `condition`:
+    private var records: [UInt32: TargetRecord] = [:]
+    private var open: Set<Int32> = []
+    private var stopped = false
+    private var acceptThread: BenchThread?
+    private var connectionsAccepted = 0
+
+    init(seed: UInt64, ioTimeout: Double) throws {
+        self.seed = seed
+        self.ioTimeout = ioTimeout
+        (listener, port) = try BenchSocket.listen()
+        acceptThread = BenchThread("bench target accept") { [self] in acceptLoop() }
+    }
+
+    var accepted: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return connectionsAccepted
+    }
+
+    /// Stops accepting and cuts every open connection; the handler threads then finish on their own.
+    func stop() {
+        condition.lock()
+        stopped = true
+        let fds = open
+        condition.unlock()
+        shutdown(listener, Int32(SHUT_RDWR))
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+        acceptThread?.join(deadline: BenchClock.deadline(after: 2))
+        close(listener)
+    }
+
+    /// Waits until the `transfer` connection `id` has finished, or the deadline passes.
+    func record(_ id: UInt32, deadline: UInt64) -> TargetRecord? {
+        condition.lock()
+        defer { condition.unlock() }
+        while records[id]?.done != true {
+            let now = BenchClock.now()
+            if now >= deadline { break }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(deadline - now) / 1e9))
+        }
+        return records[id]
+    }
+
+    /// The record as it is now, finished or not.
+    func peek(_ id: UInt32) -> TargetRecord? {
+        condition.lock()
+        defer { condition.unlock() }
+        return records[id]
+    }
+
+    private func update(_ id: UInt32, _ body: (inout TargetRecord) -> Void) {
+        condition.lock()
+        body(&records[id, default: TargetRecord()])
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func acceptLoop() {
+        while let fd = BenchSocket.accept(listener) {
+            condition.lock()
+            if stopped {
+                condition.unlock()
+                close(fd)
+                break
+            }
+            open.insert(fd)
+            connectionsAccepted += 1
+            condition.unlock()
+            BenchThread("bench target", stackSize: 256 << 10) { [self] in
+                serve(fd)
+                condition.lock()
+                open.remove(fd)
+                condition.unlock()
+                close(fd)
+            }
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        BenchSocket.setNoDelay(fd)
+        BenchSocket.setTimeouts(fd, seconds: ioTimeout)
+        guard let header = try? BenchSocket.readExactly(fd, count: BenchRequest.size),
+              let request = BenchRequest(header)
+        else { return }
+        switch request.mode {
+        case .echo: echo(fd)
+        case .transfer: transfer(fd, request)
+        }
+    }
+
+    private func echo(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 16 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { (try? BenchSocket.readSome(fd, into: $0)) ?? 0 }
+            if n == 0 { return }
+            do {
+                try buffer.withUnsafeBytes { try BenchSocket.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            } catch {
+                return
+            }
+        }
+    }
+
+    private func transfer(_ fd: Int32, _ request: BenchRequest) {
+        let id = request.id
+        update(id) { $0 = TargetRecord() }
+        let down = Int(request.down)
+        let writer: BenchThread? = down == 0 ? nil : BenchThread("bench target writer", stackSize: 256 << 10) {
+            [self] in
+            var sender = PayloadSender(payload: BenchPayload(seed: seed, connection: id, direction: 2), total: down)
+            var failure: String?
+            do {
+                // Small writes for the stream that is never read, so the target does not hold a
+                // large buffer of its own; normal ones in whole blocks.
+                try sender.run(fd: fd, chunk: request.down == UInt32.max ? 4096 : BenchPayload.blockSize)
+            } catch {
+                failure = "download: \(error)"
+            }
+            let digest = sender.digest
+            update(id) { record in
+                record.downSent = sender.sent
+                record.downFirstSentAt = sender.firstSentAt
+                record.downDigest = digest
+                if let failure, record.error == nil { record.error = failure }
+            }
+        }
+        var verifier = PayloadVerifier(payload: BenchPayload(seed: seed, connection: id, direction: 1),
+                                       total: Int(request.up))
+        var failure: String?
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while !verifier.isComplete {
+            do {
+                let n = try buffer.withUnsafeMutableBytes { try BenchSocket.readSome(fd, into: $0) }
+                if n == 0 {
+                    failure = "upload: connection closed after \(verifier.received) of \(verifier.total) bytes"
+                    break
+                }
+                buffer.withUnsafeBytes { verifier.consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            } catch {
+                failure = "upload: \(error) after \(verifier.received) of \(verifier.total) bytes"
+                break
+            }
+            // Publish progress now and then, for the scenarios that watch a transfer mid-way.
+            update(id) { $0.upReceived = verifier.received }
+        }
+        let digest = verifier.digest
+        update(id) { record in
+            record.upReceived = verifier.received
+            record.upCorrupt = verifier.corrupt
+            record.upDigest = digest
+            record.upLastReceivedAt = verifier.lastReceivedAt
+            if let failure, record.error == nil { record.error = failure }
+        }
+        if failure != nil { shutdown(fd, Int32(SHUT_RDWR)) }
+        writer?.join()
+        update(id) { $0.done = true }
+    }
+}
