@@ -32,7 +32,9 @@ extension Link {
             statistics.malformedFrames += 1
             return
         }
-        let stored = UInt32(f[n - 4]) << 24 | UInt32(f[n - 3]) << 16 | UInt32(f[n - 2]) << 8 | UInt32(f[n - 1])
+        // Little-endian, so the CRC's low-order bits come first, as a UART sends them and as the
+        // CRC polynomial reads them; that keeps the all-bursts-up-to-32-bits guarantee (§2).
+        let stored = UInt32(f[n - 1]) << 24 | UInt32(f[n - 2]) << 16 | UInt32(f[n - 3]) << 8 | UInt32(f[n - 4])
         let computed = f.withUnsafeBytes { raw in
             CRC32C.advance(0xFFFF_FFFF, UnsafeRawBufferPointer(rebasing: raw[0..<(n - 4)])) ^ 0xFFFF_FFFF
         }
@@ -68,7 +70,7 @@ extension Link {
             let sack = UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
             processAcknowledgement(ack: ack, sack: sack, now: now)
             let body = f[headerEnd..<t]
-            if type != .control { peerFrameBytes = max(n, peerFrameBytes - peerFrameBytes / 8) }
+            if type != .control { lastPeerFrameAt = now }
             switch type {
             case .sequenced:
                 receiveSequenced(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), body: body, now: now)
@@ -116,14 +118,15 @@ extension Link {
             }
             return
         }
-        let wasEstablished = isEstablished
         var restarted = false
         if let old = peerHello, old.session != hello.session {
             // A new session ID: the peer restarted. Its streams are gone, and so is its ARQ state.
             restarted = true
             statistics.peerRestarts += 1
+            peerRestartUnreported = true
             resetSession(reason: .peerRestarted, now: now)
         }
+        let wasEstablished = isEstablished
         let firstContact = peerHello == nil || restarted
         peerHello = hello
         if hello.echo == session { peerConfirmedUs = true }
@@ -137,7 +140,8 @@ extension Link {
         }
         if isEstablished && !wasEstablished {
             lastHeardAt = now
-            events.append(.established(peerSession: hello.session, peerRestarted: restarted))
+            events.append(.established(peerSession: hello.session, peerRestarted: peerRestartUnreported))
+            peerRestartUnreported = false
         }
     }
 
@@ -186,9 +190,14 @@ extension Link {
             if frame.transmissions == 1 { rtt.sample(now - frame.lastSentAt) }
             highestAckedTransmission = max(highestAckedTransmission, frame.transmission)
             if frame.transmissions == 1 { noteFrameOutcome(bytes: frame.lineBytes, lost: false) }
-            outstanding[i].body = []
         }
         if advance > 0 { outstanding.removeFirst(advance) }
+        // The cumulative ack names the next frame the peer lacks. If we hold that frame as
+        // SACKed, the SACK was false (a damaged trailer that passed the CRC): resend it.
+        if let first = outstanding.first, first.sequence == ack, first.acked {
+            outstanding[0].acked = false
+            outstanding[0].needsRetransmit = true
+        }
         if progressed {
             rtoBackoff = 0
             statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
@@ -197,7 +206,7 @@ extension Link {
         // through, this one was lost. Likewise if this acknowledgement left the peer well after
         // the frame should have reached it (one smoothed RTT plus the frame's own line time).
         // Resend it now rather than at its (backed-off) timeout.
-        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameBytes)
+        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameAllowance(now: now))
         for i in outstanding.indices where !outstanding[i].acked && !outstanding[i].needsRetransmit
             && (outstanding[i].transmission < highestAckedTransmission
                 || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {

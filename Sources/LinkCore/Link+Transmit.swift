@@ -100,14 +100,15 @@ extension Link {
 
     /// The frame body size for the current error rate (§8.2). With bit error rate p and
     /// per-frame overhead h, goodput L/(L+h)·(1−p)^(8(L+h)) peaks near L = √(h / 8p). The
-    /// estimate of p starts from a weak prior (0.1 loss in 50 KB), so a clean line reaches the
+    /// estimate of p starts from a weak prior (0.1 loss in 25 KB), so a clean line reaches the
     /// largest frames within a few hundred kilobytes and a noisy one shrinks them within a few.
     var frameTarget: Int {
-        let p = (errorEstimateLosses + 0.1) / (errorEstimateBits + 400_000)
+        let p = (errorEstimateLosses + 0.1) / (errorEstimateBits + 200_000)
         let h = Double(Wire.sequencedFrameOverhead + 5)
         let l = (h / (8 * p)).squareRoot()
-        guard l.isFinite else { return configuration.maxFrameBody }
-        return min(configuration.maxFrameBody, max(configuration.minFrameBody, Int(l)))
+        let limit = effectiveMaxFrameBody
+        guard l.isFinite else { return limit }
+        return min(limit, max(min(configuration.minFrameBody, limit), Int(l)))
     }
 
     // MARK: Frames
@@ -325,7 +326,7 @@ extension Link {
         trailer.appendBE(ack.rawValue)
         trailer.appendBE(sack)
         frame.crc.update(trailer)
-        trailer.appendBE(frame.crc.value)
+        trailer.appendLE(frame.crc.value)
         encoder.append(contentsOf: trailer, into: &out)
         encoder.finish(into: &out)
         ackOwed = false
@@ -391,7 +392,7 @@ extension Link {
         let (ack, sack) = acknowledgementState
         raw.appendBE(ack.rawValue)
         raw.appendBE(sack)
-        raw.appendBE(CRC32C.checksum(raw))
+        raw.appendLE(CRC32C.checksum(raw))
         encoder.begin(into: &out)
         encoder.append(contentsOf: raw, into: &out)
         encoder.finish(into: &out)
@@ -406,7 +407,7 @@ extension Link {
                           initialWindow: UInt32(configuration.initialWindow))
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
-        raw.appendBE(CRC32C.checksum(raw))
+        raw.appendLE(CRC32C.checksum(raw))
         encoder.begin(into: &out)
         encoder.append(contentsOf: raw, into: &out)
         encoder.finish(into: &out)

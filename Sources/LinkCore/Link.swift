@@ -61,9 +61,11 @@ public struct Link: Sendable {
     var outOfOrder: [UInt16: [UInt8]] = [:]
     /// Fragments of retransmitted frames being reassembled, by sequence number (§4.6).
     var fragments: [UInt16: FragmentAssembly] = [:]
-    /// Size of the largest recent sequenced frame from the peer. Our acknowledgements ride in
-    /// the peer's frame trailers, so one may be late by up to that frame's line time.
-    var peerFrameBytes = 0
+    /// When the peer last sent a sequenced frame. While it is sending, our acknowledgements
+    /// ride in its frame trailers and may be late by up to one of its frames.
+    var lastPeerFrameAt: LinkTime?
+    /// A restart was detected and `.established` has not yet reported it.
+    var peerRestartUnreported = false
     var ackOwed = false
     /// A gap was seen: the peer should learn of it soon, even at the cost of a shorter frame.
     var ackUrgent = false
@@ -168,6 +170,18 @@ extension Link {
         guard rate > 0 else { return 1 << 16 }
         // ~4 ms of line time, at least 32 bytes.
         return max(32, rate * 4 / 1000)
+    }
+
+    /// Largest frame body both ends accept: our configuration and the peer's HELLO.
+    var effectiveMaxFrameBody: Int {
+        min(configuration.maxFrameBody, peerHello.map { max(64, Int($0.maxFrame)) } ?? configuration.maxFrameBody)
+    }
+
+    /// Extra delay an acknowledgement may suffer while the peer streams a frame: one of its
+    /// largest frames, if it has been sending recently.
+    func peerFrameAllowance(now: LinkTime) -> Int {
+        guard let last = lastPeerFrameAt, now - last < .seconds(2), let peer = peerHello else { return 0 }
+        return Int(peer.maxFrame) + Wire.sequencedFrameOverhead + Int(peer.maxFrame) / 254
     }
 
     /// Serialisation time of `bytes` at the line rate.

@@ -284,5 +284,8 @@ extension Array where Element == UInt8 {
     @inline(__always) mutating func appendBE(_ v: UInt32) {
         append(UInt8(v >> 24)); append(UInt8((v >> 16) & 0xFF)); append(UInt8((v >> 8) & 0xFF)); append(UInt8(v & 0xFF))
     }
+    @inline(__always) mutating func appendLE(_ v: UInt32) {
+        append(UInt8(v & 0xFF)); append(UInt8((v >> 8) & 0xFF)); append(UInt8((v >> 16) & 0xFF)); append(UInt8(v >> 24))
+    }
     @inline(__always) mutating func appendBE(_ v: UInt64) { appendBE(UInt32(v >> 32)); appendBE(UInt32(v & 0xFFFF_FFFF)) }
 }

@@ -156,13 +156,11 @@ struct BitErrorTests {
             if start + 32 <= crcStartBit { bodyOnly.append(start) } else { reachingIntoCRC.append(start) }
         }
         #expect(bodyOnly.isEmpty, "windows inside the body with undetectable patterns: \(bodyOnly)")
-        // BUG: CRC-32C is a reflected CRC (it takes each byte least significant bit first, as a
+        // CRC-32C is a reflected CRC (it takes each byte least significant bit first, as a
         // UART sends it). Its burst guarantee needs the CRC appended least significant byte
-        // first; the wire format appends it big-endian, so a burst that straddles the last body
-        // bytes and the CRC field can cancel out. Appending it little-endian leaves no such window.
-        withKnownIssue("bursts of ≤ 32 bits straddling the body/CRC boundary pass the check (CRC stored big-endian)") {
-            #expect(reachingIntoCRC.isEmpty, "windows reaching into the CRC field with undetectable patterns: \(reachingIntoCRC)")
-        }
+        // first, which is why the wire format stores it little-endian (docs/protocol.md §2): a
+        // big-endian field let bursts straddling the body/CRC boundary cancel out.
+        #expect(reachingIntoCRC.isEmpty, "windows reaching into the CRC field with undetectable patterns: \(reachingIntoCRC)")
     }
 
     /// The smallest instance of the bug above, for the record: flip the top bit of the byte
@@ -178,14 +176,10 @@ struct BitErrorTests {
         var mask = [UInt8](repeating: 0, count: n)
         for i in 0..<n { mask[i] = bad[i] ^ captured.content[i] }
         let span = burstLength(mask)
-        withKnownIssue("a 32-bit burst passes the CRC") {
-            #expect(span > 32 || !crcVerifies(bad), "a \(span)-bit burst ending in the CRC field passes the check")
-        }
+        #expect(span > 32 || !crcVerifies(bad), "a \(span)-bit burst ending in the CRC field passes the check")
         // Link accepts it: the SACK bitmap now claims a frame the peer never got.
         let (events, stats) = captured.feed(COBSEncoder.encode(bad))
-        withKnownIssue("Link accepts the damaged frame") {
-            #expect(span > 32 || stats.crcErrors == captured.receiver.statistics.crcErrors + 1, "\(summary(events))")
-        }
+        #expect(span > 32 || stats.crcErrors == captured.receiver.statistics.crcErrors + 1, "\(summary(events))")
     }
 
     /// What the boundary weakness costs: B's acknowledgement is hit by an undetectable burst
@@ -245,9 +239,7 @@ struct BitErrorTests {
         pair.write(.a, id, data, finish: true)
         let completed = pair.run(timeLimit: .seconds(60)) { $0.has(.b, .remoteFinished(id)) }
         #expect(forgedOnce)
-        withKnownIssue("a forged SACK bit makes A discard a frame B never received; the link stalls for good") {
-            #expect(completed, "B stuck at frame \(pair.b.expectedSequence) (A thinks it delivered); A has \(pair.a.outstanding.count) frames outstanding; B got \(pair.receivedCount(.b, id)) of \(data.count) bytes")
-        }
+        #expect(completed, "B stuck at frame \(pair.b.expectedSequence) (A thinks it delivered); A has \(pair.a.outstanding.count) frames outstanding; B got \(pair.receivedCount(.b, id)) of \(data.count) bytes")
     }
 
     /// Damage to the stuffed bytes on the line: flipped bits may move or create delimiters, so

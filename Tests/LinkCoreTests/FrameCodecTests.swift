@@ -137,13 +137,10 @@ struct FrameCodecTests {
         let data = pattern(300_000, seed: 14)
         pair.write(.a, id, data, finish: true)
         let completed = pair.run(timeLimit: .seconds(20)) { $0.has(.b, .remoteFinished(id)) }
-        // BUG: Hello.maxFrame is never used; A sizes frames by its own maxFrameBody only. B drops
-        // them as oversize, and rejects the fragments of their retransmissions as a protocol
-        // violation (reassembled, they exceed its limit): the transfer never completes.
-        withKnownIssue("the sender ignores the peer's maxFrame") {
-            #expect(completed, "B got \(pair.receivedCount(.b, id)) of \(data.count) bytes; \(pair.b.statistics.oversizeFrames) oversize frames, \(pair.b.statistics.protocolViolations) protocol violations")
-            #expect(largest <= 1024 + 64, "A sent a frame of \(largest) bytes")
-            #expect(pair.b.statistics.oversizeFrames == 0)
-        }
+        // A must size frames by B's HELLO maxFrame as well as its own limit; otherwise B drops
+        // them as oversize and the transfer never completes (a regression test).
+        #expect(completed, "B got \(pair.receivedCount(.b, id)) of \(data.count) bytes; \(pair.b.statistics.oversizeFrames) oversize frames, \(pair.b.statistics.protocolViolations) protocol violations")
+        #expect(largest <= 1024 + 64, "A sent a frame of \(largest) bytes")
+        #expect(pair.b.statistics.oversizeFrames == 0)
     }
 }

@@ -161,12 +161,9 @@ struct HandshakeTests {
         let resetIndex = try #require(events.lastIndex { if case .streamReset = $0 { return true } else { return false } })
         let establishedIndex = try #require(events.firstIndex(where: establishedWithNewPeer))
         #expect(resetIndex < establishedIndex)
-        // BUG: the restart is detected on the new peer's first HELLO (echo 0), but the handshake
-        // completes on its second HELLO, where `restarted` is false again, so A reports
-        // .established(peerSession: new, peerRestarted: false).
-        withKnownIssue("Link reports peerRestarted: false after a peer restart") {
-            #expect(events[establishedIndex] == .established(peerSession: newSession, peerRestarted: true))
-        }
+        // The restart is detected on the new peer's first HELLO (echo 0) and the handshake
+        // completes on its second; the .established event must still report the restart.
+        #expect(events[establishedIndex] == .established(peerSession: newSession, peerRestarted: true))
         #expect(pair.a.streams.isEmpty)
         #expect(pair.a.statistics.peerRestarts == 1)
         #expect(pair.run(timeLimit: .seconds(10)) { $0.b.isEstablished })

@@ -141,12 +141,9 @@ struct SupervisionTests {
         #expect(!pair.has(.a, .linkDown))  // A heard B all along
         #expect(pair.b.session != oldB)
         #expect(pair.run(timeLimit: .seconds(60)) { $0.now >= healsAt && $0.a.isEstablished && $0.b.isEstablished })
-        // BUG: B's new HELLO already echoes A's session, so A is established again within the
-        // same handleHello call that detected the restart; `wasEstablished` was taken before the
-        // reset, so no .established event is emitted at all.
-        withKnownIssue("no .established(peerRestarted: true) after the peer's new session") {
-            #expect(pair.has(.a, .established(peerSession: pair.b.session, peerRestarted: true)), "A: \(summary(pair.events(.a)))")
-        }
+        // B's new HELLO already echoes A's session, so A is established again within the same
+        // handleHello call that detected the restart: that must still emit .established.
+        #expect(pair.has(.a, .established(peerSession: pair.b.session, peerRestarted: true)), "A: \(summary(pair.events(.a)))")
         let next = try pair.openAccepted(from: .a)
         pair.write(.a, next, pattern(30_000, seed: 7), finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(next)) })

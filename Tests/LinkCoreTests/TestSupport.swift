@@ -41,13 +41,13 @@ func referenceCRC32C(_ bytes: [UInt8]) -> UInt32 {
 
 /// The 4 bytes of the CRC field for checksum `v`.
 func crcField(_ v: UInt32) -> [UInt8] {
-    [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)]
+    [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)]
 }
 
 /// The checksum stored in the last 4 bytes of a decoded frame.
 func storedCRC(_ frame: [UInt8]) -> UInt32 {
     let n = frame.count
-    return UInt32(frame[n - 4]) << 24 | UInt32(frame[n - 3]) << 16 | UInt32(frame[n - 2]) << 8 | UInt32(frame[n - 1])
+    return UInt32(frame[n - 1]) << 24 | UInt32(frame[n - 2]) << 16 | UInt32(frame[n - 3]) << 8 | UInt32(frame[n - 4])
 }
 
 /// Whether a decoded frame (type ... CRC) carries a valid CRC-32C, checked the way the receiver does.
