@@ -1,15 +1,329 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ArgumentParser
+import Forwarding
+import Logging
+import NIOCore
+import NIOPosix
+import SerialPort
+import Synchronization
+import VirtualCable
 
-/// `socket2ser demo`: will show the whole path (two forwarders over a virtual cable) in one
-/// process. A stub until that is written, registered now so the command tree is final and the
-/// help already lists it.
+/// `socket2ser demo`: the whole path in one process, for a first look without hardware.
+///
+/// A `VirtualCable` paced like a UART joins two `Forwarder`s: S, whose target is a small echo
+/// service on 127.0.0.1, and C, listening on 127.0.0.1. The user is told which port to connect
+/// to, and one line of counters (streams, bytes each way, retransmissions, CRC errors, RTT, link
+/// state) is refreshed every second: in place with `\r` on a terminal, one line per second when
+/// stdout is a pipe or a file. SIGINT/SIGTERM (or the end of `--seconds`) cancels the forwarders,
+/// which shut down within two seconds, and the command exits 0.
 struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Run both ends over a virtual cable in one process (not yet available).")
+        abstract: "Run both ends over a virtual cable in one process, with an echo service behind S.",
+        discussion: """
+            Starts a virtual cable, S (connected to a built-in echo service) and C (listening on \
+            127.0.0.1), prints the port to connect to and then live counters once a second. \
+            Try 'nc 127.0.0.1 PORT' in another terminal and type a few lines. Ctrl-C stops.
+            """)
+
+    @Option(name: [.customLong("baud"), .customLong("baudrate")],
+            help: ArgumentHelp("Line rate of the virtual cable (default 115200).", valueName: "baud"),
+            transform: ArgumentValues.baudRate)
+    var baud: Int = 115_200
+
+    @Option(name: [.customLong("port"), .customLong("port", withSingleDash: true)],
+            help: ArgumentHelp("Port C listens on, on 127.0.0.1 (default 0: any free port).", valueName: "port"),
+            transform: DemoCommand.listeningPort)
+    var port: Int = 0
+
+    @Option(name: .customLong("seconds"),
+            help: ArgumentHelp("Stop by itself after this many seconds (default: run until interrupted).",
+                               valueName: "seconds"),
+            transform: DemoCommand.duration)
+    var seconds: Double?
+
+    @Option(name: [.customShort("d"), .customLong("debug")],
+            help: ArgumentHelp("Verbosity on stderr: 0 warnings (default), 1 connections, 2 link events, 3 frame trace.",
+                               valueName: "level"),
+            transform: ArgumentValues.debugLevel)
+    var debug: Int = 0
+
+    /// Like `ArgumentValues.port`, but 0 (let the system choose) is the useful default here.
+    static func listeningPort(_ text: String) throws -> Int {
+        guard let value = Int(text), (0...65_535).contains(value) else {
+            throw CommandLineError("a port is a number from 0 (any free port) to 65535")
+        }
+        return value
+    }
+
+    static func duration(_ text: String) throws -> Double {
+        guard let value = Double(text), value.isFinite, value > 0, value <= 86_400 else {
+            throw CommandLineError("the run time is a number of seconds above 0 and at most 86400")
+        }
+        return value
+    }
 
     func run() async throws {
-        StandardError.write("demo: not yet available\n")
-        throw ExitCode.failure
+        let level = StderrLogHandler.logLevel(forVerbosity: debug)
+        let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
+
+        let cable: VirtualCable
+        do {
+            cable = try VirtualCable(configuration: CableConfiguration(baud: baud))
+        } catch let error as VirtualCableError {
+            StandardError.write("socket2ser demo: \(error)\n")
+            throw ExitCode.failure
+        }
+        cable.start()
+        defer { cable.stop() }
+
+        let echo = try await DemoEchoService.start()
+        let serial = SerialSettings(baudRate: baud)
+        let server = Forwarder(
+            configuration: ForwarderConfiguration(
+                role: .server(targetHost: "127.0.0.1", targetPort: echo.port), devicePath: cable.pathA,
+                serial: serial, verbosity: debug),
+            logger: logger.labelled("S"))
+        let client = Forwarder(
+            configuration: ForwarderConfiguration(
+                role: .client(bindHost: "127.0.0.1", port: port), devicePath: cable.pathB,
+                serial: serial, verbosity: debug),
+            logger: logger.labelled("C"))
+
+        // The handlers are armed before anything is printed, so whoever reads the hint may stop
+        // the demo at once and still get a clean shutdown.
+        let stopper = SessionStopper()
+        let signals = await ShutdownSignals.install(logger: logger) { stopper.stop() }
+        defer { signals.stop() }
+        let baud = self.baud
+        let seconds = self.seconds
+        let session = Task {
+            try await Self.runSession(server: server, client: client, baud: baud, seconds: seconds)
+        }
+        stopper.attach(session)
+
+        let outcome: Result<Void, Error>
+        do {
+            try await withTaskCancellationHandler {
+                try await session.value
+            } onCancel: {
+                session.cancel()
+            }
+            outcome = .success(())
+        } catch is CancellationError where session.isCancelled {
+            outcome = .success(())  // Stopped by a signal: the normal way to end.
+        } catch {
+            outcome = .failure(error)
+        }
+        await echo.stop()
+        logger.info("stopped")
+        try outcome.get()
+    }
+
+    /// Runs both forwarders and the dashboard until one of them ends (the dashboard ends when
+    /// `seconds` have passed, or when the session is cancelled), then stops the rest and rethrows
+    /// the first failure, preferring a forwarder's error (it says why) to anything else.
+    private static func runSession(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            group.addTask { try await client.run() }
+            group.addTask {
+                await dashboard(server: server, client: client, baud: baud, seconds: seconds)
+            }
+            var failure: Error?
+            do {
+                try await group.next()
+            } catch {
+                failure = error
+            }
+            group.cancelAll()
+            while true {
+                do {
+                    guard try await group.next() != nil else { break }
+                } catch {
+                    if failure == nil || failure is CancellationError { failure = error }
+                }
+            }
+            if let failure { throw failure }
+        }
+    }
+
+    /// Announces the port, then refreshes the counters once a second until cancelled or until
+    /// `seconds` have passed. Returns at once if C never listens (its own task reports why).
+    private static func dashboard(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?) async {
+        guard let port = try? await client.waitUntilListening() else { return }
+        let started = ContinuousClock.now
+        let deadline = seconds.map { started + .nanoseconds(Int64($0 * 1e9)) }
+        let terminal = isatty(STDOUT_FILENO) == 1
+        StandardOutput.write("""
+            socket2ser demo: virtual cable at \(baud) baud; try:  nc 127.0.0.1 \(port)
+            (C listens on 127.0.0.1:\(port); S connects every stream to a built-in echo service; \
+            Ctrl-C stops)
+
+            """)
+
+        var next = started
+        var wroteInPlace = false
+        while !Task.isCancelled {
+            next += .seconds(1)
+            var wake = next
+            if let deadline, deadline < wake { wake = deadline }
+            do {
+                try await Task.sleep(until: wake, clock: .continuous)
+            } catch {
+                break  // cancelled
+            }
+            let line = counters(server: await server.status(), client: await client.status())
+            if terminal {
+                // Erase the rest of the previous line in case the new one is shorter.
+                StandardOutput.write("\r\(line)\u{1B}[K")
+                wroteInPlace = true
+            } else {
+                StandardOutput.write(line + "\n")
+            }
+            if let deadline, ContinuousClock.now >= deadline { break }
+        }
+        if wroteInPlace { StandardOutput.write("\n") }
+    }
+
+    /// One line of counters, e.g.
+    /// `streams 2 | C→S 1.2 KB | S→C 1.2 KB | retransmits 0 | CRC errors 0 | RTT 14 ms | link up`.
+    static func counters(server: ForwarderStatus, client: ForwarderStatus) -> String {
+        let state = server.linkState == client.linkState
+            ? "\(client.linkState)" : "C \(client.linkState), S \(server.linkState)"
+        let rtt = client.rttMilliseconds > 0 ? client.rttMilliseconds : server.rttMilliseconds
+        return "streams \(client.streamsOpen)"
+            + " | C→S \(byteCount(client.payloadBytesSent))"
+            + " | S→C \(byteCount(client.payloadBytesReceived))"
+            + " | retransmits \(client.retransmissions + server.retransmissions)"
+            + " | CRC errors \(client.crcErrors + server.crcErrors)"
+            + " | RTT \(Int(rtt.rounded())) ms"
+            + " | link \(state)"
+    }
+
+    /// `512 B`, `12.3 KB`, `4.5 MB` (powers of 1000, one decimal).
+    static func byteCount(_ bytes: Int) -> String {
+        if bytes < 1_000 { return "\(bytes) B" }
+        let units = ["KB", "MB", "GB", "TB"]
+        var value = Double(bytes) / 1_000
+        var unit = 0
+        while value >= 1_000 && unit < units.count - 1 {
+            value /= 1_000
+            unit += 1
+        }
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10) \(units[unit])"
+    }
+}
+
+/// Cancels the session task when a signal arrives, including one that arrives before the task
+/// has been created.
+private final class SessionStopper: Sendable {
+    private struct State {
+        var task: Task<Void, Error>?
+        var stopRequested = false
+    }
+
+    private let state = Mutex(State())
+
+    func attach(_ task: Task<Void, Error>) {
+        let stop = state.withLock { state in
+            state.task = task
+            return state.stopRequested
+        }
+        if stop { task.cancel() }
+    }
+
+    func stop() {
+        let task = state.withLock { state in
+            state.stopRequested = true
+            return state.task
+        }
+        task?.cancel()
+    }
+}
+
+extension Logger {
+    /// The same handler, with the end's name in the metadata so the two ends' lines can be told apart.
+    fileprivate func labelled(_ end: String) -> Logger {
+        var logger = self
+        logger[metadataKey: "end"] = "\(end)"
+        return logger
+    }
+}
+
+/// Standard output, flushed at once so a pipe reader (a test, `tee`) sees each line as soon as it
+/// is printed and `\r` updates reach a terminal immediately.
+private enum StandardOutput {
+    static func write(_ text: String) {
+        print(text, terminator: "")
+        fflush(nil)
+    }
+}
+
+// MARK: - The echo service behind S
+
+/// A TCP echo service on 127.0.0.1 (a port the system picks), with half-close: when the client
+/// ends its output, the service ends its own once everything has been echoed.
+private struct DemoEchoService: Sendable {
+    let group: MultiThreadedEventLoopGroup
+    let channel: Channel
+    let port: Int
+
+    static func start() async throws -> DemoEchoService {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(DemoEchoHandler())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: 0).get()
+            guard let port = channel.localAddress?.port else {
+                throw CommandLineError("the echo service has no local port")
+            }
+            return DemoEchoService(group: group, channel: channel, port: port)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    func stop() async {
+        try? await channel.close()
+        try? await group.shutdownGracefully()
+    }
+}
+
+private final class DemoEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.flush()
+            context.close(mode: .output, promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
     }
 }

@@ -1,0 +1,275 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+// Support for ProcessEndToEndTests: the real `socket2ser` executable run as subprocesses.
+// Every name here starts with `E2E` so it cannot collide with the helpers of the in-process tests
+// that share this module.
+
+struct E2EFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Finds the built `socket2ser` the way Tests/CLITests does: next to the running test bundle
+/// (so it comes from the same build and configuration), unless `SOCKET2SER_EXECUTABLE` says
+/// otherwise.
+enum E2EExecutable {
+    static func url() throws -> URL {
+        if let override = ProcessInfo.processInfo.environment["SOCKET2SER_EXECUTABLE"] {
+            return URL(fileURLWithPath: override)
+        }
+        var directories: [URL] = []
+        for bundle in [Bundle.main] + Bundle.allBundles where bundle.bundleURL.pathExtension == "xctest" {
+            directories.append(bundle.bundleURL.deletingLastPathComponent())
+        }
+        if let running = Bundle.main.executableURL?.resolvingSymlinksInPath() {
+            directories.append(running.deletingLastPathComponent())
+        }
+        for directory in directories {
+            let candidate = directory.appendingPathComponent("socket2ser")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw E2EFailure("socket2ser not found next to the test bundle (looked in "
+            + directories.map(\.path).joined(separator: ", ") + "); set SOCKET2SER_EXECUTABLE")
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds; throws after `timeout`. Waiting for a condition,
+/// never for a fixed time. Blocking: call it from an `e2eOffload` thread.
+func e2eWait(_ what: String, timeout: Duration, _ condition: () throws -> Bool) throws {
+    let deadline = ContinuousClock.now + timeout
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw E2EFailure("timed out after \(timeout) waiting for \(what)") }
+        usleep(10_000)
+    }
+}
+
+/// Runs blocking work (socket reads, process waits, thread joins) on a thread of its own.
+///
+/// Everything that waits or measures time in these tests runs this way, not on Swift's
+/// cooperative pool: other suites in the same `swift test` keep that pool's two threads busy with
+/// long synchronous sweeps, and a wait or a timestamp taken there can be late by tens of seconds.
+func e2eOffload<T: Sendable>(_ name: String = "e2e worker", _ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+        let thread = Thread {
+            continuation.resume(with: Result { try body() })
+        }
+        thread.name = name
+        thread.start()
+    }
+}
+
+/// One `socket2ser` subprocess with its stdout and stderr collected as they arrive.
+final class E2EChild: @unchecked Sendable {
+    // @unchecked: `exit` is guarded by `lock`; everything else is set in init.
+    struct Exit: Sendable, CustomStringConvertible {
+        var at: ContinuousClock.Instant
+        var reason: Process.TerminationReason
+        var status: Int32
+
+        var isCleanExitZero: Bool { reason == .exit && status == 0 }
+        var description: String {
+            reason == .exit ? "exit status \(status)" : "killed by signal \(status)"
+        }
+    }
+
+    let name: String
+    let arguments: [String]
+    let startedAt: ContinuousClock.Instant
+    let output = E2EPipeCollector()
+    let errors = E2EPipeCollector()
+    private let process = Process()
+    private let lock = NSLock()
+    private var exitRecord: Exit?
+
+    init(_ name: String, _ arguments: [String]) throws {
+        self.name = name
+        self.arguments = arguments
+        process.executableURL = try E2EExecutable.url()
+        process.arguments = arguments
+        process.standardInput = FileHandle.nullDevice
+        let outputPipe = Pipe()
+        let errorPipe = Pipe()
+        process.standardOutput = outputPipe
+        process.standardError = errorPipe
+        output.drain(outputPipe.fileHandleForReading, name: "\(name) stdout")
+        errors.drain(errorPipe.fileHandleForReading, name: "\(name) stderr")
+        startedAt = .now
+        process.terminationHandler = { [weak self] process in
+            guard let self else { return }
+            let record = Exit(at: .now, reason: process.terminationReason, status: process.terminationStatus)
+            self.lock.withLock { self.exitRecord = record }
+        }
+        try process.run()
+    }
+
+    deinit {
+        forceKill()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var exit: Exit? { lock.withLock { exitRecord } }
+
+    func signal(_ number: Int32) {
+        if exit == nil { kill(pid, number) }
+    }
+
+    /// SIGKILL if still running. Synchronous, so it can run from `defer` and `deinit`.
+    func forceKill() {
+        if exit == nil, process.isRunning { kill(pid, SIGKILL) }
+    }
+
+    /// Waits up to `timeout` for the process to end. Blocking.
+    func waitForExit(timeout: Duration) -> Exit? {
+        try? e2eWait("\(name) to exit", timeout: timeout) { exit != nil }
+        return exit
+    }
+
+    /// Waits for a line of stdout matching `predicate` and returns it. Blocking.
+    @discardableResult
+    func waitForOutputLine(_ what: String, timeout: Duration = .seconds(10),
+                           where predicate: (Substring) -> Bool) throws -> Substring {
+        var found: Substring?
+        do {
+            try e2eWait("\(name): \(what)", timeout: timeout) {
+                found = output.text.split(separator: "\n").first(where: predicate)
+                if found == nil, let exit { throw E2EFailure("\(name) ended (\(exit)) before \(what)") }
+                return found != nil
+            }
+        } catch {
+            throw E2EFailure("\(error); stdout: \(output.text.suffix(500)) stderr: \(errors.text.suffix(1500))")
+        }
+        return found!
+    }
+
+    /// Waits until stderr has contained `text` at least `count` times. Blocking.
+    func waitForError(containing text: String, count: Int = 1, timeout: Duration = .seconds(10)) throws {
+        do {
+            try e2eWait("\(name): '\(text)' on stderr", timeout: timeout) {
+                if errors.text.components(separatedBy: text).count - 1 >= count { return true }
+                if let exit { throw E2EFailure("\(name) ended (\(exit)) before '\(text)'") }
+                return false
+            }
+        } catch {
+            throw E2EFailure("\(error); stderr: \(errors.text.suffix(1500))")
+        }
+    }
+
+    /// Sends SIGTERM to every process at once, then waits up to `timeout` for each to end; one
+    /// that does not is killed. Blocking.
+    static func terminate(_ children: [E2EChild], timeout: Duration = .seconds(2)) -> [E2EStopReport] {
+        let sent = ContinuousClock.now
+        let running = children.map { child -> Bool in
+            guard child.exit == nil else { return false }
+            kill(child.pid, SIGTERM)
+            return true
+        }
+        return zip(children, running).map { child, wasRunning in
+            guard wasRunning else {
+                return E2EStopReport(name: child.name, alreadyExited: true, elapsed: .zero, exit: child.exit)
+            }
+            let remaining = timeout - (ContinuousClock.now - sent)
+            if let exit = child.waitForExit(timeout: max(remaining, .zero)) {
+                return E2EStopReport(name: child.name, alreadyExited: false, elapsed: exit.at - sent, exit: exit)
+            }
+            child.forceKill()
+            let exit = child.waitForExit(timeout: .seconds(5))
+            return E2EStopReport(name: child.name, alreadyExited: false, elapsed: ContinuousClock.now - sent,
+                                 exit: exit, timedOut: true)
+        }
+    }
+}
+
+/// How a process ended when asked to.
+struct E2EStopReport: Sendable, CustomStringConvertible {
+    var name: String
+    var alreadyExited: Bool
+    var elapsed: Duration
+    var exit: E2EChild.Exit?
+    var timedOut = false
+
+    /// Ended by SIGTERM within the time allowed, with status 0.
+    var isClean: Bool { !alreadyExited && !timedOut && exit?.isCleanExitZero == true }
+
+    var description: String {
+        if alreadyExited { return "\(name) had already ended (\(exit.map { "\($0)" } ?? "?"))" }
+        if timedOut { return "\(name) did not exit within the limit after SIGTERM; killed" }
+        return "\(name) exited \(elapsed.e2eMilliseconds) after SIGTERM with \(exit.map { "\($0)" } ?? "?")"
+    }
+}
+
+/// Accumulates what a pipe delivers, read on a thread of its own with plain blocking reads.
+final class E2EPipeCollector: @unchecked Sendable {
+    // @unchecked: `data` and `ended` are guarded by `lock`.
+    private let lock = NSLock()
+    private var data = Data()
+    private var ended = false
+
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    var hasEnded: Bool { lock.withLock { ended } }
+
+    func drain(_ handle: FileHandle, name: String) {
+        let thread = Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                lock.withLock {
+                    if chunk.isEmpty { ended = true } else { data.append(chunk) }
+                }
+                if chunk.isEmpty { return }
+            }
+        }
+        thread.name = name
+        thread.start()
+    }
+}
+
+extension Duration {
+    /// Seconds as a Double, for arithmetic and messages.
+    var e2eSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
+    /// e.g. "412 ms".
+    var e2eMilliseconds: String { "\(Int((e2eSeconds * 1000).rounded())) ms" }
+}
+
+/// Work started on a thread of its own right away, whose result is collected later.
+final class E2EBackground<T: Sendable>: @unchecked Sendable {
+    // @unchecked: `result` is written once before `done` is signalled, and read only after.
+    private var result: Result<T, Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ name: String, _ body: @escaping @Sendable () throws -> T) {
+        let thread = Thread { [self] in
+            result = Result { try body() }
+            done.signal()
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Waits for the result. Blocking.
+    func value(timeout: Duration) throws -> T {
+        guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.e2eSeconds * 1e9))) == .success else {
+            throw E2EFailure("background work did not finish within \(timeout)")
+        }
+        done.signal()  // later callers do not block
+        return try result!.get()
+    }
+}
+
+/// A value handed from one closure to another; set once before it is read.
+final class E2EBox<T: Sendable>: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var stored: T?
+
+    var value: T? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
+}

@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Testing
+
+/// Three real processes: `socket2ser cable`, `socket2ser S` on end A (connecting to a target on
+/// 127.0.0.1) and `socket2ser C` on end B (listening on a free port of 127.0.0.1).
+final class E2ERig: @unchecked Sendable {
+    // @unchecked: `server` is replaced only by `restartServer()`, which the test calls from one task.
+    let baud: Int
+    let targetPort: Int
+    let cable: E2EChild
+    let pathA: String
+    let pathB: String
+    /// When the cable printed its paths; it starts carrying bytes (and counting outage time)
+    /// just before.
+    let cableStartedAt: ContinuousClock.Instant
+    private(set) var server: E2EChild
+    let client: E2EChild
+    /// The port C listens on.
+    let port: Int
+    private var retired: [E2EChild] = []
+
+    private init(baud: Int, targetPort: Int, cable: E2EChild, pathA: String, pathB: String,
+                 cableStartedAt: ContinuousClock.Instant, server: E2EChild, client: E2EChild, port: Int) {
+        self.baud = baud
+        self.targetPort = targetPort
+        self.cable = cable
+        self.pathA = pathA
+        self.pathB = pathB
+        self.cableStartedAt = cableStartedAt
+        self.server = server
+        self.client = client
+        self.port = port
+    }
+
+    /// Starts the cable, then S and C (with `-d 1`, so "link established" shows on stderr), and
+    /// returns once C accepts connections and both ends report the link established. Blocking.
+    static func start(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1) throws -> E2ERig {
+        var started: [E2EChild] = []
+        do {
+            let cable = try E2EChild("cable", ["cable", "--baud", "\(baud)"] + cableOptions + ["--seed", "\(seed)"])
+            started.append(cable)
+            let lineA = try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }
+            let lineB = try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }
+            let cableStartedAt = ContinuousClock.now
+            let pathA = String(lineA.dropFirst(2))
+            let pathB = String(lineB.dropFirst(2))
+
+            let server = try startServer(path: pathA, targetPort: targetPort, baud: baud)
+            started.append(server)
+            let port = try e2eFreePort()
+            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)", "-d", "1"])
+            started.append(client)
+
+            try e2eWait("C to accept connections on \(port)", timeout: .seconds(10)) {
+                if let exit = client.exit {
+                    throw E2EFailure("C ended (\(exit)): \(client.errors.text.suffix(1000))")
+                }
+                return E2EClient.accepts(port: port)
+            }
+            try client.waitForError(containing: "link established")
+            try server.waitForError(containing: "link established")
+            return E2ERig(baud: baud, targetPort: targetPort, cable: cable, pathA: pathA, pathB: pathB,
+                          cableStartedAt: cableStartedAt, server: server, client: client, port: port)
+        } catch {
+            for child in started { child.forceKill() }
+            throw error
+        }
+    }
+
+    private static func startServer(path: String, targetPort: Int, baud: Int) throws -> E2EChild {
+        try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", path,
+                           "--baudrate", "\(baud)", "-d", "1"])
+    }
+
+    /// SIGKILLs S (no clean shutdown: the peer is not told) and waits for it to be gone. Blocking.
+    func killServer() throws -> E2EChild.Exit {
+        server.signal(SIGKILL)
+        guard let exit = server.waitForExit(timeout: .seconds(5)) else {
+            throw E2EFailure("S did not die from SIGKILL")
+        }
+        return exit
+    }
+
+    /// Starts a new S on the same device and target.
+    func restartServer() throws {
+        retired.append(server)
+        server = try Self.startServer(path: pathA, targetPort: targetPort, baud: baud)
+    }
+
+    /// SIGTERM to C and S at once, then to the cable; each must exit 0 within 2 s. Blocking.
+    func shutdown() -> [E2EStopReport] {
+        E2EChild.terminate([client, server]) + E2EChild.terminate([cable])
+    }
+
+    /// SIGKILL to every process still running; for `defer` after a failure.
+    func forceKill() {
+        for child in [client, server, cable] + retired { child.forceKill() }
+    }
+
+    /// The tail of every process's stderr, to make a failure explainable.
+    var logs: String {
+        [cable, server, client].map { "--- \($0.name) stderr:\n\($0.errors.text.suffix(3000))" }
+            .joined(separator: "\n")
+    }
+}
+
+/// Runs `body` with a rig; afterwards stops every process with SIGTERM and checks each exits
+/// with status 0 within 2 s. On failure the processes are killed (also by `defer`, whatever
+/// happens) and their logs are printed. Returns the stopped rig, whose output can be inspected.
+///
+/// `onReady` runs on the starting thread as soon as the rig is up, for work that must begin
+/// without delay (the cable's clock is already running).
+@discardableResult
+func withE2ERig(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1,
+                onReady: (@Sendable (E2ERig) -> Void)? = nil,
+                sourceLocation: SourceLocation = #_sourceLocation,
+                _ body: (E2ERig) async throws -> Void) async throws -> E2ERig {
+    let rig = try await e2eOffload("e2e rig start") {
+        let rig = try E2ERig.start(targetPort: targetPort, baud: baud, cableOptions: cableOptions, seed: seed)
+        onReady?(rig)
+        return rig
+    }
+    defer { rig.forceKill() }
+    do {
+        try await body(rig)
+    } catch {
+        print("ProcessEndToEndTests failure: \(error)\n\(rig.logs)")
+        throw error
+    }
+    let reports = try await e2eOffload("e2e rig shutdown") { rig.shutdown() }
+    for report in reports {
+        #expect(report.isClean, "\(report)", sourceLocation: sourceLocation)
+        #expect(report.elapsed < .seconds(2), "\(report)", sourceLocation: sourceLocation)
+    }
+    print("  shutdown after SIGTERM: " + reports.map { "\($0.name) \($0.elapsed.e2eMilliseconds)" }.joined(separator: ", "))
+    return rig
+}

@@ -1,0 +1,455 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+// Plain blocking POSIX sockets for ProcessEndToEndTests: TCP clients, and target services that
+// serve each connection on a thread of its own. Blocking calls are made from `e2eOffload` threads
+// (or from the services' own threads), never from Swift's cooperative pool.
+
+/// Reproducible test data (SplitMix64).
+func e2eBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed &+ 0x9E37_79B9_7F4A_7C15
+    var bytes = [UInt8](repeating: 0, count: count)
+    var index = 0
+    while index < count {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        for shift in stride(from: 0, to: 64, by: 8) where index < count {
+            bytes[index] = UInt8(truncatingIfNeeded: z >> UInt64(shift))
+            index += 1
+        }
+    }
+    return bytes
+}
+
+/// Describes how `actual` differs from `expected`, or nil when they are equal.
+func e2eDifference(_ actual: [UInt8], _ expected: [UInt8]) -> String? {
+    guard actual != expected else { return nil }
+    let common = min(actual.count, expected.count)
+    let first = (0..<common).first { actual[$0] != expected[$0] } ?? common
+    let corrupted = (0..<common).reduce(0) { $0 + (actual[$1] != expected[$1] ? 1 : 0) }
+    return "got \(actual.count) B, expected \(expected.count) B; first difference at byte \(first), "
+        + "\(corrupted) differing bytes in the common prefix"
+}
+
+private func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}
+
+private func loopbackAddress(port: Int) -> sockaddr_in {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    return address
+}
+
+private func newTCPSocket() throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw E2EFailure("socket: \(errnoText())") }
+    return fd
+}
+
+private func localPort(of fd: Int32) throws -> Int {
+    var address = sockaddr_in()
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let result = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard result == 0 else { throw E2EFailure("getsockname: \(errnoText())") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+private func bindLoopback(_ fd: Int32, port: Int) -> Int32 {
+    var address = loopbackAddress(port: port)
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on: bound to port 0, read, and released.
+func e2eFreePort() throws -> Int {
+    let fd = try newTCPSocket()
+    defer { close(fd) }
+    guard bindLoopback(fd, port: 0) == 0 else { throw E2EFailure("bind: \(errnoText())") }
+    return try localPort(of: fd)
+}
+
+/// Writes all of `bytes`, without SIGPIPE; false if the connection failed first.
+private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, progress: ((Int) -> Void)? = nil) -> Bool {
+    var offset = bytes.startIndex
+    while offset < bytes.endIndex {
+        let chunk = min(bytes.endIndex - offset, 65_536)
+        let n = bytes.withUnsafeBytes { raw in
+            send(fd, raw.baseAddress! + (offset - bytes.startIndex), chunk, Int32(MSG_NOSIGNAL))
+        }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return false }
+        offset += n
+        progress?(n)
+    }
+    return true
+}
+
+// MARK: - Client
+
+/// How a read to the end of a connection ended.
+enum E2EEnd: Equatable, Sendable, CustomStringConvertible {
+    /// The peer ended its output (FIN).
+    case endOfFile
+    /// The connection was reset (ECONNRESET) or failed otherwise.
+    case failed(String)
+    /// Nothing ended it before the deadline.
+    case timedOut
+
+    var description: String {
+        switch self {
+        case .endOfFile: return "end of file"
+        case .failed(let reason): return "error: \(reason)"
+        case .timedOut: return "timed out"
+        }
+    }
+
+    /// The connection is over (whether by FIN or by reset), as opposed to still open.
+    var isClosed: Bool { self != .timedOut }
+}
+
+struct E2EReadResult: Sendable {
+    var bytes: [UInt8]
+    var end: E2EEnd
+    /// When the end (or the timeout) was seen.
+    var endedAt: ContinuousClock.Instant
+    /// (when, total so far) after every read, for tests about timing.
+    var arrivals: [(at: ContinuousClock.Instant, total: Int)]
+}
+
+/// A blocking TCP client connection to 127.0.0.1.
+final class E2EClient: @unchecked Sendable {
+    // @unchecked: `fd` is only closed once, by `close()` (guarded by `lock`); reads and writes
+    // from two threads at once are what a socket is for.
+    let fd: Int32
+    private let lock = NSLock()
+    private var closed = false
+
+    private init(fd: Int32) {
+        self.fd = fd
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Connects; `receiveBuffer` (set before connecting, so the window is small from the start)
+    /// models a reader that takes little at a time.
+    static func connect(port: Int, receiveBuffer: Int? = nil) throws -> E2EClient {
+        let fd = try newTCPSocket()
+        if var size = receiveBuffer.map(Int32.init) {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = loopbackAddress(port: port)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw E2EFailure("connect to 127.0.0.1:\(port): \(errnoText(code))")
+        }
+        return E2EClient(fd: fd)
+    }
+
+    /// Whether something accepts connections on the port now (the probe connection is closed at once).
+    static func accepts(port: Int) -> Bool {
+        (try? connect(port: port)) != nil
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        guard writeAll(fd, bytes[...]) else { throw E2EFailure("send failed: \(errnoText())") }
+    }
+
+    func shutdownWrite() {
+        shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Reads until the peer ends its output, the connection fails, `limit` bytes have arrived,
+    /// or `timeout` seconds pass.
+    func readToEnd(timeout: Double, limit: Int = .max) -> E2EReadResult {
+        let deadline = ContinuousClock.now + .nanoseconds(Int64(timeout * 1e9))
+        var bytes: [UInt8] = []
+        var arrivals: [(at: ContinuousClock.Instant, total: Int)] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while bytes.count < limit {
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero {
+                return E2EReadResult(bytes: bytes, end: .timedOut, endedAt: .now, arrivals: arrivals)
+            }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(max(1, min(remaining.e2eSeconds * 1000, 1000))))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, limit - bytes.count), 0) }
+            if n > 0 {
+                bytes += buffer[0..<n]
+                arrivals.append((.now, bytes.count))
+            } else if n == 0 {
+                return E2EReadResult(bytes: bytes, end: .endOfFile, endedAt: .now, arrivals: arrivals)
+            } else if errno != EINTR && errno != EAGAIN {
+                return E2EReadResult(bytes: bytes, end: .failed(errnoText()), endedAt: .now, arrivals: arrivals)
+            }
+        }
+        return E2EReadResult(bytes: bytes, end: .timedOut, endedAt: .now, arrivals: arrivals)
+    }
+
+    func close() {
+        lock.withLock {
+            guard !closed else { return }
+            closed = true
+            Glibc.close(fd)
+        }
+    }
+}
+
+/// Sends `request`, ends the output, and reads the whole response.
+func e2eExchange(port: Int, _ request: [UInt8], timeout: Double) throws -> E2EReadResult {
+    let client = try E2EClient.connect(port: port)
+    defer { client.close() }
+    try client.send(request)
+    client.shutdownWrite()
+    return client.readToEnd(timeout: timeout)
+}
+
+// MARK: - Target services
+
+/// A TCP service on 127.0.0.1 (a port the system picks), one thread per connection.
+final class E2ETarget: @unchecked Sendable {
+    // @unchecked: the mutable state is guarded by `lock`.
+    enum Behaviour: Sendable {
+        /// Echoes everything; ends its output after the client's end of input.
+        case echo
+        /// Reads until the client's end of input, then answers `replyAfterEndOfInput(to:)`.
+        case replyAfterEndOfInput
+        /// A connection whose first bytes are `floodRequest` gets `flood` and the end of output;
+        /// any other connection is echoed.
+        case floodOrEcho(flood: [UInt8])
+        /// Sends `download` while reading the client's upload, at the same time; every complete
+        /// upload is kept in `uploads`.
+        case exchange(download: [UInt8])
+    }
+
+    static let floodRequest = Array("FLOOD\n".utf8)
+
+    static func replyAfterEndOfInput(to data: [UInt8]) -> [UInt8] {
+        Array("GOT \(data.count)\n".utf8) + data.reversed()
+    }
+
+    let port: Int
+    let behaviour: Behaviour
+    private let listener: Int32
+    private let lock = NSLock()
+    private var connections: Set<Int32> = []
+    private var acceptedCount = 0
+    private var completedUploads: [[UInt8]] = []
+    private var floodWritten = 0
+    private var stopping = false
+    private let threads = DispatchGroup()
+
+    init(_ behaviour: Behaviour) throws {
+        self.behaviour = behaviour
+        let fd = try newTCPSocket()
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard bindLoopback(fd, port: 0) == 0, listen(fd, 1024) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw E2EFailure("target bind/listen: \(errnoText(code))")
+        }
+        listener = fd
+        port = try localPort(of: fd)
+        spawn("e2e target accept") { [self] in acceptLoop() }
+    }
+
+    deinit {
+        stop()
+    }
+
+    var accepted: Int { lock.withLock { acceptedCount } }
+    var uploads: [[UInt8]] { lock.withLock { completedUploads } }
+    var floodBytesWritten: Int { lock.withLock { floodWritten } }
+
+    /// Stops accepting, breaks every open connection, and waits for all threads.
+    func stop() {
+        let open: Set<Int32>? = lock.withLock {
+            guard !stopping else { return nil }
+            stopping = true
+            return connections
+        }
+        guard let open else { return }
+        shutdown(listener, Int32(SHUT_RDWR))  // wakes the blocked accept()
+        for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+        threads.wait()
+        Glibc.close(listener)
+    }
+
+    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        threads.enter()
+        let thread = Thread { [threads] in
+            body()
+            threads.leave()
+        }
+        thread.name = name
+        thread.stackSize = 256 * 1024
+        thread.start()
+    }
+
+    private func acceptLoop() {
+        while true {
+            // accept4 (with SOCK_CLOEXEC) is not visible through Glibc; children of this process
+            // are spawned by Foundation's Process, which closes inherited descriptors anyway.
+            let fd = accept(listener, nil, nil)
+            if fd < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            let admitted = lock.withLock {
+                guard !stopping else { return false }
+                acceptedCount += 1
+                connections.insert(fd)
+                return true
+            }
+            guard admitted else {
+                Glibc.close(fd)
+                return
+            }
+            spawn("e2e target connection") { [self] in
+                serve(fd)
+                lock.withLock { _ = connections.remove(fd) }
+                Glibc.close(fd)
+            }
+        }
+    }
+
+    /// Reads up to `count` bytes; fewer only at end of file or on error.
+    private func readSome(_ fd: Int32, _ buffer: inout [UInt8], max count: Int) -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, count), 0) }
+            if n < 0 && errno == EINTR { continue }
+            return n
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        switch behaviour {
+        case .echo:
+            echo(fd, prefix: [], buffer: &buffer)
+        case .replyAfterEndOfInput:
+            var received: [UInt8] = []
+            while true {
+                let n = readSome(fd, &buffer, max: buffer.count)
+                if n < 0 { return }
+                if n == 0 { break }
+                received += buffer[0..<n]
+            }
+            if writeAll(fd, Self.replyAfterEndOfInput(to: received)[...]) { shutdown(fd, Int32(SHUT_WR)) }
+            drainUntilClosed(fd, &buffer)
+        case .floodOrEcho(let flood):
+            var first: [UInt8] = []
+            while first.count < Self.floodRequest.count {
+                let n = readSome(fd, &buffer, max: Self.floodRequest.count - first.count)
+                if n <= 0 { break }
+                first += buffer[0..<n]
+            }
+            if first == Self.floodRequest {
+                let complete = writeAll(fd, flood[...]) { [self] n in lock.withLock { floodWritten += n } }
+                if complete { shutdown(fd, Int32(SHUT_WR)) }
+                drainUntilClosed(fd, &buffer)
+            } else {
+                echo(fd, prefix: first, buffer: &buffer)
+            }
+        case .exchange(let download):
+            let sent = DispatchSemaphore(value: 0)
+            let writer = Thread {
+                if writeAll(fd, download[...]) { shutdown(fd, Int32(SHUT_WR)) }
+                sent.signal()
+            }
+            writer.stackSize = 256 * 1024
+            writer.start()
+            var upload: [UInt8] = []
+            var complete = false
+            while true {
+                let n = readSome(fd, &buffer, max: buffer.count)
+                if n < 0 { break }
+                if n == 0 {
+                    complete = true
+                    break
+                }
+                upload += buffer[0..<n]
+            }
+            if complete { lock.withLock { completedUploads.append(upload) } }
+            else { shutdown(fd, Int32(SHUT_RDWR)) }  // unblock the writer
+            sent.wait()
+        }
+    }
+
+    private func echo(_ fd: Int32, prefix: [UInt8], buffer: inout [UInt8]) {
+        if !prefix.isEmpty, !writeAll(fd, prefix[...]) { return }
+        while true {
+            let n = readSome(fd, &buffer, max: buffer.count)
+            if n < 0 { return }
+            if n == 0 {
+                shutdown(fd, Int32(SHUT_WR))
+                return
+            }
+            if !writeAll(fd, buffer[0..<n]) { return }
+        }
+    }
+
+    /// After ending its output, waits for the client to close too (so closing does not reset
+    /// a connection whose last bytes are still on their way).
+    private func drainUntilClosed(_ fd: Int32, _ buffer: inout [UInt8]) {
+        while readSome(fd, &buffer, max: buffer.count) > 0 {}
+    }
+}
+
+// MARK: - Kernel socket queues
+
+extension E2EClient {
+    /// This connection's local port.
+    var localPort: Int { (try? localPortOf(fd)) ?? 0 }
+}
+
+private func localPortOf(_ fd: Int32) throws -> Int { try localPort(of: fd) }
+
+/// Bytes queued in the kernel for the IPv4 TCP socket `localPort` → `remotePort` on 127.0.0.1, from
+/// /proc/net/tcp: `send` written by the application and not yet acknowledged by the peer,
+/// `receive` arrived and not yet read by the application. Nil if there is no such socket.
+func e2eSocketQueues(localPort: Int, remotePort: Int) -> (send: Int, receive: Int)? {
+    // Read to the end by hand: procfs files report a size of 0, which some readers trust.
+    guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return nil }
+    defer { try? file.close() }
+    let table = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
+    let local = String(format: "0100007F:%04X", localPort)
+    let remote = String(format: "0100007F:%04X", remotePort)
+    for line in table.split(separator: "\n").dropFirst() {
+        let fields = line.split(separator: " ")
+        guard fields.count > 4, fields[1] == local, fields[2] == remote else { continue }
+        let queues = fields[4].split(separator: ":")
+        guard queues.count == 2, let send = Int(queues[0], radix: 16), let receive = Int(queues[1], radix: 16)
+        else { return nil }
+        return (send, receive)
+    }
+    return nil
+}
