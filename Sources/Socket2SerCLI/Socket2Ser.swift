@@ -46,7 +46,7 @@ extension Socket2Ser {
     /// Parses the process arguments, runs the chosen command and exits.
     ///
     /// - Help (`--help`, `help S`) goes to standard output with status 0.
-    /// - A usage error prints `socket2ser: error: <one line>` and a hint, with status 2.
+    /// - A usage error prints one line, `socket2ser: error: <message> (see '... --help')`, status 2.
     /// - An error thrown while running prints `socket2ser: <its description>`, with status 1.
     public static func runMain(arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
         switch prepare(arguments) {
@@ -103,7 +103,7 @@ extension Socket2Ser {
         }
         let text = firstMeaningfulLine(of: message(for: error))
         guard !text.isEmpty else { return Outcome(exitCode: usageErrorExitCode) }
-        return Outcome(standardError: "socket2ser: error: \(text)\n\(helpHint(for: arguments))\n",
+        return Outcome(standardError: "socket2ser: error: \(text) (\(helpHint(for: arguments)))\n",
                        exitCode: usageErrorExitCode)
     }
 

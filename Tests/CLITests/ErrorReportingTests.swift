@@ -17,12 +17,16 @@ struct ErrorReportingTests {
         #expect(outcome.exitCode == Socket2Ser.usageErrorExitCode, sourceLocation: sourceLocation)
         #expect(outcome.standardOutput.isEmpty, sourceLocation: sourceLocation)
         let lines = outcome.standardError.split(separator: "\n", omittingEmptySubsequences: false)
-        // Two lines and the final newline: the error, then the hint.
-        try #require(lines.count == 3 && lines[2].isEmpty, "stderr was: \(outcome.standardError)",
+        // One line and the final newline: the error, ending with the help hint in parentheses.
+        try #require(lines.count == 2 && lines[1].isEmpty, "stderr was: \(outcome.standardError)",
                      sourceLocation: sourceLocation)
-        #expect(lines[0].hasPrefix("socket2ser: error: "), sourceLocation: sourceLocation)
-        #expect(lines[1].hasPrefix("see 'socket2ser"), sourceLocation: sourceLocation)
-        return (String(lines[0]), String(lines[1]))
+        let line = String(lines[0])
+        #expect(line.hasPrefix("socket2ser: error: "), sourceLocation: sourceLocation)
+        let hintStart = try #require(line.range(of: " (see 'socket2ser", options: .backwards), sourceLocation: sourceLocation)
+        #expect(line.hasSuffix(")"), sourceLocation: sourceLocation)
+        let error = String(line[..<hintStart.lowerBound])
+        let hint = String(line[line.index(after: hintStart.lowerBound)...].dropFirst().dropLast())
+        return (error, hint)
     }
 
     private enum Refused: Error { case accepted }

@@ -11,20 +11,20 @@ import Testing
 /// the unrelated child exits.
 @Suite("Executable", .serialized)
 struct ExecutableTests {
-    @Test("Unknown flag: one error line plus the hint, exit 2")
+    @Test("Unknown flag: one error line naming the problem and the help, exit 2")
     func unknownFlag() throws {
         let result = try Socket2SerProcess.run(["S", "-port", "22", "-com", "/dev/null", "--frobnicate"])
         #expect(result.exitCode == 2)
-        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.count == 1, "\(result.standardError)")
         #expect(result.errorLines.first?.hasPrefix("socket2ser: error: Unknown option '--frobnicate'") == true)
         #expect(result.standardOutput.isEmpty)
     }
 
-    @Test("Bad port: one error line plus the hint, exit 2", arguments: ["0", "70000", "abc"])
+    @Test("Bad port: one error line naming the problem and the help, exit 2", arguments: ["0", "70000", "abc"])
     func badPort(port: String) throws {
         let result = try Socket2SerProcess.run(["C", "-port", port, "-com", "/dev/null"])
         #expect(result.exitCode == 2)
-        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.count == 1, "\(result.standardError)")
         #expect(result.errorLines.first?.contains("'\(port)'") == true)
     }
 
@@ -32,16 +32,39 @@ struct ExecutableTests {
     func backdoor() throws {
         let result = try Socket2SerProcess.run(["S", "-port", "22", "-com", "/dev/null", "-b"])
         #expect(result.exitCode == 2)
-        #expect(result.errorLines.count == 2, "\(result.standardError)")
-        #expect(result.errorLines.first == "socket2ser: error: \(LinkOptions.backdoorRefusal)")
+        #expect(result.errorLines.count == 1, "\(result.standardError)")
+        #expect(result.errorLines.first?.hasPrefix("socket2ser: error: \(LinkOptions.backdoorRefusal)") == true)
     }
 
     @Test("Missing -com, exit 2")
     func missingDevice() throws {
         let result = try Socket2SerProcess.run(["S", "-ip", "127.0.0.1", "-port", "22"])
         #expect(result.exitCode == 2)
-        #expect(result.errorLines.count == 2, "\(result.standardError)")
+        #expect(result.errorLines.count == 1, "\(result.standardError)")
         #expect(result.errorLines.first?.contains("-com") == true)
+    }
+
+    @Test("Device errors at startup: one line naming the device, exit 1",
+          arguments: [("/nonexistent/ttyUSB9", "no such device"), ("/dev/null", "not a serial device"),
+                       ("/tmp", "not a serial device")])
+    func deviceErrors(path: String, expected: String) throws {
+        let result = try Socket2SerProcess.run(["C", "-port", "1", "-com", path])
+        #expect(result.exitCode == 1)
+        #expect(result.errorLines.first?.hasPrefix("socket2ser: \(path): ") == true)
+        #expect(result.errorLines.count == 1 && result.errorLines[0].contains(expected), "\(result.standardError)")
+    }
+
+    @Test("A device held by another socket2ser is reported busy, exit 1")
+    func busyDevice() throws {
+        let terminal = try PseudoTerminal()
+        let holder = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
+        try holder.waitForStandardError(containing: "starting S")
+        let result = try Socket2SerProcess.run(["C", "-port", "1", "-com", terminal.devicePath])
+        kill(holder.process.processIdentifier, SIGTERM)
+        _ = try holder.waitForExit()
+        #expect(result.exitCode == 1)
+        #expect(result.errorLines.count == 1 && result.errorLines[0].contains("in use by another process"), "\(result.standardError)")
+        withExtendedLifetime(terminal) {}
     }
 
     @Test("--help: full help on stdout, nothing on stderr, exit 0")
