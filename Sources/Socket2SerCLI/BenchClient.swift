@@ -150,10 +150,9 @@ enum BenchClient {
     /// Opens a connection that asks for an endless download and never reads it. Returns the
     /// descriptor; closing it ends the stream.
     static func openStalled(port: Int, id: UInt32, ioTimeout: Double) throws -> Int32 {
-        let fd = try BenchSocket.connect(port: port, timeout: ioTimeout)
-        // A small receive buffer, so the stall shows at the forwarder quickly rather than in the kernel.
-        var size: Int32 = 4096
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        // A small receive buffer, set before connecting so the window offered is small from the
+        // start: what the stuck reader absorbs is then mostly what C's side holds.
+        let fd = try BenchSocket.connect(port: port, timeout: ioTimeout, receiveBuffer: 4096)
         do {
             try BenchSocket.writeAll(fd, BenchRequest(mode: .transfer, id: id, up: 0, down: UInt32.max).bytes)
         } catch {
@@ -171,18 +170,18 @@ enum BenchClient {
         let fd: Int32
         do {
             fd = try BenchSocket.connect(port: port, timeout: ioTimeout)
-            try BenchSocket.writeAll(fd, BenchRequest(mode: .echo).bytes)
         } catch {
             outcome.error = "\(error)"
             return outcome
         }
         defer { close(fd) }
-        var byte: UInt8 = 0
+        // The first round trip carries the mode byte and opens the stream end to end; it is not
+        // a latency sample.
+        var byte = BenchRequest.Mode.echo.rawValue
         var reply: UInt8 = 0
-        // The first round trip also opens the stream end to end; it is not a latency sample.
         var warmedUp = false
         while outcome.milliseconds.count < count && keepGoing() && BenchClock.now() < deadline {
-            byte &+= 1
+            if warmedUp { byte &+= 1 }
             let started = BenchClock.now()
             do {
                 try withUnsafeBytes(of: byte) { try BenchSocket.writeAll(fd, $0) }
@@ -203,8 +202,8 @@ enum BenchClient {
         return outcome
     }
 
-    /// One short echo connection: connect, send `size` bytes, read them back, close. Returns nil
-    /// on success, or the reason it failed (with whether C refused it).
+    /// One short echo connection: connect, send `size` bytes (the mode byte first), read them
+    /// back, close. Returns nil on success, or the reason it failed (with whether C refused it).
     static func shortEcho(port: Int, size: Int, salt: UInt32, ioTimeout: Double,
                           beforeClose: () -> Void = {}) -> (error: String, refused: Bool)? {
         let fd: Int32
@@ -217,11 +216,11 @@ enum BenchClient {
         }
         defer { close(fd) }
         var message = BenchRequest(mode: .echo).bytes
-        for i in 0..<size { message.append(UInt8(truncatingIfNeeded: Int(salt) &* 31 &+ i)) }
+        for i in 1..<max(1, size) { message.append(UInt8(truncatingIfNeeded: Int(salt) &* 31 &+ i)) }
         do {
             try BenchSocket.writeAll(fd, message)
-            let reply = try BenchSocket.readExactly(fd, count: size)
-            guard reply[...] == message[BenchRequest.size...] else { return ("echo came back different", false) }
+            let reply = try BenchSocket.readExactly(fd, count: message.count)
+            guard reply == message else { return ("echo came back different", false) }
         } catch let error as BenchError {
             return ("\(error)", [ECONNRESET, ECONNREFUSED, EPIPE].contains(error.code))
         } catch {

@@ -49,6 +49,10 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("keep-logs"), help: "Keep the children's logs even when everything passed.")
     var keepLogs = false
 
+    @Option(name: .customLong("forwarder-debug"),
+            help: ArgumentHelp("Pass -d LEVEL to S and C and keep their logs, to diagnose a figure.", valueName: "level"))
+    var forwarderDebug: Int = 0
+
     @Flag(help: "List the scenarios and exit.")
     var list = false
 
@@ -68,6 +72,7 @@ struct BenchCommand: AsyncParsableCommand {
         if baud > 0 && !ArgumentValues.baudRates.contains(baud) {
             throw ValidationError("--baud must be 0 or from 50 to 20000000, got \(baud)")
         }
+        if !(0...3).contains(forwarderDebug) { throw ValidationError("--forwarder-debug is 0, 1, 2 or 3") }
         _ = try selectedScenarios()
     }
 
@@ -102,8 +107,9 @@ struct BenchCommand: AsyncParsableCommand {
         }
         let logDirectory = NSTemporaryDirectory() + "socket2ser-bench-\(getpid())"
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        let settings = BenchSettings(baud: baud, seed: seed, quick: quick, executable: executable,
+        var settings = BenchSettings(baud: baud, seed: seed, quick: quick, executable: executable,
                                      logDirectory: logDirectory)
+        settings.forwarderDebug = forwarderDebug
 
         let started = BenchClock.now()
         var reports: [BenchScenarioReport] = []
@@ -148,7 +154,7 @@ struct BenchCommand: AsyncParsableCommand {
         fflush(nil)
 
         let failed = failures > 0 || (strict && !quick && misses > 0)
-        if failed || keepLogs {
+        if failed || keepLogs || forwarderDebug > 0 {
             StandardError.write("bench: logs of the cable, S and C are in \(logDirectory)\n")
         } else {
             try? FileManager.default.removeItem(atPath: logDirectory)

@@ -58,9 +58,11 @@ final class BenchChild: @unchecked Sendable {
     /// SIGTERM, then SIGKILL if it has not exited within `grace` seconds. Returns the exit status
     /// (or the signal, negated) and whether it had to be killed.
     @discardableResult
-    func terminate(grace: Double = 2) -> (status: Int32, killed: Bool) {
+    /// `signalled`: SIGTERM was already sent (a second one would make a forwarder give up on its
+    /// clean shutdown and exit at once).
+    func terminate(grace: Double = 2, signalled: Bool = false) -> (status: Int32, killed: Bool) {
         defer { BenchChildren.shared.remove(self) }
-        if process.isRunning { kill(pid, SIGTERM) }
+        if process.isRunning && !signalled { kill(pid, SIGTERM) }
         guard waitForExit(deadline: BenchClock.deadline(after: grace)) else {
             kill(pid, SIGKILL)
             _ = waitForExit(deadline: BenchClock.deadline(after: 5))
@@ -189,6 +191,8 @@ final class BenchRig: @unchecked Sendable {
     /// Starts S and C with the line rate they should assume, and waits until an echo goes through.
     func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = []) throws {
         clientPort = try BenchSocket.freePort()
+        var extra = extra
+        if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
         server = try BenchChild(
             name: "S", executable: settings.executable,
             arguments: ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
@@ -203,6 +207,27 @@ final class BenchRig: @unchecked Sendable {
 
     /// Seconds since the cable started (its outage clock, give or take a millisecond).
     var cableSeconds: Double { BenchClock.seconds(BenchClock.now() - cableStartedAt) }
+
+    /// Waits until the line carries less than `bytesPerSecond` (both directions together),
+    /// judged over `window` seconds, from the cable's own read counter. Returns how long that
+    /// took, or nil if the line was still busy at the deadline.
+    func waitForQuietLine(below bytesPerSecond: Double, window: Double, deadline: UInt64) -> Double? {
+        let started = BenchClock.now()
+        guard var previous = benchProcessIO(pid: cable.pid) else { return nil }
+        var previousAt = BenchClock.now()
+        while BenchClock.now() < deadline {
+            BenchClock.sleep(seconds: window)
+            guard let now = benchProcessIO(pid: cable.pid) else { return nil }
+            let at = BenchClock.now()
+            let rate = Double(now - previous) / BenchClock.seconds(at - previousAt)
+            if rate < bytesPerSecond { return BenchClock.seconds(at - started) }
+            (previous, previousAt) = (now, at)
+        }
+        return nil
+    }
+
+    /// Bytes the cable has carried so far, both directions together.
+    var cableBytesCarried: UInt64 { benchProcessIO(pid: cable.pid) ?? 0 }
 
     func samples() -> (server: ProcessSample?, client: ProcessSample?) {
         (server?.sample(), client?.sample())
@@ -221,7 +246,7 @@ final class BenchRig: @unchecked Sendable {
         let ends = [server, client].compactMap { $0 }
         for end in ends where end.isRunning { kill(end.pid, SIGTERM) }
         for end in ends {
-            let exit = end.terminate()
+            let exit = end.terminate(signalled: true)
             report.exits[end.name] = exit.killed ? -SIGKILL : exit.status
         }
         report.exits["cable"] = cable.terminate().status

@@ -16,6 +16,8 @@ struct BenchSettings: Sendable {
     var logDirectory: String
     /// Longest any single socket read or write may block.
     var ioTimeout: Double = 30
+    /// `-d` level passed to S and C (0: none), for diagnosing a figure from their logs.
+    var forwarderDebug: Int = 0
 
     /// Payload bytes per second of the line: baud/10 for 8N1; 0 when unpaced.
     var lineRate: Double { Double(baud) / 10 }
@@ -139,6 +141,25 @@ final class BenchRun: @unchecked Sendable {
         add(metric, String(format: format, value) + (unit.isEmpty ? "" : " " + unit), value: value, unit: unit,
             target: "≥ " + String(format: format, limit) + (unit.isEmpty ? "" : " " + unit), kind: .performance,
             result: value >= limit ? .pass : .miss)
+    }
+
+    /// How a transfer used the line, from the cable's counters (available once the rig has
+    /// stopped): bytes the line carried that way against the payload, and against what the line
+    /// could have carried in the transfer's time. Separates protocol overhead (framing,
+    /// acknowledgements, retransmissions) from a line left idle (pacing, windows).
+    /// `aToB`: the direction S (on end A) sends in, i.e. downloads.
+    func lineUse(_ metric: String, rig label: String, aToB: Bool, payload: Int, seconds: Double) {
+        guard settings.baud > 0, seconds > 0,
+              let counters = rigReports[label]?.cableCounters,
+              let sent = (aToB ? counters.aToB : counters.bToA)["sent"], sent > 0
+        else { return }
+        let overhead = Double(sent) / Double(payload) - 1
+        let busy = Double(sent) / (seconds * settings.lineRate)
+        info(metric, String(format: "%d line B for %d payload B: overhead %.2f%%, line busy %.1f%%",
+                            Int(sent), payload, overhead * 100, busy * 100), value: busy, unit: "busy")
+        details["\(metric): line bytes"] = Double(sent)
+        details["\(metric): overhead"] = overhead
+        details["\(metric): busy"] = busy
     }
 
     func info(_ metric: String, _ measured: String, value: Double? = nil, unit: String = "") {

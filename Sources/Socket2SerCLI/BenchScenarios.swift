@@ -38,22 +38,40 @@ extension BenchScenario {
 
 // MARK: - Throughput
 
-/// One stream, 200 KB up, then 200 KB down: the protocol's overhead on a clean line.
+/// One stream, 200 KB up, then 200 KB down, each over its own fresh cable so that the cable's
+/// counters tell each direction's line use apart. Before the first, the cable alone is measured:
+/// a raw copy from end A to end B, the ceiling any protocol could reach on it.
 private func bulk(_ run: BenchRun) throws {
-    let rig = try run.rig()
     let size = run.settings.size(full: 200 << 10, quick: 16 << 10)
-    let deadline = run.settings.deadline(bytes: 2 * size)
-    let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
-                                  ioTimeout: run.settings.ioTimeout, deadline: deadline)
-    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
-                                    ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    let up = try oneWay(run, label: "bulk-up", up: true, size: size) { rig in
+        guard run.settings.baud > 0 else { return }
+        let raw = try rawCopy(from: rig.pathA, to: rig.pathB, bytes: run.settings.size(full: 32 << 10, quick: 4 << 10),
+                              seed: run.settings.seed)
+        run.throughput("cable alone: raw copy / line rate", bytesPerSecond: raw.bytesPerSecond, atLeast: nil)
+    }
+    let down = try oneWay(run, label: "bulk-down", up: false, size: size)
     run.checkIntact("up: bytes intact", up.up, error: up.error)
     run.checkIntact("down: bytes intact", down.down, error: down.error)
     run.throughput("up: throughput / line rate", bytesPerSecond: up.up?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.lineUse("up: line use", rig: "bulk-up", aToB: false, payload: size, seconds: up.up?.seconds ?? 0)
     run.throughput("down: throughput / line rate", bytesPerSecond: down.down?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.lineUse("down: line use", rig: "bulk-down", aToB: true, payload: size, seconds: down.down?.seconds ?? 0)
     run.details["bytes"] = Double(size)
-    run.details["upSeconds"] = up.up?.seconds
-    run.details["downSeconds"] = down.down?.seconds
+}
+
+/// A fresh rig (cable with `cable` arguments), `before` run on it before S and C start, then one
+/// transfer of `size` bytes up or down; the rig is stopped so its counters are available.
+private func oneWay(_ run: BenchRun, label: String, up: Bool, size: Int, cable: [String] = [],
+                    atLeast fraction: Double = 0.25,
+                    before: (BenchRig) throws -> Void = { _ in }) throws -> TransferOutcome {
+    let rig = try run.rig(cable: cable, label: label, startForwarders: false)
+    try before(rig)
+    try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud)
+    let outcome = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(),
+                                       up: up ? size : 0, down: up ? 0 : size, ioTimeout: run.settings.ioTimeout,
+                                       deadline: run.settings.deadline(bytes: size, atLeast: fraction))
+    run.stopRigs()
+    return outcome
 }
 
 /// One stream carrying 200 KB each way at the same time.
@@ -62,10 +80,13 @@ private func duplex(_ run: BenchRun) throws {
     let size = run.settings.size(full: 200 << 10, quick: 16 << 10)
     let both = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: size,
                                     ioTimeout: run.settings.ioTimeout, deadline: run.settings.deadline(bytes: size))
+    run.stopRigs()
     run.checkIntact("up: bytes intact", both.up, error: both.error)
     run.checkIntact("down: bytes intact", both.down, error: both.error)
     run.throughput("up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: 0.97)
+    run.lineUse("up: line use", rig: run.name, aToB: false, payload: size, seconds: both.up?.seconds ?? 0)
     run.throughput("down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: 0.97)
+    run.lineUse("down: line use", rig: run.name, aToB: true, payload: size, seconds: both.down?.seconds ?? 0)
     run.details["bytes"] = Double(size)
 }
 
@@ -102,6 +123,8 @@ private func streams(_ run: BenchRun, count: Int) throws {
         let rates = downs.map(\.bytesPerSecond)
         run.atLeast("Jain fairness of per-stream rates", BenchStatistics.jain(rates), limit: jainTarget, unit: "",
                     format: "%.3f")
+        run.stopRigs()
+        run.lineUse("line use", rig: run.name, aToB: true, payload: bytes, seconds: BenchClock.seconds(last - first))
         run.details["totalBytes"] = Double(bytes)
         run.details["seconds"] = BenchClock.seconds(last - first)
         run.details["slowestStreamBytesPerSecond"] = rates.min()
@@ -120,7 +143,7 @@ private func streams(_ run: BenchRun, count: Int) throws {
 private func streams1000(_ run: BenchRun) throws {
     let rig = try run.rig()
     let count = 1000
-    let size = run.settings.quick ? 8 : 64
+    let size = run.settings.quick ? 4 : 16
     let port = rig.clientPort
     let ioTimeout = max(run.settings.ioTimeout, 60)
     let barrier = NSCondition()
@@ -165,12 +188,83 @@ private func streams1000(_ run: BenchRun) throws {
 // MARK: - Latency
 
 /// Back-to-back 1-byte round trips on an otherwise idle link.
+///
+/// For comparison, the cable alone is measured first (before S and C open its ends): 16 bytes,
+/// about one small frame, written on one end, read on the other and written back.
 private func echo(_ run: BenchRun) throws {
-    let rig = try run.rig()
+    let rig = try run.rig(startForwarders: false)
     let count = run.settings.quick ? 200 : 1000
+    let baselineSize = 16
+    let baseline = try rawEcho(rig.pathA, rig.pathB, size: baselineSize, count: run.settings.quick ? 50 : 200)
+    try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud)
+    let carriedBefore = rig.cableBytesCarried
     let outcome = BenchClient.echoRoundTrips(port: rig.clientPort, count: count + 1, interval: 0,
                                              ioTimeout: run.settings.ioTimeout, deadline: BenchClock.deadline(after: 120))
+    let carried = Double(rig.cableBytesCarried - carriedBefore)
     reportEcho(run, outcome, expected: count, p50Limit: 5, p99Limit: 10)
+    if !outcome.milliseconds.isEmpty {
+        let perTrip = carried / Double(outcome.milliseconds.count + 1)
+        var text = String(format: "%.1f B both ways", perTrip)
+        if run.settings.baud > 0 {
+            text += String(format: " = %.2f ms of line time", perTrip / run.settings.lineRate * 1000)
+        }
+        run.info("line bytes per round trip", text, value: perTrip, unit: "B")
+        run.details["lineBytesPerRoundTrip"] = perTrip
+    }
+    if !baseline.isEmpty {
+        let p50 = BenchStatistics.percentile(baseline, 50)
+        let p99 = BenchStatistics.percentile(baseline, 99)
+        var text = String(format: "p50 %.2f ms, p99 %.2f ms", p50, p99)
+        if run.settings.baud > 0 {
+            text += String(format: " (line time %.2f ms)", Double(2 * baselineSize) / run.settings.lineRate * 1000)
+        }
+        run.info("cable alone, 16 B each way", text, value: p50, unit: "ms")
+        run.details["cableAloneP50Milliseconds"] = p50
+        run.details["cableAloneP99Milliseconds"] = p99
+    }
+}
+
+/// Round trips through the cable alone: `size` bytes written on end A are read on end B and
+/// written back. Returns the round-trip times in milliseconds.
+private func rawEcho(_ pathA: String, _ pathB: String, size: Int, count: Int) throws -> [Double] {
+    let a = open(pathA, O_RDWR | O_NOCTTY | O_CLOEXEC)
+    let b = open(pathB, O_RDWR | O_NOCTTY | O_CLOEXEC)
+    defer {
+        if a >= 0 { close(a) }
+        if b >= 0 { close(b) }
+    }
+    guard a >= 0, b >= 0 else { throw BenchError("cannot open the cable's ends: \(errnoText(errno))") }
+    /// Reads exactly `size` bytes, waiting at most a second for each; false on failure.
+    @Sendable func readFully(_ fd: Int32, into buffer: inout [UInt8]) -> Bool {
+        var got = 0
+        while got < size {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&pfd, 1, 1000) > 0 else { return false }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, size - got) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            got += n
+        }
+        return true
+    }
+    let echoer = BenchThread("bench raw echo") {
+        var buffer = [UInt8](repeating: 0, count: size)
+        for _ in 0..<count {
+            guard readFully(b, into: &buffer) else { return }
+            guard write(b, buffer, size) == size else { return }
+        }
+    }
+    var samples: [Double] = []
+    var message = [UInt8](repeating: 0, count: size)
+    var reply = [UInt8](repeating: 0, count: size)
+    for i in 0..<count {
+        for j in 0..<size { message[j] = UInt8(truncatingIfNeeded: i &* 7 &+ j) }
+        let started = BenchClock.now()
+        guard write(a, message, size) == size, readFully(a, into: &reply), reply == message else { break }
+        samples.append(Double(BenchClock.now() - started) / 1e6)
+    }
+    echoer.join(deadline: BenchClock.deadline(after: 2))
+    return samples
 }
 
 private func reportEcho(_ run: BenchRun, _ outcome: EchoOutcome, expected: Int?, p50Limit: Double?, p99Limit: Double) {
@@ -193,10 +287,11 @@ private func reportEcho(_ run: BenchRun, _ outcome: EchoOutcome, expected: Int?,
     run.details["meanMilliseconds"] = samples.reduce(0, +) / Double(samples.count)
 }
 
-/// Echo round trips every 10 ms on one stream while another carries bulk both ways.
+/// Echo round trips on one stream, about ten a second like keystrokes (100 ms apart), while
+/// another carries bulk both ways.
 private func echoUnderLoad(_ run: BenchRun) throws {
     let rig = try run.rig()
-    let size = run.settings.size(full: 100 << 10, quick: 12 << 10)
+    let size = run.settings.size(full: 200 << 10, quick: 12 << 10)
     let settings = run.settings
     let (port, target, id) = (rig.clientPort, rig.target, run.newID())
     let bulkDone = Locked(false)
@@ -210,15 +305,20 @@ private func echoUnderLoad(_ run: BenchRun) throws {
     // Give the bulk transfer a moment to fill the queues, so every sample sees a loaded line.
     let loaded = BenchClock.deadline(after: 0.3)
     while BenchClock.now() < loaded && !bulkDone.current { BenchClock.sleep(seconds: 0.01) }
-    let outcome = BenchClient.echoRoundTrips(port: port, count: Int.max, interval: 0.01, ioTimeout: settings.ioTimeout,
+    let outcome = BenchClient.echoRoundTrips(port: port, count: Int.max, interval: 0.1, ioTimeout: settings.ioTimeout,
                                              deadline: settings.deadline(bytes: size)) { !bulkDone.current }
     bulk.join()
+    run.stopRigs()
     let both = bulkResult.current ?? TransferOutcome(id: id, error: "did not run")
     reportEcho(run, outcome, expected: nil, p50Limit: nil, p99Limit: 100)
     run.checkIntact("bulk up: bytes intact", both.up, error: both.error)
     run.checkIntact("bulk down: bytes intact", both.down, error: both.error)
     run.throughput("bulk up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: 0.9)
+    run.lineUse("bulk up: line use (echoes included)", rig: run.name, aToB: false, payload: size,
+                seconds: both.up?.seconds ?? 0)
     run.throughput("bulk down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: 0.9)
+    run.lineUse("bulk down: line use (echoes included)", rig: run.name, aToB: true, payload: size,
+                seconds: both.down?.seconds ?? 0)
 }
 
 // MARK: - Back-pressure
@@ -228,10 +328,28 @@ private func echoUnderLoad(_ run: BenchRun) throws {
 private func stalledReader(_ run: BenchRun) throws {
     let rig = try run.rig()
     let size = run.settings.size(full: 150 << 10, quick: 12 << 10)
+    let carriedBefore = rig.cableBytesCarried
     let stalled = try BenchClient.openStalled(port: rig.clientPort, id: run.newID(), ioTimeout: run.settings.ioTimeout)
     defer { close(stalled) }
-    // Let the stuck stream fill every buffer it can before the measured one starts.
-    BenchClock.sleep(seconds: run.settings.quick ? 0.5 : 2)
+    // The stuck stream may first use its credit (the window the protocol grants every stream)
+    // and fill the buffers below C; measured is what comes after, when it is truly stuck. Under
+    // --quick there is no time for that, so the figure then includes the transient.
+    if run.settings.quick || run.settings.baud == 0 {
+        BenchClock.sleep(seconds: 0.5)
+    } else {
+        let settled = rig.waitForQuietLine(below: 0.05 * run.settings.lineRate, window: 0.5,
+                                           deadline: BenchClock.deadline(after: 60))
+        let carried = Double(rig.cableBytesCarried - carriedBefore)
+        if let settled {
+            run.info("stuck stream stopped using the line after",
+                     String(format: "%.1f s, %.0f line bytes", settled, carried), value: settled, unit: "s")
+        } else {
+            run.info("stuck stream stopped using the line after",
+                     String(format: "still busy after 60 s (%.0f line bytes)", carried))
+        }
+        run.details["stuckStreamSettleSeconds"] = settled
+        run.details["stuckStreamLineBytes"] = carried
+    }
     let before = rig.samples()
 
     // Sample both ends while the other stream runs, to catch growth as it happens.
@@ -278,7 +396,7 @@ enum BenchLimits {
     static let stalledPeakMB = 32.0
 }
 
-/// 200 short connections (connect, echo 16 bytes, close), 20 at a time.
+/// 200 short connections (connect, echo 4 bytes, close), 20 at a time.
 private func churn(_ run: BenchRun) throws {
     let rig = try run.rig()
     let total = 200
@@ -286,6 +404,7 @@ private func churn(_ run: BenchRun) throws {
     let next = Locked(0)
     let port = rig.clientPort
     let ioTimeout = run.settings.ioTimeout
+    let durations = Locked<[Double]>([])
     let started = BenchClock.now()
     let results = benchParallel(parallel, name: "bench churn") { _ -> [String] in
         var failures: [String] = []
@@ -295,17 +414,36 @@ private func churn(_ run: BenchRun) throws {
                 return value
             }
             if index > total { return failures }
-            if let failure = BenchClient.shortEcho(port: port, size: 16, salt: UInt32(index), ioTimeout: ioTimeout) {
+            let began = BenchClock.now()
+            if let failure = BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout) {
                 failures.append(failure.error)
+            } else {
+                let milliseconds = Double(BenchClock.now() - began) / 1e6
+                durations.withLock { $0.append(milliseconds) }
             }
         }
     }
     let elapsed = BenchClock.seconds(BenchClock.now() - started)
+    run.stopRigs()
     let failures = results.flatMap { $0 ?? ["did not run"] }
     run.check("connections echoed", failures.isEmpty,
               measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
               target: "\(total)/\(total)")
     run.atLeast("connection rate", Double(total - failures.count) / elapsed, limit: 380, unit: "conn/s", format: "%.0f")
+    let times = durations.current
+    if !times.isEmpty {
+        run.info("connect-to-echo time", String(format: "p50 %.1f ms, p99 %.1f ms",
+                                                BenchStatistics.percentile(times, 50), BenchStatistics.percentile(times, 99)))
+        run.details["p50Milliseconds"] = BenchStatistics.percentile(times, 50)
+        run.details["p99Milliseconds"] = BenchStatistics.percentile(times, 99)
+    }
+    if let counters = run.rigReports[run.name]?.cableCounters, run.settings.baud > 0 {
+        let up = Double(counters.bToA["sent"] ?? 0), down = Double(counters.aToB["sent"] ?? 0)
+        run.info("line bytes per connection", String(format: "%.1f C->S, %.1f S->C (line busy %.0f%% / %.0f%%)",
+                                                     up / Double(total), down / Double(total),
+                                                     up / (elapsed * run.settings.lineRate) * 100,
+                                                     down / (elapsed * run.settings.lineRate) * 100))
+    }
     run.details["seconds"] = elapsed
 }
 
@@ -313,17 +451,22 @@ private func churn(_ run: BenchRun) throws {
 
 /// Bulk up, then down, with bits flipped at `ber` on the line.
 private func bitErrors(_ run: BenchRun, ber: Double, target: Double) throws {
-    let rig = try run.rig(cable: ["--ber", "\(ber)"])
     let size = run.settings.size(full: 100 << 10, quick: 8 << 10)
-    let deadline = run.settings.deadline(bytes: 2 * size, atLeast: 0.1)
-    let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
-                                  ioTimeout: run.settings.ioTimeout, deadline: deadline)
-    let down = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
-                                    ioTimeout: run.settings.ioTimeout, deadline: deadline)
+    let cable = ["--ber", "\(ber)"]
+    let up = try oneWay(run, label: "\(run.name)-up", up: true, size: size, cable: cable, atLeast: 0.1)
+    let down = try oneWay(run, label: "\(run.name)-down", up: false, size: size, cable: cable, atLeast: 0.1)
     run.checkIntact("up: bytes intact", up.up, error: up.error)
     run.checkIntact("down: bytes intact", down.down, error: down.error)
     run.throughput("up: throughput / line rate", bytesPerSecond: up.up?.bytesPerSecond ?? 0, atLeast: target)
+    run.lineUse("up: line use", rig: "\(run.name)-up", aToB: false, payload: size, seconds: up.up?.seconds ?? 0)
     run.throughput("down: throughput / line rate", bytesPerSecond: down.down?.bytesPerSecond ?? 0, atLeast: target)
+    run.lineUse("down: line use", rig: "\(run.name)-down", aToB: true, payload: size, seconds: down.down?.seconds ?? 0)
+    for (label, key) in [("up", "\(run.name)-up"), ("down", "\(run.name)-down")] {
+        if let counters = run.rigReports[key]?.cableCounters {
+            let flipped = (counters.aToB["bits-flipped"] ?? 0) + (counters.bToA["bits-flipped"] ?? 0)
+            run.details["\(label): bits flipped"] = Double(flipped)
+        }
+    }
     run.details["ber"] = ber
     run.details["bytes"] = Double(size)
 }
@@ -337,9 +480,9 @@ private func faults(_ run: BenchRun) throws {
                                     deadline: run.settings.deadline(bytes: size, atLeast: 0.05))
     run.checkIntact("up: bytes intact", both.up, error: both.error)
     run.checkIntact("down: bytes intact", both.down, error: both.error)
+    run.stopRigs()
     run.throughput("up: throughput / line rate", bytesPerSecond: both.up?.bytesPerSecond ?? 0, atLeast: nil)
     run.throughput("down: throughput / line rate", bytesPerSecond: both.down?.bytesPerSecond ?? 0, atLeast: nil)
-    run.stopRigs()
     if let counters = run.rigReports[run.name]?.cableCounters {
         let dropped = (counters.aToB["dropped"] ?? 0) + (counters.bToA["dropped"] ?? 0)
         let junk = (counters.aToB["junk"] ?? 0) + (counters.bToA["junk"] ?? 0)
@@ -389,7 +532,14 @@ private func unpaced(_ run: BenchRun) throws {
     let rig = try run.rig(cable: ["--baud", "0"], startForwarders: false)
     let rawAB = try rawCopy(from: rig.pathA, to: rig.pathB, bytes: size, seed: run.settings.seed)
     let rawBA = try rawCopy(from: rig.pathB, to: rig.pathA, bytes: size, seed: run.settings.seed)
-    try rig.startForwarders(settings: run.settings, forwarderBaud: BenchSettings.fastestForwarderBaud)
+    // The forwarders must not pace themselves to a line rate here. If the command line can say
+    // so, it is said; otherwise they are given the fastest rate it accepts, and that rate's
+    // pacing model becomes their ceiling (reported below).
+    let unpacedOption = BenchHost.forwarderAccepts("--unpaced", executable: run.settings.executable)
+    try rig.startForwarders(settings: run.settings, forwarderBaud: BenchSettings.fastestForwarderBaud,
+                            extra: unpacedOption ? ["--unpaced"] : [])
+    run.info("forwarders' line model", unpacedOption
+        ? "--unpaced" : "\(BenchSettings.fastestForwarderBaud) baud = \(BenchSettings.fastestForwarderBaud / 10 / 1000) kB/s ceiling (no --unpaced option)")
     let deadline = BenchClock.deadline(after: 120 + Double(size) / 1e5)
     let up = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: size, down: 0,
                                   ioTimeout: run.settings.ioTimeout, deadline: deadline)
@@ -491,6 +641,17 @@ private func idleMemory(_ run: BenchRun) throws {
                format: "%.1f")
     run.atMost("C idle RSS (VmRSS)", ProcessSample.megabytes(client.rssKiB), limit: BenchLimits.idleMB, unit: "MB",
                format: "%.1f")
+    // Where the memory is: heap and stacks, or the pages of the executable and its libraries.
+    for (end, sample) in [("S", server), ("C", client)] {
+        run.info("\(end) RSS split", String(format: "anonymous %.1f MB, file-backed %.1f MB",
+                                             ProcessSample.megabytes(sample.rssAnonKiB),
+                                             ProcessSample.megabytes(sample.rssFileKiB)))
+    }
+    if let cable = rig.cable.sample() {
+        run.info("cable process RSS (same binary, no NIO)", String(format: "%.1f MB", ProcessSample.megabytes(cable.rssKiB)))
+    }
     run.details["sPeakRSSKiB"] = Double(server.peakRSSKiB)
     run.details["cPeakRSSKiB"] = Double(client.peakRSSKiB)
+    run.details["sRSSAnonKiB"] = Double(server.rssAnonKiB)
+    run.details["sRSSFileKiB"] = Double(server.rssFileKiB)
 }

@@ -169,10 +169,13 @@ enum BenchSocket {
     /// Connects to 127.0.0.1:`port`. `timeout` bounds the connect (SYN retries when a backlog is
     /// full) and then every later read and write on the socket. TCP_NODELAY is set: the echo
     /// measurements are about the link's latency, not Nagle's.
-    static func connect(port: Int, timeout: Double) throws -> Int32 {
+    static func connect(port: Int, timeout: Double, receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = try makeSocket()
         setTimeouts(fd, seconds: timeout)
         setNoDelay(fd)
+        if var size = receiveBuffer {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = loopbackAddress(port: port)
         while true {
             let result = withUnsafePointer(to: &address) {
@@ -422,6 +425,10 @@ struct ProcessSample: Codable, Sendable {
     var rssKiB: Int = 0
     /// Peak resident set so far (VmHWM), in kB.
     var peakRSSKiB: Int = 0
+    /// The resident set split: private anonymous memory (heaps, stacks) and file-backed pages
+    /// (the executable and shared libraries' code and data), in kB.
+    var rssAnonKiB: Int = 0
+    var rssFileKiB: Int = 0
     /// User + system CPU seconds so far.
     var cpuSeconds: Double = 0
 
@@ -433,6 +440,8 @@ struct ProcessSample: Codable, Sendable {
             guard parts.count >= 2, let value = Int(parts[1]) else { continue }
             if parts[0] == "VmRSS" { sample.rssKiB = value }
             if parts[0] == "VmHWM" { sample.peakRSSKiB = value }
+            if parts[0] == "RssAnon" { sample.rssAnonKiB = value }
+            if parts[0] == "RssFile" { sample.rssFileKiB = value }
         }
         if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
            let close = stat.lastIndex(of: ")") {
@@ -447,6 +456,17 @@ struct ProcessSample: Codable, Sendable {
 
     /// Megabytes (10^6 bytes) of a kB figure.
     static func megabytes(_ kib: Int) -> Double { Double(kib) * 1024 / 1e6 }
+}
+
+/// Bytes a process has read so far (/proc/PID/io `rchar`): for the cable, every byte it has
+/// taken from either end, i.e. what the line has carried in both directions together.
+func benchProcessIO(pid: Int32) -> UInt64? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8) else { return nil }
+    var total: UInt64 = 0
+    for line in text.split(separator: "\n") where line.hasPrefix("rchar:") {
+        total += UInt64(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
+    }
+    return total
 }
 
 /// Facts about the machine, for the report.
@@ -467,6 +487,22 @@ enum BenchHost {
         var names = utsname()
         uname(&names)
         return withUnsafeBytes(of: &names.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+
+    /// Whether `socket2ser S` accepts `option` (looked up in its help), so the bench can use an
+    /// option as soon as the command line offers it.
+    static func forwarderAccepts(_ option: String, executable: String) -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["S", "--help"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return false }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).contains(option)
     }
 
     /// The running executable: `socket2ser` itself, to spawn the cable and both ends.

@@ -5,18 +5,21 @@ import Darwin
 #endif
 import Foundation
 
-/// What a bench connection asks the target for. Every connection starts with this 16-byte header
-/// (sent by the client through C, the link and S, like any other payload):
+/// What a bench connection asks the target for, in its first byte.
 ///
-///     mode: UInt8, 3 bytes zero, id: UInt32 BE, up: UInt32 BE, down: UInt32 BE
-///
-/// - `echo`: every byte is written back until the client closes; `up`/`down` are ignored.
-/// - `transfer`: the target reads `up` payload bytes (checking each one) while it writes `down`
+/// - `E` (echo): that byte and every later one is written back until the client closes. One byte
+///   of framing only, because short connections (churn, 1000 streams) must cost the line as
+///   little as a real protocol's greeting would.
+/// - `T` (transfer) and 15 more bytes: 3 zero bytes, then `id`, `up` and `down` as UInt32 big
+///   endian. The target reads `up` payload bytes (checking each one) while it writes `down`
 ///   payload bytes, then closes. `down` of `UInt32.max` with a client that never reads is the
 ///   stalled-reader scenario.
 struct BenchRequest: Sendable {
-    enum Mode: UInt8, Sendable { case echo = 1, transfer = 2 }
-    static let size = 16
+    enum Mode: UInt8, Sendable {
+        case echo = 0x45  // "E"
+        case transfer = 0x54  // "T"
+    }
+    static let transferSize = 16
 
     var mode: Mode
     var id: UInt32 = 0
@@ -24,6 +27,7 @@ struct BenchRequest: Sendable {
     var down: UInt32 = 0
 
     var bytes: [UInt8] {
+        guard mode == .transfer else { return [mode.rawValue] }
         var out: [UInt8] = [mode.rawValue, 0, 0, 0]
         for value in [id, up, down] {
             withUnsafeBytes(of: value.bigEndian) { out += $0 }
@@ -38,12 +42,13 @@ struct BenchRequest: Sendable {
         self.down = down
     }
 
-    init?(_ bytes: [UInt8]) {
-        guard bytes.count == Self.size, let mode = Mode(rawValue: bytes[0]) else { return nil }
+    /// Parses a transfer header (all 16 bytes).
+    init?(transferHeader bytes: [UInt8]) {
+        guard bytes.count == Self.transferSize, bytes[0] == Mode.transfer.rawValue else { return nil }
         func word(_ at: Int) -> UInt32 {
             bytes[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) }
         }
-        self.init(mode: mode, id: word(4), up: word(8), down: word(12))
+        self.init(mode: .transfer, id: word(4), up: word(8), down: word(12))
     }
 }
 
@@ -158,16 +163,22 @@ final class BenchTarget: @unchecked Sendable {
     private func serve(_ fd: Int32) {
         BenchSocket.setNoDelay(fd)
         BenchSocket.setTimeouts(fd, seconds: ioTimeout)
-        guard let header = try? BenchSocket.readExactly(fd, count: BenchRequest.size),
-              let request = BenchRequest(header)
-        else { return }
-        switch request.mode {
-        case .echo: echo(fd)
-        case .transfer: transfer(fd, request)
+        guard let first = try? BenchSocket.readExactly(fd, count: 1) else { return }
+        switch first[0] {
+        case BenchRequest.Mode.echo.rawValue:
+            echo(fd, first: first[0])
+        case BenchRequest.Mode.transfer.rawValue:
+            guard let rest = try? BenchSocket.readExactly(fd, count: BenchRequest.transferSize - 1),
+                  let request = BenchRequest(transferHeader: first + rest)
+            else { return }
+            transfer(fd, request)
+        default:
+            return
         }
     }
 
-    private func echo(_ fd: Int32) {
+    private func echo(_ fd: Int32, first: UInt8) {
+        guard (try? BenchSocket.writeAll(fd, [first])) != nil else { return }
         var buffer = [UInt8](repeating: 0, count: 16 << 10)
         while true {
             let n = buffer.withUnsafeMutableBytes { (try? BenchSocket.readSome(fd, into: $0)) ?? 0 }
