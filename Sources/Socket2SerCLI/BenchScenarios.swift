@@ -338,14 +338,14 @@ private func stalledReader(_ run: BenchRun) throws {
         BenchClock.sleep(seconds: 0.5)
     } else {
         let settled = rig.waitForQuietLine(below: 0.05 * run.settings.lineRate, window: 0.5,
-                                           deadline: BenchClock.deadline(after: 60))
+                                           deadline: BenchClock.deadline(after: 30))
         let carried = Double(rig.cableBytesCarried - carriedBefore)
         if let settled {
             run.info("stuck stream stopped using the line after",
                      String(format: "%.1f s, %.0f line bytes", settled, carried), value: settled, unit: "s")
         } else {
             run.info("stuck stream stopped using the line after",
-                     String(format: "still busy after 60 s (%.0f line bytes)", carried))
+                     String(format: "still busy after 30 s (%.0f line bytes)", carried))
         }
         run.details["stuckStreamSettleSeconds"] = settled
         run.details["stuckStreamLineBytes"] = carried
