@@ -124,6 +124,7 @@ final class BenchRun: @unchecked Sendable {
                 add(metric, measured, value: ratio, unit: "of line rate", target: "", kind: .info, result: .info)
             }
         } else {
+            let metric = metric.replacingOccurrences(of: " / line rate", with: "")
             add(metric, String(format: "%.2f MB/s", bytesPerSecond / 1e6), value: bytesPerSecond / 1e6,
                 unit: "MB/s", target: target == nil ? "" : "n/a unpaced", kind: .info, result: .info)
         }

@@ -141,8 +141,19 @@ private func streams(_ run: BenchRun, count: Int) throws {
 /// 1000 connections that each echo a few bytes, all held open until every one has echoed, so the
 /// link really carries 1000 streams at once.
 private func streams1000(_ run: BenchRun) throws {
-    let rig = try run.rig()
     let count = 1000
+    // Both sides of every connection live in this process, plus a few dozen other descriptors.
+    var limit = rlimit()
+    #if canImport(Glibc)
+    getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    #else
+    getrlimit(RLIMIT_NOFILE, &limit)
+    #endif
+    if limit.rlim_cur < rlim_t(2 * count + 100) {
+        throw BenchError("the open-file limit is \(limit.rlim_cur); \(count) streams need about \(2 * count + 100) here "
+            + "(and \(count + 100) in S and C): raise it with ulimit -n")
+    }
+    let rig = try run.rig()
     let size = run.settings.quick ? 4 : 16
     let port = rig.clientPort
     let ioTimeout = max(run.settings.ioTimeout, 60)

@@ -195,6 +195,9 @@ final class BenchTarget: @unchecked Sendable {
         let id = request.id
         update(id) { $0 = TargetRecord() }
         let down = Int(request.down)
+        // The endless download is meant to stay stuck for the whole scenario: its writer must not
+        // give up (and end the stream) after the usual I/O timeout.
+        if request.down == UInt32.max { BenchSocket.setTimeouts(fd, seconds: 3600) }
         let writer: BenchThread? = down == 0 ? nil : BenchThread("bench target writer", stackSize: 256 << 10) {
             [self] in
             var sender = PayloadSender(payload: BenchPayload(seed: seed, connection: id, direction: 2), total: down)
