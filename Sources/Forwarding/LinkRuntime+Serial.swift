@@ -135,6 +135,17 @@ extension LinkRuntime {
         return modelledQueue
     }
 
+    /// What to keep queued below the core: what the core asks for, plus the line time of a late
+    /// wake-up of this loop. The top-up timer fires every 1–5 ms, but on a busy machine it fires
+    /// late; without the slack the UART runs dry between top-ups and the line idles.
+    var queueTarget: Int {
+        let slack = lineRate > 0 ? lineRate * LinkRuntime.wakeUpSlackMilliseconds / 1000 : 0
+        return link.preferredQueueBelow + slack
+    }
+
+    /// Line time allowed for a late wake-up of the event loop.
+    static let wakeUpSlackMilliseconds = 12
+
     /// Pulls bytes from the core for the line, keeping `preferredQueueBelow` bytes queued below it
     /// and no more: every byte queued in the kernel delays an urgent frame by a byte time, while
     /// frames are built just in time inside the core (docs/protocol.md §8.3).
@@ -142,7 +153,7 @@ extension LinkRuntime {
         guard let serial, serial.channel.isActive else { return }
         // Not writable: NIO holds more than its high-water mark; the writability change calls back.
         guard serial.channel.isWritable else { return }
-        let target = link.preferredQueueBelow
+        let target = queueTarget
         let queued = queuedBelowCore(now: now, fd: serial.fd)
         var budget = target - queued
         if queued > 0 && budget < target / 4 {

@@ -11,6 +11,14 @@ import NIOPosix
 // MARK: - Accepting (C) and connecting (S)
 
 extension LinkRuntime {
+    /// Kernel buffer size for forwarded TCP sockets. Without a cap Linux autotunes a socket's
+    /// send buffer to megabytes, so a client that never reads would look to the link like a
+    /// consumer and take its share of the line for minutes; capped, back-pressure reaches the
+    /// core (and its per-stream credit) within about one window.
+    static let socketBufferBytes = 64 * 1024
+}
+
+extension LinkRuntime {
     /// C end: every accepted connection becomes a stream to the peer's default target.
     func startListening(host: String, port: Int) -> EventLoopFuture<Int> {
         ServerBootstrap(group: loop)
@@ -18,6 +26,8 @@ extension LinkRuntime {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
+            .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(StreamChannelHandler(runtime: self, connection: nil))
@@ -59,6 +69,8 @@ extension LinkRuntime {
             .connectTimeout(timeout)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
+            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

@@ -227,7 +227,7 @@ extension Link {
     // MARK: Sequenced frames (§4)
 
     mutating func receiveSequenced(_ seq: SequenceNumber, body: ArraySlice<UInt8>, now: LinkTime) {
-        ackOwed = true
+        oweAcknowledgement(now: now)
         let d = seq - expectedSequence
         if d < 0 {
             statistics.duplicateFrames += 1
@@ -254,9 +254,14 @@ extension Link {
         ackUrgent = true
     }
 
+    mutating func oweAcknowledgement(now: LinkTime) {
+        if !ackOwed { ackOwedSince = now }
+        ackOwed = true
+    }
+
     /// Collects the pieces of a frame resent in fragments; a complete set is a sequenced frame.
     mutating func receiveFragment(_ seq: SequenceNumber, index: Int, count: Int, bytes: ArraySlice<UInt8>, now: LinkTime) {
-        ackOwed = true
+        oweAcknowledgement(now: now)
         let d = seq - expectedSequence
         guard d >= 0, d <= Wire.sackBits, count > 0, index < count, outOfOrder[seq.rawValue] == nil else {
             statistics.duplicateFrames += 1

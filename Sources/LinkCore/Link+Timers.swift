@@ -12,6 +12,7 @@ extension Link {
             if !helloReplyOwed { consider((lastHelloSentAt ?? .zero) + configuration.helloInterval) }
             return d
         }
+        if ackOwed && !ackUrgent { consider(ackOwedSince + acknowledgementDelay) }
         if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i], now: lastHeardAt ?? .zero)) }
         if let heard = lastHeardAt {
             if !pingDue {

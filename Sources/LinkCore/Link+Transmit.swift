@@ -68,7 +68,7 @@ extension Link {
             startFrame()
             return true
         }
-        if ackOwed {
+        if ackOwed && (ackUrgent || now >= ackOwedSince + acknowledgementDelay) {
             emitControlFrame(now: now)
             return true
         }
@@ -140,6 +140,7 @@ extension Link {
         if let tail = frame.tailStream { return continueTail(tail) }
         let room = frame.target - frame.body.count
         guard room > 0 else { return false }
+        if frame.latencySensitive && frame.body.count >= latencySensitiveFrameLimit { return false }
         if let item = control.first {
             let message = controlMessage(item)
             guard message == nil || message!.encodedLength <= room || frame.body.isEmpty else { return false }

@@ -67,6 +67,9 @@ public struct Link: Sendable {
     /// A restart was detected and `.established` has not yet reported it.
     var peerRestartUnreported = false
     var ackOwed = false
+    /// When the oldest unsent acknowledgement became due. A standalone acknowledgement waits a
+    /// moment (`acknowledgementDelay`) so that a reply, if one comes, carries it in its trailer.
+    var ackOwedSince = LinkTime.zero
     /// A gap was seen: the peer should learn of it soon, even at the cost of a shorter frame.
     var ackUrgent = false
 
@@ -162,14 +165,15 @@ extension Link {
     /// Events are queued in order; the application drains them after every input.
     public mutating func pollEvent() -> LinkEvent? { events.popFirst() }
 
-    /// How many bytes the I/O layer should keep queued below the core (in the kernel's tty
-    /// buffer and the UART): enough to keep the line busy across one wake-up of the I/O loop,
-    /// and no more, because every byte queued there delays an urgent message by one byte time.
+    /// How many bytes the core wants queued below it (in the kernel's tty buffer and the UART):
+    /// one millisecond of line time, at least 16 bytes — enough for an I/O layer that tops the
+    /// queue up every millisecond, and no more, because every byte queued there delays an urgent
+    /// message by one byte time. An I/O layer that may wake up later adds its own slack (the
+    /// forwarder adds 12 ms of line time).
     public var preferredQueueBelow: Int {
         let rate = configuration.lineBytesPerSecond
         guard rate > 0 else { return 1 << 16 }
-        // ~4 ms of line time, at least 32 bytes.
-        return max(32, rate * 4 / 1000)
+        return max(16, rate / 1000)
     }
 
     /// Largest frame body both ends accept: our configuration and the peer's HELLO.
@@ -182,6 +186,18 @@ extension Link {
     func peerFrameAllowance(now: LinkTime) -> Int {
         guard let last = lastPeerFrameAt, now - last < .seconds(2), let peer = peerHello else { return 0 }
         return Int(peer.maxFrame) + Wire.sequencedFrameOverhead + Int(peer.maxFrame) / 254
+    }
+
+    /// How long an acknowledgement may wait for a frame to ride on before it is sent alone.
+    /// Short against any RTO, long enough for a local echo or reply to come back (§4.2).
+    var acknowledgementDelay: LinkDuration { .milliseconds(3) }
+
+    /// A frame that carries stream control or a sparse stream's data is closed at about this
+    /// size (10 ms of line time), so that many new connections opened together go out in short
+    /// frames the peer can act on one by one, instead of one long frame it must wait for (§8.3).
+    var latencySensitiveFrameLimit: Int {
+        let rate = configuration.lineBytesPerSecond
+        return rate > 0 ? max(64, rate / 100) : 1024
     }
 
     /// Serialisation time of `bytes` at the line rate.

@@ -43,7 +43,8 @@ struct ServerCommand: AsyncParsableCommand {
             maxStreams: link.maxStreams,
             verbosity: link.debug,
             gracePeriodSeconds: link.grace,
-            connectTimeoutSeconds: connectTimeout)
+            connectTimeoutSeconds: connectTimeout,
+            unpaced: link.unpaced)
     }
 
     func run() async throws {
@@ -96,7 +97,8 @@ struct ClientCommand: AsyncParsableCommand {
             serial: try link.serialSettings(),
             maxStreams: link.maxStreams,
             verbosity: link.debug,
-            gracePeriodSeconds: link.grace)
+            gracePeriodSeconds: link.grace,
+            unpaced: link.unpaced)
     }
 
     func run() async throws {

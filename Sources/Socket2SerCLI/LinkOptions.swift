@@ -59,6 +59,10 @@ struct LinkOptions: ParsableArguments {
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0
 
+    @Flag(name: .customLong("unpaced"),
+          help: "Do not pace to the baud rate (for a CPU-bound virtual cable; never needed on a real UART).")
+    var unpaced = false
+
     /// Accepted only so that it can be refused with a reason: the original opened a remote debug
     /// shell, which on a serial link anyone can plug into is a security hole. Hidden from help so
     /// the help lists only what works.
