@@ -100,10 +100,10 @@ extension Link {
 
     /// The frame body size for the current error rate (§8.2). With bit error rate p and
     /// per-frame overhead h, goodput L/(L+h)·(1−p)^(8(L+h)) peaks near L = √(h / 8p). The
-    /// estimate of p starts from a weak prior (0.1 loss in 25 KB), so a clean line reaches the
+    /// estimate of p starts from a weak prior (0.1 loss in 12.5 KB), so a clean line reaches the
     /// largest frames within a few hundred kilobytes and a noisy one shrinks them within a few.
     var frameTarget: Int {
-        let p = (errorEstimateLosses + 0.1) / (errorEstimateBits + 200_000)
+        let p = (errorEstimateLosses + 0.1) / (errorEstimateBits + 100_000)
         let h = Double(Wire.sequencedFrameOverhead + 5)
         let l = (h / (8 * p)).squareRoot()
         let limit = effectiveMaxFrameBody

@@ -211,10 +211,10 @@ struct ARQTests {
             // Round 1 loses piece 1, round 2 loses piece 2: only together are they complete.
             return index == rounds.last!.dropped ? .drop : .deliver
         }
-        let data = pattern(2100, seed: 6)  // > 2 quanta, so it is streamed as one DATA-TAIL frame
+        let data = pattern(2100, seed: 6)  // > 2 quanta, so it is streamed as DATA-TAIL frames
         try pair.a.send(data, on: id)
         pair.step()  // the frame leaves (and is lost)
-        #expect(pair.a.outstanding.count == 1 && pair.a.outstanding[0].body.count > 1500, "\(pair.a.outstanding.map { $0.body.count }) target \(pair.a.frameTarget)")
+        #expect(pair.a.outstanding.count >= 1 && pair.a.outstanding[0].body.count > 1000, "\(pair.a.outstanding.map { $0.body.count }) target \(pair.a.frameTarget)")
         // Meanwhile the line looks noisy: frames must be short now.
         pair.a.errorEstimateLosses = 40
         #expect(pair.a.frameTarget < 1000)
