@@ -206,7 +206,7 @@ extension Link {
         // through, this one was lost. Likewise if this acknowledgement left the peer well after
         // the frame should have reached it (one smoothed RTT plus the frame's own line time).
         // Resend it now rather than at its (backed-off) timeout.
-        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameAllowance(now: now))
+        let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameAllowance)
         for i in outstanding.indices where !outstanding[i].acked && !outstanding[i].needsRetransmit
             && (outstanding[i].transmission < highestAckedTransmission
                 || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {

@@ -13,7 +13,7 @@ extension Link {
             return d
         }
         if ackOwed && !ackUrgent { consider(ackOwedSince + acknowledgementDelay) }
-        if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i], now: lastHeardAt ?? .zero)) }
+        if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i])) }
         if let heard = lastHeardAt {
             if !pingDue {
                 let base = max(heard, lastPingSentAt ?? heard)
@@ -32,8 +32,8 @@ extension Link {
     /// RTO for a frame: measured RTT plus the line time of the frame itself, of the queue below
     /// and of one peer frame (the acknowledgement rides in its trailer), doubled per consecutive timeout up to a cap, so that after an outage the line is
     /// probed at least every two seconds (§4.5).
-    func retransmissionDeadline(of frame: SentFrame, now: LinkTime) -> LinkTime {
-        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow + peerFrameAllowance(now: now))
+    func retransmissionDeadline(of frame: SentFrame) -> LinkTime {
+        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow + peerFrameAllowance)
         let cap = max(LinkDuration.seconds(2), base)
         var rto = base
         for _ in 0..<min(rtoBackoff, 8) { rto = min(rto * 2, cap) }
@@ -47,7 +47,7 @@ extension Link {
             if now >= (lastHelloSentAt ?? .zero) + configuration.helloInterval { helloReplyOwed = true }
             return
         }
-        if let i = oldestUnacknowledged, now >= retransmissionDeadline(of: outstanding[i], now: lastHeardAt ?? now) {
+        if let i = oldestUnacknowledged, now >= retransmissionDeadline(of: outstanding[i]) {
             outstanding[i].needsRetransmit = true
             rtoBackoff += 1
             statistics.timeoutRetransmissions += 1

@@ -393,12 +393,17 @@ extension Link {
         let (ack, sack) = acknowledgementState
         raw.appendBE(ack.rawValue)
         raw.appendBE(sack)
+        encodeWholeFrame(&raw)
+        ackOwed = false
+        ackUrgent = false
+    }
+
+    /// Appends the CRC (little-endian, §2) to a complete frame and COBS-encodes it to the output.
+    mutating func encodeWholeFrame(_ raw: inout [UInt8]) {
         raw.appendLE(CRC32C.checksum(raw))
         encoder.begin(into: &out)
         encoder.append(contentsOf: raw, into: &out)
         encoder.finish(into: &out)
-        ackOwed = false
-        ackUrgent = false
     }
 
     mutating func emitHello(now: LinkTime) {
@@ -408,10 +413,7 @@ extension Link {
                           initialWindow: UInt32(configuration.initialWindow))
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
-        raw.appendLE(CRC32C.checksum(raw))
-        encoder.begin(into: &out)
-        encoder.append(contentsOf: raw, into: &out)
-        encoder.finish(into: &out)
+        encodeWholeFrame(&raw)
         helloReplyOwed = false
         lastHelloSentAt = now
         statistics.framesSent += 1

@@ -182,9 +182,11 @@ extension Link {
     }
 
     /// Extra delay an acknowledgement may suffer while the peer streams a frame: one of its
-    /// largest frames, if it has been sending recently.
-    func peerFrameAllowance(now: LinkTime) -> Int {
-        guard let last = lastPeerFrameAt, now - last < .seconds(2), let peer = peerHello else { return 0 }
+    /// largest frames, if it sent sequenced frames within 2 s of when it was last heard. A
+    /// function of state only, so a deadline computed from it does not move with the clock.
+    var peerFrameAllowance: Int {
+        guard let last = lastPeerFrameAt, let heard = lastHeardAt, heard - last < .seconds(2),
+              let peer = peerHello else { return 0 }
         return Int(peer.maxFrame) + Wire.sequencedFrameOverhead + Int(peer.maxFrame) / 254
     }
 

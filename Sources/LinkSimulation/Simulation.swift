@@ -94,7 +94,6 @@ public struct Simulation {
     var time = 0.0
     var result = SimulationResult()
     var restarted = false
-    var generation = 0
 
     public init(_ scenario: Scenario) {
         self.scenario = scenario
@@ -132,9 +131,7 @@ public struct Simulation {
     /// Runs to completion (or the time limit) and checks every stream.
     public mutating func run(observe: (SimulationResult) -> Void = { _ in }) -> SimulationResult {
         let faultEnd = max(scenario.faults.lastFaultEnds, scenario.restart?.at ?? 0)
-        var iterations = 0
         while time < scenario.timeLimit {
-            iterations += 1
             stepOnce()
             observe(result)
             if allDone() && time > faultEnd { break }
@@ -154,7 +151,7 @@ public struct Simulation {
             var config = links[s].configuration
             config.seed = config.seed &+ 0x1234_5678
             links[s] = Link(configuration: config)
-            for i in ends[s].indices where ends[s][i].id != nil || ends[s.other(of: 2)][i].id != nil {
+            for i in ends[s].indices where ends[s][i].id != nil || ends[1 - s][i].id != nil {
                 ends[s][i].lost = true
                 ends[1 - s][i].lost = true
             }
@@ -367,6 +364,3 @@ public struct Simulation {
     }
 }
 
-extension Int {
-    func other(of n: Int) -> Int { n - 1 - self }
-}

@@ -132,7 +132,7 @@ struct ARQTests {
         let deadline = try #require(pair.a.nextDeadline)
         #expect(deadline > pair.now)
         #expect(deadline <= pair.now + .seconds(2))
-        #expect(deadline == pair.a.retransmissionDeadline(of: pair.a.outstanding[0], now: pair.a.lastHeardAt!))
+        #expect(deadline == pair.a.retransmissionDeadline(of: pair.a.outstanding[0]))
 
         // At the deadline the frame is resent, and a later deadline (backed off) is set.
         pair.now = deadline
