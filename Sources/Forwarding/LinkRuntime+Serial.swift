@@ -128,9 +128,17 @@ extension LinkRuntime {
         }
         let elapsed = max(0, (now - modelledAt).nanoseconds)
         let drained = Int(elapsed * Int64(lineRate) / 1_000_000_000)
-        if drained > 0 {
-            modelledQueue = max(0, modelledQueue - drained)
+        guard drained > 0 else { return modelledQueue }
+        if drained >= modelledQueue {
+            modelledQueue = 0
             modelledAt = now
+        } else {
+            // Advance the model's clock by exactly the line time of the bytes drained, not to
+            // `now`: dropping the fraction of a byte time at every pass made the model drain
+            // slower than the line when passes come often, and the line idled.
+            modelledQueue -= drained
+            let drainTime: Int64 = Int64(drained) * 1_000_000_000 / Int64(lineRate)
+            modelledAt = LinkTime(nanoseconds: modelledAt.nanoseconds + drainTime)
         }
         return modelledQueue
     }
