@@ -55,7 +55,7 @@ extension Link {
         guard !s.finQueued else { throw .invalidState(id, "send after finish") }
         let room = max(0, configuration.sendBufferLimit - s.sendBuffer.count)
         let n = min(room, bytes.count)
-        if n > 0 { s.sendBuffer.append(contentsOf: bytes.prefix(n)) }
+        if n > 0 { withSendBuffer(id, of: &s) { $0.append(contentsOf: bytes.prefix(n)) } }
         if n < bytes.count { s.sendBlocked = true }
         streams[id] = s
         if n > 0 { markActive(id) }

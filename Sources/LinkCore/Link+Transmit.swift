@@ -136,14 +136,16 @@ extension Link {
     /// Appends the next message (or the next block of a DATA-TAIL) to the open frame.
     /// Returns false when the frame should be closed.
     mutating func appendToOpenFrame() -> Bool {
-        guard let frame = openFrame else { return false }
-        if let tail = frame.tailStream { return continueTail(tail) }
-        let room = frame.target - frame.body.count
+        // Scalars only: a copy of the open frame would share its body's storage, and the next
+        // append would then duplicate the body (copy-on-write).
+        guard let target = openFrame?.target, let bodyCount = openFrame?.body.count else { return false }
+        if let tail = openFrame!.tailStream { return continueTail(tail) }
+        let room = target - bodyCount
         guard room > 0 else { return false }
-        if frame.latencySensitive && frame.body.count >= latencySensitiveFrameLimit { return false }
+        if openFrame!.latencySensitive && bodyCount >= latencySensitiveFrameLimit { return false }
         if let item = control.first {
             let message = controlMessage(item)
-            guard message == nil || message!.encodedLength <= room || frame.body.isEmpty else { return false }
+            guard message == nil || message!.encodedLength <= room || bodyCount == 0 else { return false }
             _ = control.popFirst()
             openFrame!.latencySensitive = true
             if let message {
@@ -227,7 +229,7 @@ extension Link {
         let n = min(s.deficit, available, fit, Wire.maxDataMessage)
         var bytes: [UInt8] = [Wire.MessageType.data.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF),
                               UInt8(n >> 8), UInt8(n & 0xFF)]
-        bytes.append(contentsOf: s.sendBuffer.take(n))
+        withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &bytes) }
         s.sendCredit -= n
         s.deficit -= n
         var finToo = false
@@ -252,10 +254,10 @@ extension Link {
     /// Adds the next block's worth of DATA-TAIL bytes, ending on a COBS block boundary so the
     /// frame can be closed right after without holding anything back.
     mutating func continueTail(_ id: StreamID) -> Bool {
-        guard let frame = openFrame, var s = streams[id] else { return false }
+        guard let target = openFrame?.target, let bodyCount = openFrame?.body.count, var s = streams[id] else { return false }
         let otherWork = !control.isEmpty || newStreams.count + oldStreams.count > 1 || pingDue || pongOwed != nil
         guard !otherWork else { return false }
-        let room = frame.target - frame.body.count
+        let room = target - bodyCount
         let available = min(s.sendBuffer.count, s.sendCredit)
         guard room > 0, available > 0 else { return false }
         var n: Int
@@ -267,10 +269,11 @@ extension Link {
             // Paced line: exactly up to the end of the current COBS block, so that everything
             // appended can be handed to the line at once and nothing is held back (§8.3).
             n = min(available, room, 254 - encoder.blockLength)
-            let peek = s.sendBuffer.peek(n)
-            if let z = peek.firstIndex(of: 0) { n = z - peek.startIndex + 1 }
+            if let z = s.sendBuffer.offsetOfFirstZero(in: n) { n = z + 1 }
         }
-        let chunk = s.sendBuffer.take(n)
+        var chunk: [UInt8] = []
+        chunk.reserveCapacity(n)
+        withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &chunk) }
         s.sendCredit -= n
         streams[id] = s
         statistics.payloadBytesSent += n

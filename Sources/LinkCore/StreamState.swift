@@ -55,3 +55,19 @@ struct StreamState: Sendable {
         return finQueued
     }
 }
+
+extension Link {
+    /// Runs `body` on the send buffer of `s`, the working copy of stream `id`'s state, without
+    /// copying the buffer. The copy shares the buffer's storage with the entry in `streams`, so
+    /// mutating it through the copy would first duplicate the whole buffer (copy-on-write) — on
+    /// every `send` and every drained queue. The entry's reference is dropped for the duration;
+    /// the caller writes `s` back before anything reads the entry's buffer again.
+    mutating func withSendBuffer<R>(_ id: StreamID, of s: inout StreamState, _ body: (inout ByteQueue) -> R) -> R {
+        var buffer = ByteQueue()
+        swap(&buffer, &s.sendBuffer)
+        streams[id]?.sendBuffer = ByteQueue()
+        let result = body(&buffer)
+        s.sendBuffer = buffer
+        return result
+    }
+}

@@ -10,10 +10,11 @@ struct ByteQueue: Sendable {
         storage.append(contentsOf: bytes)
     }
 
-    /// Removes and returns up to `n` bytes from the front.
-    mutating func take(_ n: Int) -> ArraySlice<UInt8> {
+    /// Removes up to `n` bytes from the front and appends them to `destination`. The bytes are
+    /// copied out before the storage is reset, so a drained queue keeps its allocation.
+    mutating func take(_ n: Int, appendingTo destination: inout [UInt8]) {
         let k = min(n, count)
-        let slice = storage[head..<(head + k)]
+        destination.append(contentsOf: storage[head..<(head + k)])
         head += k
         if head == storage.count {
             // Keep the allocation: a busy stream refills it at once.
@@ -23,11 +24,18 @@ struct ByteQueue: Sendable {
             storage.removeFirst(head)
             head = 0
         }
-        return slice
     }
 
-    /// The first `n` bytes, without removing them.
-    func peek(_ n: Int) -> ArraySlice<UInt8> { storage[head..<(head + min(n, count))] }
+    /// Where the first zero byte is among the first `n` bytes, counted from the front.
+    func offsetOfFirstZero(in n: Int) -> Int? {
+        let end = head + min(n, count)
+        var i = head
+        while i < end {
+            if storage[i] == 0 { return i - head }
+            i += 1
+        }
+        return nil
+    }
 
     mutating func removeAll() {
         storage = []
