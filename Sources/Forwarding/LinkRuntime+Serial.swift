@@ -24,10 +24,10 @@ extension LinkRuntime {
                     channel.close(promise: nil)
                     return
                 }
-                self.serial = SerialAttachment(channel: channel, fd: fd, generation: generation)
+                self.serial = SerialAttachment(channel: channel, fd: fd, generation: generation,
+                                               reportsOutputQueue: !isPseudoTerminal(fd))
                 self.bytesInSerialChannel = 0
-                self.modelledQueue = 0
-                self.modelledAt = monotonicNow()
+                self.lineModel.reset(now: monotonicNow())
                 self.scheduleService()
             }
     }
@@ -54,7 +54,7 @@ extension LinkRuntime {
         lostGeneration = generation
         serial = nil
         bytesInSerialChannel = 0
-        modelledQueue = 0
+        lineModel.reset(now: monotonicNow())
         topUpTask?.cancel()
         topUpTask = nil
         guard !shuttingDown else { return }
@@ -116,31 +116,9 @@ extension LinkRuntime {
 
     /// Bytes queued below the core: in the serial channel, in the kernel's tty buffer (TIOCOUTQ)
     /// or, where the driver cannot say (a pty), in the line as modelled from its rate.
-    func queuedBelowCore(now: LinkTime, fd: CInt) -> Int {
-        max(ttyOutputQueueBytes(fd), modelledLineQueue(now: now)) + bytesInSerialChannel
-    }
-
-    /// The modelled line queue drains at the line rate since the last update.
-    func modelledLineQueue(now: LinkTime) -> Int {
-        guard lineRate > 0, modelledQueue > 0 else {
-            modelledAt = now
-            return 0
-        }
-        let elapsed = max(0, (now - modelledAt).nanoseconds)
-        let drained = Int(elapsed * Int64(lineRate) / 1_000_000_000)
-        guard drained > 0 else { return modelledQueue }
-        if drained >= modelledQueue {
-            modelledQueue = 0
-            modelledAt = now
-        } else {
-            // Advance the model's clock by exactly the line time of the bytes drained, not to
-            // `now`: dropping the fraction of a byte time at every pass made the model drain
-            // slower than the line when passes come often, and the line idled.
-            modelledQueue -= drained
-            let drainTime: Int64 = Int64(drained) * 1_000_000_000 / Int64(lineRate)
-            modelledAt = LinkTime(nanoseconds: modelledAt.nanoseconds + drainTime)
-        }
-        return modelledQueue
+    func queuedBelowCore(now: LinkTime, attachment: SerialAttachment) -> Int {
+        let reported = attachment.reportsOutputQueue ? ttyOutputQueueBytes(attachment.fd) : 0
+        return max(reported, lineModel.queued(at: now)) + bytesInSerialChannel
     }
 
     /// What to keep queued below the core: what the core asks for, plus the line time of a late
@@ -162,7 +140,7 @@ extension LinkRuntime {
         // Not writable: NIO holds more than its high-water mark; the writability change calls back.
         guard serial.channel.isWritable else { return }
         let target = queueTarget
-        let queued = queuedBelowCore(now: now, fd: serial.fd)
+        let queued = queuedBelowCore(now: now, attachment: serial)
         var budget = target - queued
         if queued > 0 && budget < target / 4 {
             // Nearly full: a few bytes now would cost a syscall each; the top-up comes soon.
@@ -178,7 +156,7 @@ extension LinkRuntime {
         }
         if wrote > 0 { serial.channel.flush() }
         coreMayHaveMore = budget <= 0
-        if coreMayHaveMore { armTopUp(now: now, target: target, fd: serial.fd) }
+        if coreMayHaveMore { armTopUp(now: now, target: target, attachment: serial) }
     }
 
     func writeToSerial(_ chunk: [UInt8], attachment: SerialAttachment) {
@@ -192,10 +170,7 @@ extension LinkRuntime {
         promise.futureResult.whenComplete { result in
             guard generation == self.serial?.generation else { return }
             self.bytesInSerialChannel -= count
-            if case .success = result, self.lineRate > 0 {
-                _ = self.modelledLineQueue(now: monotonicNow())
-                self.modelledQueue += count
-            }
+            if case .success = result { self.lineModel.add(count, now: monotonicNow()) }
             // Unpaced, the kernel's buffer is the only limit, so its taking bytes is the cue to
             // write more. Paced, the top-up timer is: a pass per completion would spin, writing
             // the few bytes the line sent in the meantime.
@@ -206,11 +181,11 @@ extension LinkRuntime {
 
     /// NIO cannot say when the tty queue drains, so while the core has more to send, look again
     /// after a few milliseconds of line time: about when half the queue has gone out.
-    private func armTopUp(now: LinkTime, target: Int, fd: CInt) {
+    private func armTopUp(now: LinkTime, target: Int, attachment: SerialAttachment) {
         guard topUpTask == nil else { return }
         let delay: Int64
         if lineRate > 0 {
-            let excess = max(0, queuedBelowCore(now: now, fd: fd) - target / 2)
+            let excess = max(0, queuedBelowCore(now: now, attachment: attachment) - target / 2)
             delay = min(5_000_000, max(1_000_000, Int64(excess) * 1_000_000_000 / Int64(lineRate)))
         } else {
             delay = 2_000_000

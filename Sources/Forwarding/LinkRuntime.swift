@@ -30,6 +30,8 @@ final class LinkRuntime: @unchecked Sendable {
         /// The descriptor NIO reads from; valid while `channel` is active.
         let fd: CInt
         let generation: Int
+        /// TIOCOUTQ says something (not a pseudo-terminal).
+        let reportsOutputQueue: Bool
     }
     var serial: SerialAttachment?
     /// Incremented for every attach attempt, so late events of an old channel are ignored.
@@ -38,8 +40,7 @@ final class LinkRuntime: @unchecked Sendable {
     /// Written to the serial channel and not yet taken by the kernel.
     var bytesInSerialChannel = 0
     /// The tty queue as modelled from the line rate (a pty's TIOCOUTQ always says 0).
-    var modelledQueue = 0
-    var modelledAt = LinkTime.zero
+    var lineModel: LineQueueModel
     /// The last transmit pass filled the queue: the core probably has more.
     var coreMayHaveMore = false
     var topUpTask: Scheduled<Void>?
@@ -80,6 +81,7 @@ final class LinkRuntime: @unchecked Sendable {
         self.logger = logger
         self.loop = loop
         lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
+        lineModel = LineQueueModel(bytesPerSecond: lineRate)
         let linkConfiguration = LinkConfiguration(
             usesOddStreamIDs: configuration.isClient,
             lineBytesPerSecond: lineRate,
@@ -174,7 +176,7 @@ extension LinkRuntime {
     private func waitForLineToDrain(until deadline: NIODeadline, promise: EventLoopPromise<Void>) {
         let drained: Bool
         if let serial, serial.channel.isActive {
-            drained = bytesInSerialChannel == 0 && queuedBelowCore(now: monotonicNow(), fd: serial.fd) == 0
+            drained = bytesInSerialChannel == 0 && queuedBelowCore(now: monotonicNow(), attachment: serial) == 0
         } else {
             drained = true
         }

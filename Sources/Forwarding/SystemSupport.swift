@@ -56,6 +56,16 @@ func ttyOutputQueueBytes(_ fd: CInt) -> Int {
     return result == 0 ? Int(max(0, count)) : 0
 }
 
+/// True for a Unix98 pseudo-terminal (device majors 136–143), whose TIOCOUTQ is always 0, so
+/// asking on every pass would only cost a system call.
+func isPseudoTerminal(_ fd: CInt) -> Bool {
+    var info = stat()
+    guard fstat(fd, &info) == 0 else { return false }
+    let device = UInt64(info.st_rdev)
+    let major = ((device >> 8) & 0xFFF) | ((device >> 32) & ~UInt64(0xFFF))
+    return (136...143).contains(major)
+}
+
 // MARK: - Trace output
 
 /// Hex dump for trace logs, cut at `limit` bytes.
