@@ -205,6 +205,18 @@ final class BenchRig: @unchecked Sendable {
         try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
     }
 
+    /// Stops S and C (SIGTERM, SIGKILL after 2 s) but keeps the cable, so it can be measured
+    /// alone again. Returns their last samples.
+    func stopForwarders() -> (server: ProcessSample?, client: ProcessSample?) {
+        let last = samples()
+        let ends = [server, client].compactMap { $0 }
+        for end in ends where end.isRunning { kill(end.pid, SIGTERM) }
+        for end in ends { _ = end.terminate(signalled: true) }
+        server = nil
+        client = nil
+        return last
+    }
+
     /// Seconds since the cable started (its outage clock, give or take a millisecond).
     var cableSeconds: Double { BenchClock.seconds(BenchClock.now() - cableStartedAt) }
 
