@@ -52,9 +52,11 @@ let package = Package(
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
-        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI"]),
+        // Helpers shared by the test targets that run the real executable.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort",
+            "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

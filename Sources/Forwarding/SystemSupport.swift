@@ -32,7 +32,7 @@ func closeDescriptor(_ fd: CInt) -> CInt {
 /// one, and a C end with a few thousand streams would otherwise hit the usual soft limit of 1024.
 /// Returns the new soft limit, or nil if it could not be read.
 @discardableResult
-func raiseOpenFileLimit() -> UInt64? {
+public func raiseOpenFileLimit() -> UInt64? {
     var limit = rlimit()
     #if canImport(Glibc)
     let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

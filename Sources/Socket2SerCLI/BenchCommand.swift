@@ -5,6 +5,7 @@ import Darwin
 #endif
 import ArgumentParser
 import Dispatch
+import Forwarding
 import Foundation
 
 /// `socket2ser bench`: reproducible measurements of the whole path.
@@ -97,7 +98,8 @@ struct BenchCommand: AsyncParsableCommand {
 
     private func runBlocking(_ selected: [BenchScenario]) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        benchRaiseOpenFileLimit()
+        // 1000 streams cost the bench two thousand sockets (both sides of each connection).
+        raiseOpenFileLimit()
         let interrupts = installInterruptHandlers()
         defer { interrupts.forEach { $0.cancel() } }
 

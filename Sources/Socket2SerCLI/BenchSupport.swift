@@ -276,20 +276,6 @@ private func systemConnect(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ le
 }
 private func systemAccept(_ fd: Int32) -> Int32 { accept(fd, nil, nil) }
 
-/// Raises the soft limit on open descriptors to the hard limit: 1000 streams cost the bench two
-/// thousand sockets (both sides of each connection live in this process).
-func benchRaiseOpenFileLimit() {
-    var limit = rlimit()
-    #if canImport(Glibc)
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    #else
-    let resource = RLIMIT_NOFILE
-    #endif
-    guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-    limit.rlim_cur = limit.rlim_max
-    setrlimit(resource, &limit)
-}
-
 // MARK: - Payload
 
 /// The bytes one direction of one connection carries: pseudo-random (so compression or a lucky

@@ -35,12 +35,7 @@ struct ProcessEndToEndTests {
                 let started = ContinuousClock.now
                 let client = try E2EClient.connect(port: port)
                 defer { client.close() }
-                let sender = Thread {
-                    try? client.send(upload)
-                    client.shutdownWrite()
-                }
-                sender.start()
-                let result = client.readToEnd(timeout: 30)
+                let result = client.sendWhileReadingToEnd(upload, timeout: 30)
                 // The readiness probe made an empty connection to the target too; ours has data.
                 try e2eWait("the target to receive the whole upload", timeout: .seconds(10)) {
                     target.uploads.contains { !$0.isEmpty }
@@ -245,12 +240,7 @@ struct ProcessEndToEndTests {
                     let started = ContinuousClock.now
                     let client = try E2EClient.connect(port: port)
                     defer { client.close() }
-                    let sender = Thread {
-                        try? client.send(data)
-                        client.shutdownWrite()
-                    }
-                    sender.start()
-                    return (started, client.readToEnd(timeout: 40))
+                    return (started, client.sendWhileReadingToEnd(data, timeout: 40))
                 }
             }
         ) { rig in
@@ -289,12 +279,7 @@ struct ProcessEndToEndTests {
                 let started = ContinuousClock.now
                 let client = try E2EClient.connect(port: port)
                 defer { client.close() }
-                let sender = Thread {
-                    try? client.send(data)
-                    client.shutdownWrite()
-                }
-                sender.start()
-                let result = client.readToEnd(timeout: 40)
+                let result = client.sendWhileReadingToEnd(data, timeout: 40)
                 return (result, ContinuousClock.now - started)
             }
             #expect(result.end == .endOfFile)

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestSupport
 
 // Support for ProcessEndToEndTests: the real `socket2ser` executable run as subprocesses.
 // Every name here starts with `E2E` so it cannot collide with the helpers of the in-process tests
@@ -12,30 +13,6 @@ import Foundation
 struct E2EFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Finds the built `socket2ser` the way Tests/CLITests does: next to the running test bundle
-/// (so it comes from the same build and configuration), unless `SOCKET2SER_EXECUTABLE` says
-/// otherwise.
-enum E2EExecutable {
-    static func url() throws -> URL {
-        if let override = ProcessInfo.processInfo.environment["SOCKET2SER_EXECUTABLE"] {
-            return URL(fileURLWithPath: override)
-        }
-        var directories: [URL] = []
-        for bundle in [Bundle.main] + Bundle.allBundles where bundle.bundleURL.pathExtension == "xctest" {
-            directories.append(bundle.bundleURL.deletingLastPathComponent())
-        }
-        if let running = Bundle.main.executableURL?.resolvingSymlinksInPath() {
-            directories.append(running.deletingLastPathComponent())
-        }
-        for directory in directories {
-            let candidate = directory.appendingPathComponent("socket2ser")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        throw E2EFailure("socket2ser not found next to the test bundle (looked in "
-            + directories.map(\.path).joined(separator: ", ") + "); set SOCKET2SER_EXECUTABLE")
-    }
 }
 
 /// Polls `condition` every 10 ms until it holds; throws after `timeout`. Waiting for a condition,
@@ -80,8 +57,8 @@ final class E2EChild: @unchecked Sendable {
     let name: String
     let arguments: [String]
     let startedAt: ContinuousClock.Instant
-    let output = E2EPipeCollector()
-    let errors = E2EPipeCollector()
+    let output = PipeCollector()
+    let errors = PipeCollector()
     private let process = Process()
     private let lock = NSLock()
     private var exitRecord: Exit?
@@ -89,7 +66,7 @@ final class E2EChild: @unchecked Sendable {
     init(_ name: String, _ arguments: [String]) throws {
         self.name = name
         self.arguments = arguments
-        process.executableURL = try E2EExecutable.url()
+        process.executableURL = try Socket2SerExecutable.url()
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
         let outputPipe = Pipe()
@@ -199,31 +176,6 @@ struct E2EStopReport: Sendable, CustomStringConvertible {
         if alreadyExited { return "\(name) had already ended (\(exit.map { "\($0)" } ?? "?"))" }
         if timedOut { return "\(name) did not exit within the limit after SIGTERM; killed" }
         return "\(name) exited \(elapsed.e2eMilliseconds) after SIGTERM with \(exit.map { "\($0)" } ?? "?")"
-    }
-}
-
-/// Accumulates what a pipe delivers, read on a thread of its own with plain blocking reads.
-final class E2EPipeCollector: @unchecked Sendable {
-    // @unchecked: `data` and `ended` are guarded by `lock`.
-    private let lock = NSLock()
-    private var data = Data()
-    private var ended = false
-
-    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
-    var hasEnded: Bool { lock.withLock { ended } }
-
-    func drain(_ handle: FileHandle, name: String) {
-        let thread = Thread { [self] in
-            while true {
-                let chunk = handle.availableData
-                lock.withLock {
-                    if chunk.isEmpty { ended = true } else { data.append(chunk) }
-                }
-                if chunk.isEmpty { return }
-            }
-        }
-        thread.name = name
-        thread.start()
     }
 }
 

@@ -212,6 +212,17 @@ final class E2EClient: @unchecked Sendable {
         return E2EReadResult(bytes: bytes, end: .timedOut, endedAt: .now, arrivals: arrivals)
     }
 
+    /// Sends `bytes` and ends the output from a thread of its own while this one reads the
+    /// whole response, so a large upload and its echo flow at the same time.
+    func sendWhileReadingToEnd(_ bytes: [UInt8], timeout: Double) -> E2EReadResult {
+        let sender = Thread { [self] in
+            try? send(bytes)
+            shutdownWrite()
+        }
+        sender.start()
+        return readToEnd(timeout: timeout)
+    }
+
     func close() {
         lock.withLock {
             guard !closed else { return }
