@@ -42,7 +42,9 @@ extension Link {
             statistics.crcErrors += 1
             return
         }
-        guard let type = Wire.FrameType(rawValue: f[0]) else {
+        let compactTrailer = f[0] & Wire.compactTrailerFlag != 0
+        guard let type = Wire.FrameType(rawValue: f[0] & ~Wire.compactTrailerFlag),
+              !(compactTrailer && type == .hello) else {
             statistics.malformedFrames += 1
             return
         }
@@ -58,16 +60,18 @@ extension Link {
             case .fragment: headerEnd = Wire.fragmentHeaderLength
             default: headerEnd = 1
             }
-            guard n >= headerEnd + Wire.ackTrailerLength + Wire.crcLength else {
+            let trailerLength = compactTrailer ? Wire.compactAckTrailerLength : Wire.ackTrailerLength
+            guard n >= headerEnd + trailerLength + Wire.crcLength else {
                 statistics.malformedFrames += 1
                 return
             }
             // Frames of a session that is not (or no longer) established are from before a
             // restart on one side; the HELLO exchange re-synchronises and the data is resent.
             guard isEstablished else { return }
-            let t = n - 4 - Wire.ackTrailerLength
+            let t = n - 4 - trailerLength
             let ack = SequenceNumber(UInt16(f[t]) << 8 | UInt16(f[t + 1]))
-            let sack = UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
+            let sack = compactTrailer
+                ? 0 : UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
             processAcknowledgement(ack: ack, sack: sack, now: now)
             let body = f[headerEnd..<t]
             if type != .control { lastPeerFrameAt = now }

@@ -120,7 +120,11 @@ extension Link {
         statistics.currentFrameTarget = target
         var frame = OpenFrame(sequence: seq, body: [], crc: CRC32C(), target: target, tailStream: nil)
         frame.body.reserveCapacity(target)
-        let header: [UInt8] = [Wire.FrameType.sequenced.rawValue, UInt8(seq.rawValue >> 8), UInt8(seq.rawValue & 0xFF)]
+        // The type byte goes out first, so whether the trailer will carry a SACK bitmap is decided
+        // now; if one turns up before the frame closes, a CONTROL frame carries it (§4.2).
+        frame.compactTrailer = peerAcceptsCompactTrailer && acknowledgementState.sack == 0
+        let type = Wire.FrameType.sequenced.rawValue | (frame.compactTrailer ? Wire.compactTrailerFlag : 0)
+        let header: [UInt8] = [type, UInt8(seq.rawValue >> 8), UInt8(seq.rawValue & 0xFF)]
         frame.crc.update(header)
         encoder.begin(into: &out)
         encoder.append(contentsOf: header, into: &out)
@@ -328,7 +332,7 @@ extension Link {
         var trailer: [UInt8] = []
         let (ack, sack) = acknowledgementState
         trailer.appendBE(ack.rawValue)
-        trailer.appendBE(sack)
+        if !frame.compactTrailer { trailer.appendBE(sack) }
         frame.crc.update(trailer)
         trailer.appendLE(frame.crc.value)
         encoder.append(contentsOf: trailer, into: &out)
@@ -340,6 +344,9 @@ extension Link {
         outstanding.append(SentFrame(sequence: frame.sequence, body: frame.body, lastSentAt: now,
                                      transmission: transmissionCounter, transmissions: 1, lineBytes: lineBytes))
         statistics.framesSent += 1
+        // A gap opened while the frame was streamed, and its trailer had no room for the SACK
+        // bitmap: send the bitmap now rather than in the trailer of the next frame (§4.2).
+        if frame.compactTrailer && sack != 0 { emitControlFrame(now: now) }
     }
 
     mutating func retransmit(at i: Int, now: LinkTime) {
@@ -392,10 +399,16 @@ extension Link {
         statistics.framesSent += 1
     }
 
+    /// Appends the acknowledgement trailer to a complete SEQUENCED, CONTROL or FRAGMENT frame,
+    /// leaving out an empty SACK bitmap where the peer accepts that (§2), and encodes it.
     mutating func appendTrailerAndEncode(_ raw: inout [UInt8]) {
         let (ack, sack) = acknowledgementState
         raw.appendBE(ack.rawValue)
-        raw.appendBE(sack)
+        if sack == 0 && peerAcceptsCompactTrailer {
+            raw[0] |= Wire.compactTrailerFlag
+        } else {
+            raw.appendBE(sack)
+        }
         encodeWholeFrame(&raw)
         ackOwed = false
         ackUrgent = false
@@ -413,7 +426,8 @@ extension Link {
         let hello = Hello(usesOddStreamIDs: configuration.usesOddStreamIDs, needsReply: !isEstablished,
                           session: session, echo: peerHello?.session ?? 0,
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
-                          initialWindow: UInt32(configuration.initialWindow))
+                          initialWindow: UInt32(configuration.initialWindow),
+                          capabilities: Wire.Capability.compactAcknowledgement)
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
         encodeWholeFrame(&raw)

@@ -111,6 +111,8 @@ struct OpenFrame: Sendable {
     /// bulk data must not follow it in the same frame, or the receiver could act on it only
     /// when the whole long frame has arrived and passed its CRC (§8.3).
     var latencySensitive = false
+    /// Started with `Wire.compactTrailerFlag`: the trailer will be `ack` alone (§2).
+    var compactTrailer = false
 }
 
 /// A sequenced frame on the line, kept until acknowledged (§4).
@@ -158,6 +160,10 @@ extension Link {
     public var peerMaxStreams: Int? { peerHello.map { Int($0.maxStreams) } }
 
     var peerInitialWindow: Int { peerHello.map { Int($0.initialWindow) } ?? 0 }
+    /// The peer accepts frames whose trailer leaves out an empty SACK bitmap (§2, §3).
+    var peerAcceptsCompactTrailer: Bool {
+        peerHello.map { $0.capabilities & Wire.Capability.compactAcknowledgement != 0 } ?? false
+    }
 
     /// Streams open now, in both directions.
     public var streamCount: Int { streams.count }

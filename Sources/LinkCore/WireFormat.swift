@@ -32,12 +32,25 @@ public enum Wire {
         case pong = 0x21
     }
 
+    /// Bit 7 of the type byte of a SEQUENCED, CONTROL or FRAGMENT frame: the trailer is `ack`
+    /// alone, its SACK bitmap is empty (§2). Sent only to a peer whose HELLO offers
+    /// `Capability.compactAcknowledgement`.
+    public static let compactTrailerFlag: UInt8 = 0x80
+
+    /// HELLO capability bits (§3).
+    public enum Capability {
+        /// The sender accepts frames with `compactTrailerFlag`.
+        public static let compactAcknowledgement: UInt32 = 1
+    }
+
     /// type(1) + seq(2)
     public static let sequencedHeaderLength = 3
     /// type(1) + seq(2) + index(1) + count(1)
     public static let fragmentHeaderLength = 5
     /// ack(2) + sack(4)
     public static let ackTrailerLength = 6
+    /// ack(2), when the type byte has `compactTrailerFlag`
+    public static let compactAckTrailerLength = 2
     public static let crcLength = 4
     /// How many frames after the cumulative ack the SACK bitmap covers; also the send window cap.
     public static let sackBits = 32

@@ -82,7 +82,11 @@ func sequencedFrame(seq: SequenceNumber, messages: [Message], ack: SequenceNumbe
 struct InspectedFrame {
     /// Decoded content: type byte ... CRC.
     var content: [UInt8]
-    var type: UInt8 { content.first ?? 0 }
+    /// The frame type, without the compact-trailer flag.
+    var type: UInt8 { (content.first ?? 0) & ~Wire.compactTrailerFlag }
+    /// The trailer is `ack` alone (§2).
+    var hasCompactTrailer: Bool { (content.first ?? 0) & Wire.compactTrailerFlag != 0 }
+    var trailerLength: Int { hasCompactTrailer ? Wire.compactAckTrailerLength : Wire.ackTrailerLength }
     var isSequenced: Bool { type == Wire.FrameType.sequenced.rawValue }
     var isFragment: Bool { type == Wire.FrameType.fragment.rawValue }
     var isHello: Bool { type == Wire.FrameType.hello.rawValue }
@@ -104,8 +108,8 @@ struct InspectedFrame {
     }
 
     var body: ArraySlice<UInt8>? {
-        guard let start = bodyStart, content.count >= start + Wire.ackTrailerLength + Wire.crcLength else { return nil }
-        return content[start..<(content.count - Wire.ackTrailerLength - Wire.crcLength)]
+        guard let start = bodyStart, content.count >= start + trailerLength + Wire.crcLength else { return nil }
+        return content[start..<(content.count - trailerLength - Wire.crcLength)]
     }
 
     /// Messages of a sequenced or control frame, with the offset in `content` where each starts.
