@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <errno.h>
+#include <poll.h>
+#include <time.h>
 #include "CSerialShim.h"
 
 int sfs_set_custom_baud(int fd, unsigned int baud) {
@@ -72,4 +74,10 @@ int sfs_openpty(int *master, int *slave, char *name, size_t name_len) {
     *master = m;
     *slave = s;
     return 0;
+}
+
+int sfs_poll_nanoseconds(struct pollfd *fds, unsigned long count, long long timeout_ns) {
+    if (timeout_ns < 0) return ppoll(fds, (nfds_t)count, NULL, NULL);
+    struct timespec timeout = { .tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL };
+    return ppoll(fds, (nfds_t)count, &timeout, NULL);
 }

@@ -66,6 +66,13 @@ final class DirectionPump: @unchecked Sendable {
     /// instead of polling it: a hung-up master is always "readable" and would make us spin.
     private var sourceRestingUntil: UInt64?
 
+    /// Bytes handed to the receiving pty at once while a burst goes on: a 16550's receive FIFO
+    /// trigger level (8), or more at high rates, so that hand-overs come at most every 250 µs.
+    private var handOverBatch: UInt64 {
+        guard let line = pacer else { return 1 }
+        return max(8, 250_000 / max(line.byteNanoseconds, 1))
+    }
+
     /// How long to rest the source after an error.
     private static let sourceRestNanoseconds: UInt64 = 50_000_000
 
@@ -105,16 +112,26 @@ final class DirectionPump: @unchecked Sendable {
             var fds = [pollfd(fd: stopSignal, events: Int16(POLLIN), revents: 0)]
             let watchSource = fifo.room > 0 && sourceIsAwake(at: now)
             if watchSource { fds.append(pollfd(fd: source, events: Int16(POLLIN), revents: 0)) }
-            var timeout: Int32 = -1  // idle line, empty FIFO: sleep until the sender writes
-            if let deadline = pacer?.nextDeadline {
-                timeout = millisecondsUntil(deadline, from: now)
-            } else if let resting = sourceRestingUntil {
-                timeout = millisecondsUntil(resting, from: now)
-            }
-            pollDescriptors(&fds, timeoutMilliseconds: timeout)
+            // Idle line and empty FIFO: sleep until the sender writes (or a resting source wakes).
+            let wake = nextHandOver() ?? sourceRestingUntil
+            pollDescriptors(&fds, until: wake, now: now)
             if fds[0].revents != 0 { return }
             if watchSource { noteSourceErrors(fds[1].revents) }
         }
+    }
+
+    /// When received bytes are next handed to the receiving pty, as a UART's receive side does:
+    /// every `handOverBatch` bytes while more are on the wire (its FIFO trigger level), and the
+    /// last few of a burst four character times after the final stop bit (its receive timeout).
+    /// Nil while the line is idle.
+    private func nextHandOver() -> UInt64? {
+        guard let line = pacer, !line.isIdle else { return nil }
+        let onTheWire = UInt64(fifo.count)
+        if onTheWire > handOverBatch || sourceBacklog {
+            return line.endOfByte(line.sentInPeriod + min(handOverBatch, max(onTheWire, 1)))
+        }
+        guard let last = line.endOfByte(line.sentInPeriod + max(onTheWire, 1)) else { return nil }
+        return last + 4 * line.byteNanoseconds
     }
 
     /// Takes every byte whose stop bit has left the wire by `now` off the FIFO, through the

@@ -64,6 +64,9 @@ struct LinePacer {
         return start + quotient + (remainder == 0 ? 0 : 1)
     }
 
+    /// Nanoseconds one byte takes on the wire, rounded down.
+    var byteNanoseconds: UInt64 { nanosecondsPerBitTimesBaud / baud }
+
     /// When the next byte of the busy period will be due, or `nil` if the line is idle.
     var nextDeadline: UInt64? { endOfByte(sentInPeriod + 1) }
 }

@@ -1,3 +1,4 @@
+import CSerialShim
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -68,6 +69,18 @@ func pollDescriptors(_ fds: inout [pollfd], timeoutMilliseconds: Int32) {
     while true {
         let rc = fds.withUnsafeMutableBufferPointer {
             poll($0.baseAddress, nfds_t($0.count), timeoutMilliseconds)
+        }
+        if rc >= 0 || errno != EINTR { return }
+    }
+}
+
+/// `poll` until `deadline` (monotonic nanoseconds) at the latest, to the microsecond rather than
+/// the millisecond; nil waits without limit.
+func pollDescriptors(_ fds: inout [pollfd], until deadline: UInt64?, now: UInt64) {
+    let timeout: Int64 = deadline.map { $0 > now ? Int64($0 - now) : 0 } ?? -1
+    while true {
+        let rc = fds.withUnsafeMutableBufferPointer {
+            sfs_poll_nanoseconds($0.baseAddress, UInt($0.count), timeout)
         }
         if rc >= 0 || errno != EINTR { return }
     }

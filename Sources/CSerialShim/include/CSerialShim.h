@@ -24,4 +24,9 @@ int sfs_openpty(int *master, int *slave, char *name, size_t name_len);
 /// Sets exclusive mode on a tty (TIOCEXCL): later opens by non-root processes fail with EBUSY.
 int sfs_set_exclusive(int fd);
 
+struct pollfd;
+
+/// poll() with a timeout in nanoseconds (ppoll); a negative timeout waits without limit.
+int sfs_poll_nanoseconds(struct pollfd *fds, unsigned long count, long long timeout_ns);
+
 #endif
