@@ -123,8 +123,8 @@ extension Link {
         // The type byte goes out first, so whether the trailer will carry a SACK bitmap is decided
         // now; if one turns up before the frame closes, a CONTROL frame carries it (§4.2).
         frame.compactTrailer = peerAcceptsCompactTrailer && acknowledgementState.sack == 0
-        let type = Wire.FrameType.sequenced.rawValue | (frame.compactTrailer ? Wire.compactTrailerFlag : 0)
-        let header: [UInt8] = [type, UInt8(seq.rawValue >> 8), UInt8(seq.rawValue & 0xFF)]
+        var header = Self.frameHeader(.sequenced, seq)
+        if frame.compactTrailer { header[0] |= Wire.compactTrailerFlag }
         frame.crc.update(header)
         encoder.begin(into: &out)
         encoder.append(contentsOf: header, into: &out)
@@ -210,7 +210,9 @@ extension Link {
         if s.sendBuffer.isEmpty {
             // Only FIN is left.
             guard room >= 3 || openFrame!.body.isEmpty else { return false }
-            appendRaw([Wire.MessageType.fin.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            var fin: [UInt8] = []
+            Message.fin(id).encode(into: &fin)
+            appendRaw(fin)
             s.finSent = true
             streams[id] = s
             leaveRounds(id)
@@ -224,21 +226,26 @@ extension Link {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
             streams[id] = s
-            appendRaw([Wire.MessageType.dataTail.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            var header: [UInt8] = [Wire.MessageType.dataTail.rawValue]
+            header.appendBE(id.rawValue)
+            appendRaw(header)
             openFrame!.tailStream = id
             return continueTail(id)
         }
         let fit = room - 5
         guard fit > 0 else { return false }
         let n = min(s.deficit, available, fit, Wire.maxDataMessage)
-        var bytes: [UInt8] = [Wire.MessageType.data.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF),
-                              UInt8(n >> 8), UInt8(n & 0xFF)]
+        // DATA's header is written here and its bytes taken straight from the send buffer, rather
+        // than through `Message.data`, which would copy them once more.
+        var bytes: [UInt8] = [Wire.MessageType.data.rawValue]
+        bytes.appendBE(id.rawValue)
+        bytes.appendBE(UInt16(n))
         withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &bytes) }
         s.sendCredit -= n
         s.deficit -= n
         var finToo = false
         if s.sendBuffer.isEmpty && s.finQueued && room - 5 - n >= 3 {
-            bytes.append(contentsOf: [Wire.MessageType.fin.rawValue, UInt8(id.rawValue >> 8), UInt8(id.rawValue & 0xFF)])
+            Message.fin(id).encode(into: &bytes)
             s.finSent = true
             finToo = true
         }
@@ -362,14 +369,13 @@ extension Link {
             outstanding[i].fragmentSize = pieceSize
             let count = (f.body.count + pieceSize - 1) / pieceSize
             for k in 0..<count {
-                var raw: [UInt8] = [Wire.FrameType.fragment.rawValue, UInt8(f.sequence.rawValue >> 8),
-                                    UInt8(f.sequence.rawValue & 0xFF), UInt8(k), UInt8(count)]
+                var raw = Self.frameHeader(.fragment, f.sequence) + [UInt8(k), UInt8(count)]
                 raw.append(contentsOf: f.body[(k * pieceSize)..<min(f.body.count, (k + 1) * pieceSize)])
                 appendTrailerAndEncode(&raw)
                 statistics.framesSent += 1
             }
         } else {
-            var raw: [UInt8] = [Wire.FrameType.sequenced.rawValue, UInt8(f.sequence.rawValue >> 8), UInt8(f.sequence.rawValue & 0xFF)]
+            var raw = Self.frameHeader(.sequenced, f.sequence)
             raw.append(contentsOf: f.body)
             appendTrailerAndEncode(&raw)
             statistics.framesSent += 1
@@ -397,6 +403,13 @@ extension Link {
         }
         appendTrailerAndEncode(&raw)
         statistics.framesSent += 1
+    }
+
+    /// `type (1) | seq (2)`, the start of a SEQUENCED or FRAGMENT frame (§2).
+    static func frameHeader(_ type: Wire.FrameType, _ seq: SequenceNumber) -> [UInt8] {
+        var header: [UInt8] = [type.rawValue]
+        header.appendBE(seq.rawValue)
+        return header
     }
 
     /// Appends the acknowledgement trailer to a complete SEQUENCED, CONTROL or FRAGMENT frame,
