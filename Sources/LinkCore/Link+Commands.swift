@@ -2,7 +2,7 @@
 
 extension Link {
     /// Opens a stream to `target` ("host:port"; empty means the peer's default target). DATA may
-    /// be sent at once; it travels before OPEN-OK arrives (§5.2). Before the handshake completes
+    /// be sent at once; it travels before OPEN-OK arrives (§5.3). Before the handshake completes
     /// the OPEN waits in the queue.
     public mutating func openStream(target: String = "") throws(LinkError) -> StreamID {
         guard target.utf8.count <= Wire.maxTargetLength else { throw .targetTooLong }
@@ -39,7 +39,7 @@ extension Link {
         statistics.streamsAccepted += 1
     }
 
-    /// Refuses a stream the peer opened. Data it already sent is discarded (§5.2).
+    /// Refuses a stream the peer opened. Data it already sent is discarded (§5.3).
     public mutating func refuse(_ id: StreamID, reason: OpenRefusal) throws(LinkError) {
         guard let s = streams[id] else { throw .unknownStream(id) }
         guard s.phase == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
@@ -62,7 +62,7 @@ extension Link {
         return n
     }
 
-    /// Half-closes this end's direction: FIN follows the buffered data (§5.3).
+    /// Half-closes this end's direction: FIN follows the buffered data (§5.4).
     public mutating func finish(_ id: StreamID) throws(LinkError) {
         guard var s = streams[id] else { throw .unknownStream(id) }
         guard !s.finQueued else { return }
@@ -71,11 +71,14 @@ extension Link {
         markActive(id)
     }
 
-    /// Aborts a stream in both directions. Unsent data is dropped; the peer gets RESET (§5.4).
+    /// Aborts a stream in both directions. Unsent data is dropped; the peer gets RESET (§5.5).
+    ///
+    /// A stream this end opened whose OPEN has not left yet (it waits for the handshake) is
+    /// simply forgotten: the peer never heard of it, so it costs no line bytes at all (§5.5).
     public mutating func reset(_ id: StreamID, reason: ResetReason = .aborted) throws(LinkError) {
-        guard streams[id] != nil else { throw .unknownStream(id) }
+        guard let s = streams[id] else { throw .unknownStream(id) }
         removeStream(id)
-        control.append(.reset(id, reason))
+        if s.peerKnowsOf { control.append(.reset(id, reason)) }
     }
 
     /// Reports that the application delivered `count` bytes of this stream to its consumer.
@@ -99,8 +102,7 @@ extension Link {
     /// Resets every stream and tells the peer, for a shutdown.
     public mutating func resetAll(reason: ResetReason = .shutdown) {
         for id in streams.keys.sorted() {
-            removeStream(id)
-            control.append(.reset(id, reason))
+            try? reset(id, reason: reason)
         }
     }
 

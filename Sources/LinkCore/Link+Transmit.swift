@@ -81,7 +81,17 @@ extension Link {
     }
 
     var hasSequencedWork: Bool {
-        mutating get { !control.isEmpty || nextStreamWithWork() != nil }
+        mutating get {
+            dropStaleControl()
+            return !control.isEmpty || nextStreamWithWork() != nil
+        }
+    }
+
+    /// Drops queued control items that no longer apply (an OPEN or CREDIT for a stream that is
+    /// gone), so that they never start a frame of their own: an empty sequenced frame would cost
+    /// line bytes and an acknowledgement for nothing.
+    mutating func dropStaleControl() {
+        while let item = control.first, controlMessage(item) == nil { _ = control.popFirst() }
     }
 
     var bytesInFlight: Int { outstanding.reduce(0) { $1.acked ? $0 : $0 + $1.lineBytes } }

@@ -2,7 +2,7 @@
 struct StreamState: Sendable {
     /// Where the stream is in its opening handshake.
     enum Phase: Equatable, Sendable {
-        /// This end sent (or will send) OPEN and waits for OPEN-OK. Data may already flow (§5.2).
+        /// This end sent (or will send) OPEN and waits for OPEN-OK. Data may already flow (§5.3).
         case opening(target: String)
         /// The peer opened it; the application has not accepted or refused yet.
         case awaitingAccept
@@ -47,6 +47,10 @@ struct StreamState: Sendable {
         self.sendCredit = sendCredit
         self.receiveRemaining = receiveWindow
     }
+
+    /// The peer has heard of this stream, or will from a frame already built: it opened it, or
+    /// our OPEN is in a frame. A stream of ours still waiting for its OPEN to go out is not.
+    var peerKnowsOf: Bool { !locallyInitiated || openEmitted }
 
     /// Something DATA or FIN can be sent for right now.
     var hasSendableWork: Bool {

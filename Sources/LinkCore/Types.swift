@@ -76,7 +76,7 @@ public enum OpenRefusal: UInt8, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Why a stream was reset (docs/protocol.md §5.4). Some are only ever local.
+/// Why a stream was reset (docs/protocol.md §5.2). Some are only ever local.
 public enum ResetReason: UInt8, Sendable, Equatable, CustomStringConvertible {
     /// The application aborted the stream (e.g. a TCP RST or an error on the socket).
     case aborted = 1

@@ -190,4 +190,35 @@ struct HandshakeTests {
         #expect(pair.has(.b, .streamOpened(id, target: "early")))
         #expect(pair.receivedBytes(.b, id) == data)
     }
+
+    @Test("a stream reset before the handshake never reaches the line: no OPEN, no RESET")
+    func resetBeforeHandshakeCostsNothing() throws {
+        let pair = Pair(seed: 24)
+        // The peer is not there yet: everything A sends is lost, as on a cable with no far end.
+        pair.cut(for: .seconds(2))
+        let id = try pair.a.openStream(target: "early")
+        pair.write(.a, id, pattern(1_000, seed: 5))
+        pair.run(for: .milliseconds(500))
+        try pair.a.reset(id, reason: .aborted)
+        #expect(pair.a.streams.isEmpty)
+        #expect(pair.establish())
+        #expect(pair.quiesce())
+        // Nothing about the stream reached B: no event, and no protocol violation either.
+        #expect(streamEvents(pair, .b, id).isEmpty)
+        #expect(pair.b.statistics.protocolViolations == 0)
+        #expect(pair.b.statistics.payloadBytesReceived == 0)
+        #expect(pair.a.statistics.payloadBytesSent == 0)
+        // No sequenced frame at all left A: neither an OPEN nor a RESET for it.
+        #expect(pair.a.nextSequence == SequenceNumber(0))
+    }
+
+    @Test("a stream whose OPEN went out is still reset on the wire")
+    func resetAfterOpenIsSent() throws {
+        let pair = Pair(seed: 25)
+        #expect(pair.establish())
+        let id = try pair.a.openStream(target: "svc")
+        #expect(pair.run { $0.has(.b, .streamOpened(id, target: "svc")) })
+        try pair.a.reset(id, reason: .aborted)
+        #expect(pair.run { $0.has(.b, .streamReset(id, .aborted)) })
+    }
 }
