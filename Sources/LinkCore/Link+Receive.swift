@@ -144,6 +144,9 @@ extension Link {
         }
         if isEstablished && !wasEstablished {
             lastHeardAt = now
+            // One PING at once, so the round-trip time is known from the start: the application
+            // reports it when the link comes up, and the first RTO is sized by it (§9).
+            pingDue = true
             events.append(.established(peerSession: hello.session, peerRestarted: peerRestartUnreported))
             peerRestartUnreported = false
         }
