@@ -54,6 +54,8 @@ final class Connection: @unchecked Sendable {
     var closeReason: String?
     /// The socket reported an error (e.g. ECONNRESET): its closing is not a clean end.
     var failed = false
+    /// The stream closed with FIN in both directions (not reset, refused or cut off).
+    var endedCleanly = false
 
     init(id: StreamID, openedAt: LinkTime, peerDescription: String) {
         self.id = id
@@ -69,6 +71,12 @@ final class Connection: @unchecked Sendable {
     var handler: StreamChannelHandler? {
         if case .active(_, let handler) = socket { return handler }
         return nil
+    }
+
+    /// Both directions ended with FIN and every byte for the socket is written: closing it
+    /// normally tells the client the truth. Anything else must end with a reset.
+    var isCompleteForSocket: Bool {
+        endedCleanly && remoteFinished && writesInFlight == 0 && outputClosed
     }
 
     var isSocketGone: Bool {

@@ -17,11 +17,12 @@ public final class Forwarder: Sendable {
     public let logger: Logger
 
     private struct Shared {
-        var started = false
+        var running = false
         var runtime: LinkRuntime?
         var lastStatus = ForwarderStatus()
-        var listening: Result<Int, ForwarderError>?
-        var listenWaiters: [CheckedContinuation<Int, Error>] = []
+        /// Set once `run()` has opened the device and (C) bound its listener: the port, or nil for S.
+        var startResult: Result<Int?, ForwarderError>?
+        var startWaiters: [CheckedContinuation<Int?, Error>] = []
     }
 
     private let shared = Mutex(Shared())
@@ -38,8 +39,8 @@ public final class Forwarder: Sendable {
     ///   cannot listen. Once running, a device that disappears is waited for, not an error.
     public func run() async throws {
         try shared.withLock { state in
-            guard !state.started else { throw ForwarderError.alreadyRunning }
-            state.started = true
+            guard !state.running else { throw ForwarderError.alreadyRunning }
+            state.running = true
         }
         do {
             try await runOnce()
@@ -70,10 +71,7 @@ public final class Forwarder: Sendable {
             throw error
         }
         shared.withLock { $0.runtime = runtime }
-        if let listeningPort {
-            logger.debug("listening on port \(listeningPort)")
-            finishListening(.success(listeningPort))
-        }
+        finishListening(.success(listeningPort))
 
         await Self.waitForCancellation()
 
@@ -124,24 +122,32 @@ public final class Forwarder: Sendable {
     ///   ended before it listened.
     public func waitUntilListening() async throws -> Int {
         guard configuration.isClient else { throw ForwarderError.notListening }
-        return try await withCheckedThrowingContinuation { continuation in
-            let ready: Result<Int, ForwarderError>? = shared.withLock { state in
-                if let listening = state.listening { return listening }
-                state.listenWaiters.append(continuation)
+        guard let port = try await waitUntilStarted() else { throw ForwarderError.notListening }
+        return port
+    }
+
+    /// Waits until `run()` has opened the device and, for a C end, bound its listener; returns
+    /// the listening port (C) or nil (S).
+    ///
+    /// - Throws: the reason `run()` failed or ended before it got that far.
+    public func waitUntilStarted() async throws -> Int? {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready: Result<Int?, ForwarderError>? = shared.withLock { state in
+                if let started = state.startResult { return started }
+                state.startWaiters.append(continuation)
                 return nil
             }
             if let ready { continuation.resume(with: ready.mapError { $0 as Error }) }
         }
     }
 
-    private func finishListening(_ result: Result<Int, ForwarderError>) {
-        let waiters = shared.withLock { state -> [CheckedContinuation<Int, Error>] in
-            if state.listening == nil { state.listening = result }
-            let waiters = state.listenWaiters
-            state.listenWaiters = []
-            return waiters
+    private func finishListening(_ result: Result<Int?, ForwarderError>) {
+        let (waiters, outcome) = shared.withLock { state -> ([CheckedContinuation<Int?, Error>], Result<Int?, ForwarderError>) in
+            if state.startResult == nil { state.startResult = result }
+            let waiters = state.startWaiters
+            state.startWaiters = []
+            return (waiters, state.startResult!)
         }
-        let outcome = shared.withLock { $0.listening! }
         for waiter in waiters { waiter.resume(with: outcome.mapError { $0 as Error }) }
     }
 }

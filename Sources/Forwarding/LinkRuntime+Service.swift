@@ -24,6 +24,7 @@ extension LinkRuntime {
         if drainEvents(now: now) > 0 { scheduleService() }
         flushSockets()
         rearmTimer(now: now)
+        announceLinkUpIfDue()
     }
 
     /// Handles every queued event; returns how many there were.
@@ -75,29 +76,17 @@ extension LinkRuntime {
     func handle(_ event: LinkEvent, now: LinkTime) {
         switch event {
         case .established(let peerSession, let peerRestarted):
-            linkState = .up
-            let session = String(peerSession, radix: 16)
-            if peerRestarted {
-                logger.warning("link established with a restarted peer (session \(session)); its streams were reset")
-            } else {
-                logger.info("link established (peer session \(session))")
-            }
+            linkEstablished(peerSession: peerSession, peerRestarted: peerRestarted, now: now)
         case .versionMismatch(let version):
-            logger.warning("the peer speaks protocol version \(version); nothing can be exchanged")
+            peerSpeaks(version: version)
         case .roleConflict:
-            logger.warning("both ends are configured as the same role (S or C); one must be S and the other C")
+            peerHasSameRole()
         case .linkDown:
-            linkState = .down
-            logger.warning("""
-                link down: nothing heard from the peer; holding \(link.streamCount) stream(s) for \
-                \(configuration.gracePeriodSeconds) s
-                """)
+            linkWentDown(now: now)
         case .linkRestored:
-            linkState = .up
-            logger.info("link restored; resending what was in flight")
+            linkRestored(now: now)
         case .linkLost:
-            linkState = .handshaking
-            logger.warning("link lost: the peer stayed silent past the grace period; all streams were reset")
+            linkLost(now: now)
         case .protocolViolation(let what):
             logger.warning("protocol violation by the peer: \(what)")
         case .streamOpened(let id, let target):

@@ -35,7 +35,7 @@ extension LinkRuntime {
             }
             .bind(host: host, port: port)
             .flatMapErrorThrowing { error in
-                throw ForwarderError.cannotListen(host: host, port: port, reason: "\(error)")
+                throw ForwarderError.cannotListen(host: host, port: port, reason: PlainErrors.describe(error))
             }
             .map { channel in
                 self.serverChannel = channel
@@ -88,10 +88,12 @@ extension LinkRuntime {
         connection.socket = .gone
         if connection.streamAlive {
             let refusal = Self.refusal(for: error)
-            connection.closeReason = "connect to \(connection.peerDescription) failed: \(refusal)"
+            let why = PlainErrors.describe(error)
+            connection.closeReason = "connect to \(connection.peerDescription) failed: \(why)"
             try? link.refuse(connection.id, reason: refusal)
             streamEnded(connection)
-            logger.warning("stream \(connection.id): connect to \(connection.peerDescription) failed (\(error)); refused")
+            logRepeatable("connect:\(connection.peerDescription):\(why)",
+                          "stream \(connection.id): connect to \(connection.peerDescription) failed: \(why); the peer's client is reset")
             scheduleService()
         }
         releaseIfDone(connection)
@@ -127,9 +129,10 @@ extension LinkRuntime {
             connection.socket = .active(channel, handler)
             connectionsTotal += 1
             guard connection.streamAlive, !shuttingDown else {
-                channel.close(promise: nil)
+                abort(channel)
                 return
             }
+            forgetRepeatable(prefix: "connect:\(connection.peerDescription):")
             try? link.accept(connection.id)
             logger.info("stream \(connection.id): connected to \(connection.peerDescription)")
             let held = connection.heldForSocket
@@ -143,15 +146,15 @@ extension LinkRuntime {
         // C end: a client connected.
         let peer = channel.remoteAddress.map(Self.describe) ?? "unknown peer"
         guard !shuttingDown else {
-            channel.close(promise: nil)
+            abort(channel)
             return
         }
         let id: StreamID
         do {
             id = try link.openStream(target: "")
         } catch {
-            logger.warning("connection from \(peer) closed at once: \(error) (\(link.streamCount) open)")
-            channel.close(promise: nil)
+            logRepeatable("open:\(error)", "connection from \(peer) reset at once: \(error) (\(link.streamCount) open)")
+            abort(channel)
             return
         }
         let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: peer)
@@ -160,6 +163,7 @@ extension LinkRuntime {
         register(connection)
         connectionsTotal += 1
         logger.info("stream \(id): connection from \(peer)")
+        if linkState != .up { startWaitingForLink(connection) }
         scheduleService()
     }
 
@@ -308,20 +312,27 @@ extension LinkRuntime {
         closeOutputIfFinished(connection)
     }
 
-    /// C end: the peer could not reach the target. Close the client at once, so it does not
-    /// hang (the original left it open).
+    /// C end: the peer could not reach the target. Reset the client at once, so it neither
+    /// hangs (the original left it open) nor mistakes the end for a complete, empty reply.
     func openRefused(_ id: StreamID, reason: OpenRefusal) {
         guard let connection = streams[id] else { return }
         connection.closeReason = "refused by the peer: \(reason)"
-        logger.warning("stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); closing the client")
+        logRepeatable("refused:\(reason)",
+                      "stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); the client is reset")
         streamEnded(connection)
-        connection.channel?.close(promise: nil)
+        if let channel = connection.channel { abort(channel) }
         releaseIfDone(connection)
     }
 
     func streamReset(_ id: StreamID, reason: ResetReason) {
         guard let connection = streams[id] else { return }
         connection.closeReason = "reset: \(reason)"
+        if reason == .protocolViolation || reason == .creditExceeded {
+            logRepeatable("violation:\(reason)", """
+                stream \(id) (\(connection.peerDescription)): the peer broke the protocol (\(reason)); \
+                the stream and its connection are reset
+                """)
+        }
         streamEnded(connection)
         if let channel = connection.channel {
             abort(channel)
@@ -333,6 +344,7 @@ extension LinkRuntime {
     func streamClosed(_ id: StreamID) {
         guard let connection = streams[id] else { return }
         connection.closeReason = connection.closeReason ?? "closed"
+        connection.endedCleanly = true
         streamEnded(connection)
         connection.remoteFinished = true
         closeOutputIfFinished(connection)
@@ -340,14 +352,16 @@ extension LinkRuntime {
     }
 
     /// Closes with RST (SO_LINGER 0), so the other party sees the abort rather than a clean end.
-    private func abort(_ channel: Channel) {
-        if let provider = channel as? SocketOptionProvider {
-            provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in
-                channel.close(promise: nil)
-            }
-        } else {
-            channel.close(promise: nil)
-        }
+    func abort(_ channel: Channel) {
+        abortFuture(channel).whenComplete { _ in }
+    }
+
+    /// `abort(_:)`, completing when the channel is closed.
+    func abortFuture(_ channel: Channel) -> EventLoopFuture<Void> {
+        guard let provider = channel as? SocketOptionProvider else { return channel.close() }
+        return provider.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+            .flatMapError { _ in channel.eventLoop.makeSucceededVoidFuture() }
+            .flatMap { channel.close() }
     }
 
     // MARK: Bookkeeping

@@ -68,6 +68,25 @@ final class LinkRuntime: @unchecked Sendable {
     var serverChannel: Channel?
     var listeningPort: Int?
 
+    // MARK: Waiting for the link (LinkRuntime+LinkStatus.swift)
+    /// Connections accepted while the link was not up, oldest first, with when they give up.
+    var waitingForLink: [(connection: Connection, deadline: LinkTime)] = []
+    var linkWaitTask: Scheduled<Void>?
+    /// Since when this end has had no working link, for the messages that say so; nil while up.
+    var noLinkSince: (at: LinkTime, wallClock: String)?
+    /// What is known to be wrong with the peer (the same role, another protocol version).
+    var peerProblem: String?
+    /// A connection was already reset for want of a link in this outage: later ones are logged
+    /// at -d 1 only, so a client that retries does not fill the log.
+    var reportedLinkWaitThisOutage = false
+    /// The link came up at this time and its line waits for the first RTT sample (or a second).
+    var linkUpAnnouncementDue: LinkTime?
+    var linkUpAnnouncementTask: Scheduled<Void>?
+    /// When the link was last reported down, for "restored after 4.2 s".
+    var linkDownAt: LinkTime?
+    /// When each repeatable warning was last shown at the default level (`logRepeatable`).
+    var lastWarnings: [String: LinkTime] = [:]
+
     // MARK: Status
     var linkState = ForwarderStatus.LinkState.handshaking
     var statisticsTask: RepeatedTask?
@@ -108,6 +127,7 @@ extension LinkRuntime {
     /// closed.
     func start(serialFD fd: CInt) -> EventLoopFuture<Int?> {
         loop.assertInEventLoop()
+        noLinkSince = (monotonicNow(), wallClockTime())
         let interval = TimeAmount.nanoseconds(Int64(max(0.5, configuration.statisticsLogIntervalSeconds) * 1e9))
         statisticsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             self.logStatisticsIfChanged()
@@ -145,6 +165,11 @@ extension LinkRuntime {
         reconnectTask = nil
         statisticsTask?.cancel()
         statisticsTask = nil
+        linkWaitTask?.cancel()
+        linkWaitTask = nil
+        waitingForLink = []
+        linkUpAnnouncementTask?.cancel()
+        linkUpAnnouncementTask = nil
 
         let open = streams.count
         link.resetAll(reason: .shutdown)
@@ -195,7 +220,10 @@ extension LinkRuntime {
         var closing: [EventLoopFuture<Void>] = []
         for connection in Array(connections.values) {
             if let channel = connection.channel {
-                closing.append(channel.close().recover { _ in })
+                // Only a connection that ended with both FINs and has written everything may see
+                // a clean end; any other was cut off, and its client must see a reset.
+                let future = connection.isCompleteForSocket ? channel.close() : abortFuture(channel)
+                closing.append(future.recover { _ in })
             } else {
                 connection.socket = .gone
                 releaseIfDone(connection)

@@ -33,7 +33,7 @@ enum ArgumentValues {
     /// fit a stream identifier is refused here instead of failing at run time.
     static let maxStreams = 1...32_767
 
-    /// Verbosity of `-d`: 0 warnings and errors, 1 connections, 2 link events, 3 frame trace.
+    /// Verbosity of `-d`: 0 status and warnings, 1 connections, 2 link statistics, 3 hex trace of line bytes.
     static let debugLevels = 0...3
 
     static func port(_ text: String) throws -> Int {
@@ -100,6 +100,14 @@ enum ArgumentValues {
     static func gracePeriod(_ text: String) throws -> Double {
         guard let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
             throw CommandLineError("the grace period is a number of seconds from 0 to 86400")
+        }
+        return value
+    }
+
+    /// Seconds a connection waits for the link; like the grace period, which caps it at run time.
+    static func linkWait(_ text: String) throws -> Double {
+        guard let value = Double(text), value.isFinite, (0...86_400).contains(value) else {
+            throw CommandLineError("the link wait is a number of seconds from 0 to 86400")
         }
         return value
     }

@@ -27,7 +27,8 @@ struct DemoCommand: AsyncParsableCommand {
         discussion: """
             Starts a virtual cable, S (connected to a built-in echo service) and C (listening on \
             127.0.0.1), prints the port to connect to and then live counters once a second. \
-            Try 'nc 127.0.0.1 PORT' in another terminal and type a few lines. Ctrl-C stops.
+            Try 'socket2ser connect 127.0.0.1:PORT' (or nc) in another terminal and type a few \
+            lines. Ctrl-C stops.
             """)
 
     @Option(name: [.customLong("baud"), .customLong("baudrate")],
@@ -47,7 +48,7 @@ struct DemoCommand: AsyncParsableCommand {
     var seconds: Double?
 
     @Option(name: [.customShort("d"), .customLong("debug")],
-            help: ArgumentHelp("Verbosity on stderr: 0 warnings (default), 1 connections, 2 link events, 3 frame trace.",
+            help: ArgumentHelp("Verbosity on stderr: 0 status and warnings (default), 1 connections, 2 link statistics, 3 hex trace of line and socket bytes.",
                                valueName: "level"),
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0
@@ -159,10 +160,11 @@ struct DemoCommand: AsyncParsableCommand {
         let started = ContinuousClock.now
         let deadline = seconds.map { started + .nanoseconds(Int64($0 * 1e9)) }
         let terminal = isatty(STDOUT_FILENO) == 1
+        let hint = ClientHint.hint(port: port)
+        let alternative = hint.alternative.map { "or:  \($0)\n" } ?? ""
         StandardOutput.write("""
-            socket2ser demo: virtual cable at \(baud) baud; try:  nc 127.0.0.1 \(port)
-            (C listens on 127.0.0.1:\(port); S connects every stream to a built-in echo service; \
-            Ctrl-C stops)
+            socket2ser demo: virtual cable at \(baud) baud, C listening on 127.0.0.1:\(port); try:  \(hint.primary)
+            \(alternative)(S connects every stream to a built-in echo service; Ctrl-C stops)
 
             """)
 

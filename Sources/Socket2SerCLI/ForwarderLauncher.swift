@@ -21,12 +21,13 @@ enum ForwarderLauncher {
         let task = Task { try await forwarder.run() }
         let signals = await ShutdownSignals.install(logger: logger) { task.cancel() }
         defer { signals.stop() }
-        // Logged after the handlers are installed: a supervisor (or a test) that waits for this
-        // line knows SIGTERM will now shut down cleanly instead of killing the process.
-        logger.info("\(describe(configuration.role))", metadata: [
-            "device": "\(configuration.devicePath)",
-            "serial": "\(configuration.serial)",
-        ])
+        // Logged once the device is open, the listener bound and the signal handlers installed: a
+        // supervisor (or a test) that waits for this line knows the end is serving, and that
+        // SIGTERM will now shut it down cleanly instead of killing the process. If starting
+        // failed, `task.value` below throws the reason.
+        if let port = try? await forwarder.waitUntilStarted() ?? 0 {
+            logger.notice("\(configuration.startLine(listeningPort: port == 0 ? nil : port))")
+        }
 
         do {
             try await withTaskCancellationHandler {
@@ -38,13 +39,6 @@ enum ForwarderLauncher {
             // Cancelled by a signal (or by our caller): that is the normal way to stop.
         }
         logger.info("stopped")
-    }
-
-    private static func describe(_ role: ForwarderConfiguration.Role) -> String {
-        switch role {
-        case .server(let host, let port): return "starting S: streams connect to \(host):\(port)"
-        case .client(let host, let port): return "starting C: listening on \(host):\(port)"
-        }
     }
 }
 
@@ -71,7 +65,7 @@ final class ShutdownSignals: @unchecked Sendable {
     /// `resume()` alone is not enough: a source is registered asynchronously, and a signal that
     /// arrives in between meets `SIG_IGN` and is lost. The registration handlers fire when the
     /// sources are in place, so after this returns a signal is guaranteed to be seen, and the
-    /// "starting" log line that follows is a truthful readiness marker.
+    /// start line logged after it is a truthful readiness marker.
     static func install(logger: Logger, onFirstSignal cancel: @escaping @Sendable () -> Void) async
         -> ShutdownSignals
     {

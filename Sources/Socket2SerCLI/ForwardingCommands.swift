@@ -43,6 +43,7 @@ struct ServerCommand: AsyncParsableCommand {
             maxStreams: link.maxStreams,
             verbosity: link.debug,
             gracePeriodSeconds: link.grace,
+            linkWaitSeconds: link.linkWait,
             connectTimeoutSeconds: connectTimeout,
             unpaced: link.unpaced)
     }
@@ -98,6 +99,7 @@ struct ClientCommand: AsyncParsableCommand {
             maxStreams: link.maxStreams,
             verbosity: link.debug,
             gracePeriodSeconds: link.grace,
+            linkWaitSeconds: link.linkWait,
             unpaced: link.unpaced)
     }
 

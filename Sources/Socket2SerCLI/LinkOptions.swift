@@ -53,8 +53,16 @@ struct LinkOptions: ParsableArguments {
             transform: ArgumentValues.gracePeriod)
     var grace: Double = 30
 
+    @Option(name: .customLong("link-wait"),
+            help: ArgumentHelp("""
+                Seconds a new connection waits for the link when there is no peer, before it is \
+                reset (default 10; at most the grace period).
+                """, valueName: "seconds"),
+            transform: ArgumentValues.linkWait)
+    var linkWait: Double = 10
+
     @Option(name: [.customShort("d"), .customLong("debug")],
-            help: ArgumentHelp("Verbosity: 0 warnings (default), 1 connections, 2 link events, 3 frame trace.",
+            help: ArgumentHelp("Verbosity: 0 status and warnings (default), 1 each connection, 2 link statistics, 3 hex trace of every byte on the line and the sockets.",
                                valueName: "level"),
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0
@@ -71,7 +79,7 @@ struct LinkOptions: ParsableArguments {
 
     /// The one-line refusal printed for `-b/--backdoor`.
     static let backdoorRefusal =
-        "--backdoor is not supported: a remote debug shell on a serial link is a security hole; use -d 3 for a frame trace"
+        "--backdoor is not supported: a remote debug shell on a serial link is a security hole; use -d 3 for a hex trace of the line"
 
     func validate() throws {
         if backdoor { throw CommandLineError(Self.backdoorRefusal) }

@@ -27,11 +27,12 @@ struct StderrLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    /// The swift-log level each `-d` verbosity enables: 0 → warning (errors and warnings only),
-    /// 1 → info (connections), 2 → debug (link events), 3 → trace (every frame).
+    /// The swift-log level each `-d` verbosity enables: 0 → notice (what the end does, the link
+    /// going up and down, warnings and errors), 1 → info (each connection), 2 → debug (link
+    /// statistics), 3 → trace (a hex dump of every byte on the line and the sockets).
     static func logLevel(forVerbosity verbosity: Int) -> Logger.Level {
         switch verbosity {
-        case ...0: return .warning
+        case ...0: return .notice
         case 1: return .info
         case 2: return .debug
         default: return .trace

@@ -58,7 +58,7 @@ struct ExecutableTests {
     func busyDevice() throws {
         let terminal = try PseudoTerminal()
         let holder = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
-        try holder.waitForStandardError(containing: "starting S")
+        try holder.waitForStandardError(containing: "S: connecting streams to")
         let result = try Socket2SerProcess.run(["C", "-port", "1", "-com", terminal.devicePath])
         kill(holder.process.processIdentifier, SIGTERM)
         _ = try holder.waitForExit()
@@ -83,12 +83,37 @@ struct ExecutableTests {
     func signalStopsCleanly(signal: Int32) throws {
         let terminal = try PseudoTerminal()
         let process = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
-        try process.waitForStandardError(containing: "starting S")
+        try process.waitForStandardError(containing: "S: connecting streams to")
         kill(process.process.processIdentifier, signal)
         let result = try process.waitForExit()
         #expect(result.exitCode == 0, "\(result.standardError)")
         #expect(process.process.terminationReason == .exit)
         #expect(!result.standardError.contains("error"), "\(result.standardError)")
+        withExtendedLifetime(terminal) {}
+    }
+
+    @Test("A port in use: one plain line, exit 1")
+    func portInUse() throws {
+        let terminal = try PseudoTerminal()
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(holder, 1) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let result = try Socket2SerProcess.run(["C", "-port", "\(port)", "-com", terminal.devicePath])
+        #expect(result.exitCode == 1)
+        #expect(result.errorLines == ["socket2ser: cannot listen on 127.0.0.1:\(port): address already in use"],
+                "\(result.standardError)")
         withExtendedLifetime(terminal) {}
     }
 }

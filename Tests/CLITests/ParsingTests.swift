@@ -135,18 +135,18 @@ struct ParsingTests {
         }
     }
 
-    @Test("-d levels map to log levels 0 warning, 1 info, 2 debug, 3 trace")
+    @Test("-d levels map to log levels 0 notice, 1 info, 2 debug, 3 trace")
     func logLevels() {
-        #expect(StderrLogHandler.logLevel(forVerbosity: 0) == .warning)
+        #expect(StderrLogHandler.logLevel(forVerbosity: 0) == .notice)
         #expect(StderrLogHandler.logLevel(forVerbosity: 1) == .info)
         #expect(StderrLogHandler.logLevel(forVerbosity: 2) == .debug)
         #expect(StderrLogHandler.logLevel(forVerbosity: 3) == .trace)
     }
 
-    @Test("S, C, cable, demo and bench are all registered")
+    @Test("S, C, connect, cable, demo and bench are all registered")
     func subcommands() {
         // Names only: the other commands' options belong to their owners and may change.
         let names = Socket2Ser.configuration.subcommands.map { $0.configuration.commandName }
-        #expect(names == ["S", "C", "cable", "demo", "bench"])
+        #expect(names == ["S", "C", "connect", "cable", "demo", "bench"])
     }
 }

@@ -63,12 +63,19 @@ final class E2EChild: @unchecked Sendable {
     private let lock = NSLock()
     private var exitRecord: Exit?
 
-    init(_ name: String, _ arguments: [String]) throws {
+    /// Starts `socket2ser arguments`; `input`, if given, is its standard input (then its end).
+    init(_ name: String, _ arguments: [String], input: [UInt8]? = nil) throws {
         self.name = name
         self.arguments = arguments
         process.executableURL = try Socket2SerExecutable.url()
         process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
+        var inputPipe: Pipe?
+        if input != nil {
+            inputPipe = Pipe()
+            process.standardInput = inputPipe
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         let outputPipe = Pipe()
         let errorPipe = Pipe()
         process.standardOutput = outputPipe
@@ -82,6 +89,10 @@ final class E2EChild: @unchecked Sendable {
             self.lock.withLock { self.exitRecord = record }
         }
         try process.run()
+        if let input, let inputPipe {
+            inputPipe.fileHandleForWriting.write(Data(input))
+            try inputPipe.fileHandleForWriting.close()
+        }
     }
 
     deinit {

@@ -24,8 +24,12 @@ final class E2ERig: @unchecked Sendable {
     let port: Int
     private var retired: [E2EChild] = []
 
+    let serverOptions: [String]
+
     private init(baud: Int, targetPort: Int, cable: E2EChild, pathA: String, pathB: String,
-                 cableStartedAt: ContinuousClock.Instant, server: E2EChild, client: E2EChild, port: Int) {
+                 cableStartedAt: ContinuousClock.Instant, server: E2EChild, client: E2EChild, port: Int,
+                 serverOptions: [String]) {
+        self.serverOptions = serverOptions
         self.baud = baud
         self.targetPort = targetPort
         self.cable = cable
@@ -37,9 +41,10 @@ final class E2ERig: @unchecked Sendable {
         self.port = port
     }
 
-    /// Starts the cable, then S and C (with `-d 1`, so "link established" shows on stderr), and
-    /// returns once C accepts connections and both ends report the link established. Blocking.
-    static func start(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1) throws -> E2ERig {
+    /// Starts the cable, then S and C (with `-d 1` unless told otherwise), and returns once C
+    /// accepts connections and both ends report "link up" (logged at every level). Blocking.
+    static func start(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1,
+                      serverOptions: [String] = ["-d", "1"], clientOptions: [String] = ["-d", "1"]) throws -> E2ERig {
         var started: [E2EChild] = []
         do {
             let cable = try E2EChild("cable", ["cable", "--baud", "\(baud)"] + cableOptions + ["--seed", "\(seed)"])
@@ -50,10 +55,10 @@ final class E2ERig: @unchecked Sendable {
             let pathA = String(lineA.dropFirst(2))
             let pathB = String(lineB.dropFirst(2))
 
-            let server = try startServer(path: pathA, targetPort: targetPort, baud: baud)
+            let server = try startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
             started.append(server)
             let port = try e2eFreePort()
-            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)", "-d", "1"])
+            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + clientOptions)
             started.append(client)
 
             try e2eWait("C to accept connections on \(port)", timeout: .seconds(10)) {
@@ -62,19 +67,20 @@ final class E2ERig: @unchecked Sendable {
                 }
                 return E2EClient.accepts(port: port)
             }
-            try client.waitForError(containing: "link established")
-            try server.waitForError(containing: "link established")
+            try client.waitForError(containing: "link up: peer found")
+            try server.waitForError(containing: "link up: peer found")
             return E2ERig(baud: baud, targetPort: targetPort, cable: cable, pathA: pathA, pathB: pathB,
-                          cableStartedAt: cableStartedAt, server: server, client: client, port: port)
+                          cableStartedAt: cableStartedAt, server: server, client: client, port: port,
+                          serverOptions: serverOptions)
         } catch {
             for child in started { child.forceKill() }
             throw error
         }
     }
 
-    private static func startServer(path: String, targetPort: Int, baud: Int) throws -> E2EChild {
+    private static func startServer(path: String, targetPort: Int, baud: Int, options: [String]) throws -> E2EChild {
         try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", path,
-                           "--baudrate", "\(baud)", "-d", "1"])
+                           "--baudrate", "\(baud)"] + options)
     }
 
     /// SIGKILLs S (no clean shutdown: the peer is not told) and waits for it to be gone. Blocking.
@@ -89,7 +95,7 @@ final class E2ERig: @unchecked Sendable {
     /// Starts a new S on the same device and target.
     func restartServer() throws {
         retired.append(server)
-        server = try Self.startServer(path: pathA, targetPort: targetPort, baud: baud)
+        server = try Self.startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
     }
 
     /// SIGTERM to C and S at once, then to the cable; each must exit 0 within 2 s. Blocking.

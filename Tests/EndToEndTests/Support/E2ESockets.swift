@@ -105,7 +105,9 @@ private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, progress: ((Int) 
 enum E2EEnd: Equatable, Sendable, CustomStringConvertible {
     /// The peer ended its output (FIN).
     case endOfFile
-    /// The connection was reset (ECONNRESET) or failed otherwise.
+    /// The peer reset the connection (ECONNRESET): an abort, never a complete reply.
+    case reset
+    /// The connection failed otherwise.
     case failed(String)
     /// Nothing ended it before the deadline.
     case timedOut
@@ -113,6 +115,7 @@ enum E2EEnd: Equatable, Sendable, CustomStringConvertible {
     var description: String {
         switch self {
         case .endOfFile: return "end of file"
+        case .reset: return "reset by the peer"
         case .failed(let reason): return "error: \(reason)"
         case .timedOut: return "timed out"
         }
@@ -205,6 +208,8 @@ final class E2EClient: @unchecked Sendable {
                 arrivals.append((.now, bytes.count))
             } else if n == 0 {
                 return E2EReadResult(bytes: bytes, end: .endOfFile, endedAt: .now, arrivals: arrivals)
+            } else if errno == ECONNRESET {
+                return E2EReadResult(bytes: bytes, end: .reset, endedAt: .now, arrivals: arrivals)
             } else if errno != EINTR && errno != EAGAIN {
                 return E2EReadResult(bytes: bytes, end: .failed(errnoText()), endedAt: .now, arrivals: arrivals)
             }
