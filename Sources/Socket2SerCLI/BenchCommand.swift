@@ -21,8 +21,9 @@ struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Runs each scenario with its own virtual cable and its own S and C processes, real \
             TCP clients and a real target service on 127.0.0.1, and checks every byte with SHA-256. \
-            Build in release mode for meaningful figures:
-              swift build -c release --product socket2ser
+            Build in release mode for meaningful figures, as docs/benchmarks.md does:
+              swift build -c release --static-swift-stdlib --product socket2ser
+              .build/release/socket2ser bench
             Scenarios: \(BenchScenario.names.joined(separator: ", ")).
             The exit status is 1 if any correctness check fails (bytes, completions); speed \
             targets that are missed are reported, and fail the run only with --strict.
@@ -41,8 +42,8 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "A few seconds per scenario: correctness asserted, speed only reported.")
     var quick = false
 
-    @Option(help: ArgumentHelp("Where to write the results as JSON.", valueName: "path"))
-    var json: String = "bench.json"
+    @Option(help: ArgumentHelp("Also write the results as JSON to this file (default: none).", valueName: "path"))
+    var json: String?
 
     @Flag(help: "Exit non-zero when a speed, latency or memory target is missed, too.")
     var strict = false
@@ -145,13 +146,15 @@ struct BenchCommand: AsyncParsableCommand {
         print("\(rows.filter { $0.result == .pass }.count) PASS, \(misses) MISS, \(failures) FAIL"
             + (quick ? " (quick: speed targets in parentheses are reported, not asserted)" : ""))
 
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
-            print("results written to \(json)")
-        } catch {
-            StandardError.write("bench: cannot write \(json): \(error)\n")
+        if let json {
+            do {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+                print("results written to \(json)")
+            } catch {
+                StandardError.write("bench: cannot write \(json): \(error.localizedDescription)\n")
+            }
         }
         fflush(nil)
 

@@ -138,7 +138,9 @@ extension Socket2Ser {
         var line = message.split(whereSeparator: \.isNewline)
             .map { $0.trimmingWhitespace() }.first { !$0.isEmpty } ?? ""
         if line.hasPrefix("Error: ") { line.removeFirst("Error: ".count) }
-        return line
+        // ArgumentParser capitalises ("Missing value for ..."); the tool's own messages do not,
+        // and one line reads better in one style.
+        return line.prefix(1).lowercased() + line.dropFirst()
     }
 
     private static func finish(_ outcome: Outcome) -> Never {
@@ -172,7 +174,7 @@ extension Socket2Ser {
         let arguments = normaliseAttachedValues(arguments)
         let command: any ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try parseChecked(arguments)
         } catch where !exitCode(for: error).isSuccess {
             // Not understood as written. If the user put the mode after the options, try it first.
             let candidates = reorderedForMode(arguments)
@@ -180,7 +182,7 @@ extension Socket2Ser {
             var firstFailure: Error?
             for candidate in candidates {
                 do {
-                    return try parseAsRoot(candidate)
+                    return try parseChecked(candidate)
                 } catch where exitCode(for: error).isSuccess {
                     throw error
                 } catch {
@@ -194,6 +196,15 @@ extension Socket2Ser {
             throw missingModeError(for: arguments) ?? CommandLineError("missing mode")
         }
         return command
+    }
+
+    /// ArgumentParser's parse, after `ArgumentCheck` has read a subcommand's options, so that an
+    /// unknown or misplaced option is named as such.
+    static func parseChecked(_ arguments: [String]) throws -> any ParsableCommand {
+        guard let first = arguments.first, let command = subcommand(named: first) else {
+            return try parseAsRoot(arguments)
+        }
+        return try parseAsRoot([first] + ArgumentCheck.check(Array(arguments.dropFirst()), for: command))
     }
 
     /// Parses an `S` or `C` command line into the configuration it would run with.
@@ -252,7 +263,7 @@ extension Socket2Ser {
         return CommandLineError("unknown mode '\(first)': expected S, C, connect, cable, demo or bench")
     }
 
-    private static func subcommand(named name: String) -> ParsableCommand.Type? {
+    static func subcommand(named name: String) -> ParsableCommand.Type? {
         configuration.subcommands.first {
             $0.configuration.commandName == name || $0.configuration.aliases.contains(name)
         }

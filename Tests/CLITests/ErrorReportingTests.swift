@@ -34,14 +34,14 @@ struct ErrorReportingTests {
     @Test("Unknown flag")
     func unknownFlag() throws {
         let (error, hint) = try refusal(["S", "-port", "22", "-com", "/dev/x", "--colour"])
-        #expect(error.contains("Unknown option '--colour'"))
+        #expect(error.contains("unknown option '--colour' for S"))
         #expect(hint == "see 'socket2ser S --help'")
     }
 
     @Test("Missing -com")
     func missingDevice() throws {
         let (error, _) = try refusal(["S", "-port", "22"])
-        #expect(error.contains("Missing expected argument '-com <device>'"))
+        #expect(error.contains("missing expected argument '-com <device>'"))
     }
 
     @Test("Missing -port")
@@ -174,6 +174,54 @@ struct ErrorReportingTests {
 
     @Test("The first meaningful line of a multi-line message")
     func firstLine() {
-        #expect(Socket2Ser.firstMeaningfulLine(of: "\n  Error: Missing value\nUsage: x\n") == "Missing value")
+        #expect(Socket2Ser.firstMeaningfulLine(of: "\n  Error: Missing value\nUsage: x\n") == "missing value")
+    }
+
+    // MARK: ArgumentCheck
+
+    @Test("A close misspelling gets a suggestion; a far one does not",
+          arguments: [("-prot", "-port"), ("-baud", "--baud"), ("-baudrat", "-baudrate"), ("--gracee", "--grace"),
+                      ("--max-stream", "--max-streams"), ("-grace", "--grace"), ("--conect-timeout", "--connect-timeout")])
+    func suggestions(typed: String, expected: String) {
+        let names = ArgumentCheck.options(of: ServerCommand.self).flatMap(\.names)
+        #expect(ArgumentCheck.suggestion(for: typed, among: names) == expected)
+    }
+
+    @Test("No suggestion for an option that is nothing like any other", arguments: ["--colour", "-xyz", "--frobnicate"])
+    func noSuggestion(typed: String) {
+        let names = ArgumentCheck.options(of: ServerCommand.self).flatMap(\.names)
+        #expect(ArgumentCheck.suggestion(for: typed, among: names) == nil)
+    }
+
+    @Test("The option table comes from the declarations, hidden options included")
+    func optionTable() {
+        let options = ArgumentCheck.options(of: ServerCommand.self)
+        #expect(options.contains { $0.names == ["-port", "--port"] && $0.takesValue })
+        #expect(options.contains { $0.names.contains("-b") && !$0.takesValue })  // refused with a reason
+        #expect(options.contains { $0.names.contains("--unpaced") && !$0.takesValue })
+        #expect(!options.contains { $0.names.contains("--bind") })
+    }
+
+    @Test("A value that starts with a dash is handed over attached, so its own check explains it")
+    func negativeValues() throws {
+        #expect(try ArgumentCheck.check(["--grace", "-1", "-port", "22"], for: ServerCommand.self)
+                == ["--grace=-1", "-port", "22"])
+        #expect(try ArgumentCheck.check(["-d", "-2"], for: ServerCommand.self) == ["--debug=-2"])
+        // A value that is a known option is that option: -port has no value here.
+        #expect(try ArgumentCheck.check(["-port", "-com", "/dev/x"], for: ServerCommand.self)
+                == ["-port", "-com", "/dev/x"])
+        // After `--` nothing is read as an option.
+        #expect(try ArgumentCheck.check(["--", "-whatever"], for: ConnectCommand.self) == ["--", "-whatever"])
+    }
+
+    @Test("The original's command lines are still accepted exactly as written",
+          arguments: [["S", "-ip", "localhost", "-port", "22", "-com", "/dev/ttyUSB0", "-baudrate", "115200"],
+                      ["-port", "22", "-com", "COM3", "S"], ["C", "-port", "2222", "-com", "/dev/ttyUSB0", "-d3"],
+                      ["S", "-port=22", "-com", "/dev/ttyUSB0", "--grace=5"]])
+    func originalLines(arguments: [String]) throws {
+        guard case .run = Socket2Ser.prepare(arguments) else {
+            Issue.record("\(arguments) was refused")
+            return
+        }
     }
 }

@@ -16,7 +16,7 @@ struct ExecutableTests {
         let result = try Socket2SerProcess.run(["S", "-port", "22", "-com", "/dev/null", "--frobnicate"])
         #expect(result.exitCode == 2)
         #expect(result.errorLines.count == 1, "\(result.standardError)")
-        #expect(result.errorLines.first?.hasPrefix("socket2ser: error: Unknown option '--frobnicate'") == true)
+        #expect(result.errorLines.first?.hasPrefix("socket2ser: error: unknown option '--frobnicate' for S") == true)
         #expect(result.standardOutput.isEmpty)
     }
 
@@ -92,6 +92,35 @@ struct ExecutableTests {
         withExtendedLifetime(terminal) {}
     }
 
+    /// The exact line a user sees for each mistake a new user was seen to make (issue 8).
+    @Test("Each reported mistake gets one line that names it",
+          arguments: [
+            (["C", "-prot", "8080", "-com", "/dev/ttyUSB0"],
+             "socket2ser: error: unknown option '-prot' for C; did you mean '-port'? (see 'socket2ser C --help')"),
+            (["S", "-port", "22", "-com", "/dev/ttyUSB0", "-baud", "9600"],
+             "socket2ser: error: unknown option '-baud' for S; did you mean '--baud'? (see 'socket2ser S --help')"),
+            (["S", "-port", "22", "-com", "/dev/ttyUSB0", "--grace", "-1"],
+             "socket2ser: error: the value '-1' is invalid for '--grace <seconds>': the grace period is a number of seconds from 0 to 86400 (see 'socket2ser S --help')"),
+            (["S", "--bind", "0.0.0.0", "-port", "22", "-com", "/dev/ttyUSB0"],
+             "socket2ser: error: '--bind' is an option of C, not of S (see 'socket2ser S --help')"),
+            (["C", "-port", "2222", "-com", "/dev/ttyUSB0", "--colour"],
+             "socket2ser: error: unknown option '--colour' for C (see 'socket2ser C --help')"),
+            (["C", "-port", "2222", "-com", "/dev/ttyUSB0", "--unpaced=yes"],
+             "socket2ser: error: '--unpaced' takes no value (given 'yes') (see 'socket2ser C --help')"),
+            (["C", "-port", "2222", "-com", "/dev/ttyUSB0", "--link-wait", "-5"],
+             "socket2ser: error: the value '-5' is invalid for '--link-wait <seconds>': the link wait is a number of seconds from 0 to 86400 (see 'socket2ser C --help')"),
+            (["C", "-port", "-com", "/dev/ttyUSB0"],
+             "socket2ser: error: missing value for '-port <port>' (see 'socket2ser C --help')"),
+            (["connect", "localhost"],
+             "socket2ser: error: the value 'localhost' is invalid for '<host:port>': give HOST:PORT, e.g. 127.0.0.1:2222 (or [::1]:2222, or a port alone) (see 'socket2ser connect --help')"),
+          ])
+    func exactErrorLines(arguments: [String], expected: String) throws {
+        let result = try Socket2SerProcess.run(arguments)
+        #expect(result.exitCode == 2)
+        #expect(result.errorLines == [Substring(expected)], "\(result.standardError)")
+        #expect(result.standardOutput.isEmpty)
+    }
+
     @Test("A port in use: one plain line, exit 1")
     func portInUse() throws {
         let terminal = try PseudoTerminal()
@@ -115,6 +144,18 @@ struct ExecutableTests {
         #expect(result.errorLines == ["socket2ser: cannot listen on 127.0.0.1:\(port): address already in use"],
                 "\(result.standardError)")
         withExtendedLifetime(terminal) {}
+    }
+
+    @Test("--help describes -d 3 as a hex trace, and bench --help names the release build")
+    func helpTexts() throws {
+        // Help is wrapped to the terminal's width: compare with the line breaks folded.
+        func folded(_ text: String) -> String { text.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+        let server = folded(try Socket2SerProcess.run(["S", "--help"]).standardOutput)
+        #expect(server.contains("3 hex trace of every byte on the line and the sockets"), "\(server)")
+        #expect(server.contains("--link-wait <seconds>"))
+        let bench = folded(try Socket2SerProcess.run(["bench", "--help"]).standardOutput)
+        #expect(bench.contains("swift build -c release --static-swift-stdlib --product socket2ser"), "\(bench)")
+        #expect(bench.contains("default: none"))
     }
 }
 
