@@ -50,6 +50,10 @@ enum ClientHint {
            onPath == executable {
             return "socket2ser"
         }
+        // SwiftPM's own short names (.build/debug is a link to the platform's folder).
+        for candidate in [".build/debug/socket2ser", ".build/release/socket2ser"] where realPath(candidate) == executable {
+            return candidate
+        }
         if let directory = realPath("."), executable.hasPrefix(directory + "/") {
             return String(executable.dropFirst(directory.count + 1))
         }
