@@ -149,4 +149,26 @@ struct ParsingTests {
         let names = Socket2Ser.configuration.subcommands.map { $0.configuration.commandName }
         #expect(names == ["S", "C", "connect", "cable", "demo", "bench"])
     }
+
+    @Test("--link-wait: default 10 s, never longer than the grace period")
+    func linkWait() throws {
+        let base = ["C", "-port", "2222", "-com", "/dev/ttyUSB0"]
+        #expect(try Socket2Ser.configuration(for: base).effectiveLinkWaitSeconds == 10)
+        #expect(try Socket2Ser.configuration(for: base + ["--link-wait", "3"]).effectiveLinkWaitSeconds == 3)
+        #expect(try Socket2Ser.configuration(for: base + ["--grace", "2"]).effectiveLinkWaitSeconds == 2)
+        #expect(try Socket2Ser.configuration(for: base + ["--link-wait", "0"]).effectiveLinkWaitSeconds == 0)
+    }
+
+    @Test("The start line says what the end does")
+    func startLines() throws {
+        let client = try Socket2Ser.configuration(for: ["C", "-port", "2222", "-com", "/dev/ttyUSB0"])
+        #expect(client.startLine(listeningPort: 2222)
+                == "C: listening on 127.0.0.1:2222, forwarding over /dev/ttyUSB0 at 115200 8N1")
+        let server = try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/ttyS1", "--serial", "9600,7E2",
+                                                        "--flow", "rtscts"])
+        #expect(server.startLine(listeningPort: nil)
+                == "S: connecting streams to localhost:22, over /dev/ttyS1 at 9600 7E2 with RTS/CTS")
+        let v6 = try Socket2Ser.configuration(for: ["C", "-port", "80", "-com", "/dev/x", "--bind", "::1", "--unpaced"])
+        #expect(v6.startLine(listeningPort: 80) == "C: listening on [::1]:80, forwarding over /dev/x at 115200 8N1 (unpaced)")
+    }
 }

@@ -21,7 +21,9 @@ struct FirstContactTests {
     // MARK: Resets on every abnormal end
 
     /// A download in progress when `stop` ends one of the processes: its client must see a reset.
-    private func downloadCutOff(by stop: @escaping @Sendable (E2ERig) -> E2EChild) async throws -> (E2EReadResult, Int) {
+    private func downloadCutOff(by stop: @escaping @Sendable (E2ERig) -> E2EChild) async throws
+        -> (rest: E2EReadResult, total: Int, targetResets: Int)
+    {
         let download = e2eBytes(3_000_000, seed: 71)  // 15 s of line time at 2 Mbaud
         let target = try E2ETarget(.exchange(download: download))
         defer { target.stop() }
@@ -38,23 +40,27 @@ struct FirstContactTests {
             let rest = client.readToEnd(timeout: 10)
             guard let exit = stopped.waitForExit(timeout: .seconds(5)) else { throw E2EFailure("\(stopped.name) did not stop") }
             guard exit.isCleanExitZero else { throw E2EFailure("\(stopped.name): \(exit)\n\(rig.logs)") }
-            return (rest, first.bytes.count + rest.bytes.count)
+            // The target's end of the stream, at S, is cut off too.
+            try? e2eWait("the target to see its connection reset", timeout: .seconds(5)) { target.resets > 0 }
+            return (rest, first.bytes.count + rest.bytes.count, target.resets)
         }
     }
 
     @Test("C stopped while a download runs: the client sees a reset, not a clean end")
     func clientStopped() async throws {
-        let (rest, total) = try await downloadCutOff { $0.client }
+        let (rest, total, targetResets) = try await downloadCutOff { $0.client }
         #expect(rest.end == .reset, "\(rest.end) after \(total) B")
         #expect(total < 3_000_000)
+        #expect(targetResets == 1, "the target's connection at S was not reset")
         print("C stopped: the client saw '\(rest.end)' after \(total) of 3000000 B")
     }
 
     @Test("S stopped while a download runs: the client sees a reset, not a clean end")
     func serverStopped() async throws {
-        let (rest, total) = try await downloadCutOff { $0.server }
+        let (rest, total, targetResets) = try await downloadCutOff { $0.server }
         #expect(rest.end == .reset, "\(rest.end) after \(total) B")
         #expect(total < 3_000_000)
+        #expect(targetResets == 1, "the target's connection at S was not reset")
     }
 
     @Test("The grace period runs out with a connection open: its client sees a reset")

@@ -278,6 +278,7 @@ final class E2ETarget: @unchecked Sendable {
     private var acceptedCount = 0
     private var completedUploads: [[UInt8]] = []
     private var floodWritten = 0
+    private var resetCount = 0
     private var stopping = false
     private let threads = DispatchGroup()
 
@@ -303,6 +304,8 @@ final class E2ETarget: @unchecked Sendable {
     var accepted: Int { lock.withLock { acceptedCount } }
     var uploads: [[UInt8]] { lock.withLock { completedUploads } }
     var floodBytesWritten: Int { lock.withLock { floodWritten } }
+    /// Connections whose reads ended with ECONNRESET: S cut them off rather than closing.
+    var resets: Int { lock.withLock { resetCount } }
 
     /// Stops accepting, breaks every open connection, and waits for all threads.
     func stop() {
@@ -362,6 +365,7 @@ final class E2ETarget: @unchecked Sendable {
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, count), 0) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == ECONNRESET { lock.withLock { resetCount += 1 } }
             return n
         }
     }
