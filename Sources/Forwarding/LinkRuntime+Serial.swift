@@ -39,6 +39,7 @@ extension LinkRuntime {
         }
         let now = monotonicNow()
         buffer.withUnsafeReadableBytes { link.receive($0, now: now) }
+        if frameTrace != nil { buffer.withUnsafeReadableBytes { traceFrames($0, inbound: true) } }
         scheduleService()
     }
 
@@ -162,6 +163,7 @@ extension LinkRuntime {
     func writeToSerial(_ chunk: [UInt8], attachment: SerialAttachment) {
         if logger.logLevel <= .trace {
             logger.trace("line out \(chunk.count) B: \(hexDump(chunk))")
+            if frameTrace != nil { chunk.withUnsafeBytes { traceFrames($0, inbound: false) } }
         }
         let count = chunk.count
         bytesInSerialChannel += count
@@ -194,5 +196,30 @@ extension LinkRuntime {
             self.topUpTask = nil
             self.service()
         }
+    }
+}
+
+// MARK: - Decoded frame trace (-d 4)
+
+extension LinkRuntime {
+    /// Logs every whole frame in `bytes`, decoded (docs/protocol.md §2–5), one line each.
+    func traceFrames(_ bytes: UnsafeRawBufferPointer, inbound: Bool) {
+        guard var trace = frameTrace else { return }
+        var index = 0
+        while index < bytes.count {
+            let outcome = inbound ? trace.inbound.decode(bytes, index: &index) : trace.outbound.decode(bytes, index: &index)
+            guard let outcome else { break }
+            let direction = inbound ? "line in  frame" : "line out frame"
+            switch outcome {
+            case .frame:
+                let frame = inbound ? trace.inbound.frame : trace.outbound.frame
+                logger.trace("\(direction): \(FrameDescription.describe(frame))")
+            case .malformed:
+                logger.trace("\(direction): junk (not a COBS frame)")
+            case .oversize:
+                logger.trace("\(direction): oversize frame")
+            }
+        }
+        frameTrace = trace
     }
 }

@@ -87,6 +87,10 @@ final class LinkRuntime: @unchecked Sendable {
     /// When each repeatable warning was last shown at the default level (`logRepeatable`).
     var lastWarnings: [String: LinkTime] = [:]
 
+    // MARK: Decoded frame trace (-d 4)
+    /// Decoders of their own for each direction, so the trace never disturbs the core's.
+    var frameTrace: (inbound: COBSDecoder, outbound: COBSDecoder)?
+
     // MARK: Status
     var linkState = ForwarderStatus.LinkState.handshaking
     var statisticsTask: RepeatedTask?
@@ -108,6 +112,10 @@ final class LinkRuntime: @unchecked Sendable {
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
             seed: UInt64.random(in: 1...UInt64.max))
         link = Link(configuration: linkConfiguration)
+        if configuration.verbosity >= 4 {
+            let decoder = COBSDecoder(maxFrameLength: linkConfiguration.maxFrameBody + 64)
+            frameTrace = (decoder, decoder)
+        }
     }
 }
 

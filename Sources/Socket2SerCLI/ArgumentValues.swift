@@ -33,8 +33,9 @@ enum ArgumentValues {
     /// fit a stream identifier is refused here instead of failing at run time.
     static let maxStreams = 1...32_767
 
-    /// Verbosity of `-d`: 0 status and warnings, 1 connections, 2 link statistics, 3 hex trace of line bytes.
-    static let debugLevels = 0...3
+    /// Verbosity of `-d`: 0 status and warnings, 1 connections, 2 link statistics, 3 hex trace of
+    /// line bytes, 4 each frame decoded as well.
+    static let debugLevels = 0...4
 
     static func port(_ text: String) throws -> Int {
         guard let value = Int(text), ports.contains(value) else {
@@ -52,7 +53,7 @@ enum ArgumentValues {
 
     static func debugLevel(_ text: String) throws -> Int {
         guard let value = Int(text), debugLevels.contains(value) else {
-            throw CommandLineError("the debug level is 0, 1, 2 or 3")
+            throw CommandLineError("the debug level is 0, 1, 2, 3 or 4")
         }
         return value
     }

@@ -48,7 +48,7 @@ struct DemoCommand: AsyncParsableCommand {
     var seconds: Double?
 
     @Option(name: [.customShort("d"), .customLong("debug")],
-            help: ArgumentHelp("Verbosity on stderr: 0 status and warnings (default), 1 connections, 2 link statistics, 3 hex trace of line and socket bytes.",
+            help: ArgumentHelp("Verbosity on stderr: 0 status and warnings (default), 1 connections, 2 link statistics, 3 hex trace of line and socket bytes, 4 each frame decoded too.",
                                valueName: "level"),
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0

@@ -62,7 +62,7 @@ struct LinkOptions: ParsableArguments {
     var linkWait: Double = 10
 
     @Option(name: [.customShort("d"), .customLong("debug")],
-            help: ArgumentHelp("Verbosity: 0 status and warnings (default), 1 each connection, 2 link statistics, 3 hex trace of every byte on the line and the sockets.",
+            help: ArgumentHelp("Verbosity: 0 status and warnings (default), 1 each connection, 2 link statistics, 3 hex trace of every byte on the line and the sockets, 4 each frame decoded as well.",
                                valueName: "level"),
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0

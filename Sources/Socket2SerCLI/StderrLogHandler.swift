@@ -29,7 +29,8 @@ struct StderrLogHandler: LogHandler {
 
     /// The swift-log level each `-d` verbosity enables: 0 → notice (what the end does, the link
     /// going up and down, warnings and errors), 1 → info (each connection), 2 → debug (link
-    /// statistics), 3 → trace (a hex dump of every byte on the line and the sockets).
+    /// statistics), 3 → trace (a hex dump of every byte on the line and the sockets), 4 → trace
+    /// with each frame decoded as well (the runtime reads the level from its configuration).
     static func logLevel(forVerbosity verbosity: Int) -> Logger.Level {
         switch verbosity {
         case ...0: return .notice

@@ -86,7 +86,7 @@ struct ErrorReportingTests {
         #expect(error.contains(flag[0]))
     }
 
-    @Test("Bad -d levels", arguments: ["4", "-1", "x", "10"])
+    @Test("Bad -d levels", arguments: ["5", "-1", "x", "10"])
     func badDebugLevel(level: String) throws {
         let (error, _) = try refusal(["S", "-port", "22", "-com", "/dev/x", "-d", level])
         #expect(error.contains("-d") || error.contains("--debug"))

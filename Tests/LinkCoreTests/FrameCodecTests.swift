@@ -144,3 +144,45 @@ struct FrameCodecTests {
         #expect(pair.b.statistics.oversizeFrames == 0)
     }
 }
+
+@Suite("Frame description")
+struct FrameDescriptionTests {
+    @Test("every frame of a short exchange reads as one plain line")
+    func exchange() throws {
+        let pair = Pair(seed: 41)
+        var lines: [String] = []
+        var partial: [UInt8] = []
+        pair.tap = { side, bytes, _ in
+            guard side == .a else { return }
+            partial += bytes
+            while let end = partial.firstIndex(of: 0) {
+                let encoded = Array(partial[...end])
+                partial.removeFirst(end + 1)
+                if let frame = COBSDecoder.decode(encoded) { lines.append(FrameDescription.describe(frame)) }
+            }
+        }
+        #expect(pair.establish())
+        let id = try pair.open(.a, target: "svc:22")
+        pair.write(.a, id, pattern(300, seed: 1), finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(lines.contains { $0.hasPrefix("HELLO v1 session ") && $0.contains(" odd") && $0.contains(" window 65536") })
+        #expect(lines.contains { $0.hasPrefix("SEQ 0 ack ") && $0.contains("OPEN #1 \"svc:22\"") })
+        #expect(lines.contains { $0.contains("DATA #1 300 B") && $0.contains("FIN #1") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("CONTROL ack ") && $0.contains("PING 1") }, "\(lines)")
+    }
+
+    @Test("damaged, short and unknown frames are described, never trapped on")
+    func junk() {
+        #expect(FrameDescription.describe([1, 2]) == "runt frame (2 B)")
+        #expect(FrameDescription.describe([2, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]).hasPrefix("damaged frame (13 B"))
+        var unknown: [UInt8] = [0x7E, 1, 2]
+        let crc = CRC32C.checksum(unknown)
+        unknown += [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)]
+        #expect(FrameDescription.describe(unknown) == "unknown frame type 0x7e (7 B)")
+        for seed in 0..<2_000 {
+            var random = SplitMix64(seed: UInt64(seed))
+            let bytes = (0..<Int(random.next() % 64)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            _ = FrameDescription.describe(bytes)
+        }
+    }
+}
