@@ -21,8 +21,9 @@ struct BenchCommand: AsyncParsableCommand {
         discussion: """
             Runs each scenario with its own virtual cable and its own S and C processes, real \
             TCP clients and a real target service on 127.0.0.1, and checks every byte with SHA-256. \
-            Build in release mode for meaningful figures, as docs/benchmarks.md does:
-              swift build -c release --static-swift-stdlib --product socket2ser
+            Build in release mode for meaningful figures, with the static Swift runtime as in \
+            the README's install section and docs/benchmarks.md:
+              swift build -c release --static-swift-stdlib
               .build/release/socket2ser bench
             Scenarios: \(BenchScenario.names.joined(separator: ", ")).
             The exit status is 1 if any correctness check fails (bytes, completions); speed \

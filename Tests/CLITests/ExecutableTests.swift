@@ -154,7 +154,11 @@ struct ExecutableTests {
         #expect(server.contains("3 hex trace of every byte on the line and the sockets"), "\(server)")
         #expect(server.contains("--link-wait <seconds>"))
         let bench = folded(try Socket2SerProcess.run(["bench", "--help"]).standardOutput)
-        #expect(bench.contains("swift build -c release --static-swift-stdlib --product socket2ser"), "\(bench)")
+        // The same command as the README's install section.
+        let readme = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/CLITests/ExecutableTests.swift",
+                                                                                with: "README.md"), encoding: .utf8)
+        #expect(readme.contains("`swift build -c release --static-swift-stdlib`"))
+        #expect(bench.contains("swift build -c release --static-swift-stdlib .build/release/socket2ser bench"), "\(bench)")
         #expect(bench.contains("default: none"))
     }
 }
