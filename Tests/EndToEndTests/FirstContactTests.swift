@@ -93,10 +93,8 @@ struct FirstContactTests {
     @Test("A peer that breaks the protocol on a stream: that stream's client sees a reset")
     func protocolViolation() async throws {
         let (end, log, peerEvents) = try await e2eOffload { () -> (E2EEnd, String, [String]) in
-            let cable = try E2EChild("cable", ["cable", "--baud", "\(Self.fastBaud)"])
+            let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let pathA = String(try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }.dropFirst(2))
-            let pathB = String(try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }.dropFirst(2))
             // The peer believes C's initial window is 1 MiB; C gave 64 KiB. Sending 300 KB to a
             // client that does not read exceeds the real credit.
             let peer = try E2EFakePeer(path: pathA, usesOddStreamIDs: false, baud: Self.fastBaud,
@@ -130,10 +128,8 @@ struct FirstContactTests {
         let target = try E2ETarget(.echo)
         defer { target.stop() }
         let outcome = try await e2eOffload { () -> (E2EReadResult, Duration, String, String, Int) in
-            let cable = try E2EChild("cable", ["cable", "--baud", "\(Self.fastBaud)"])
+            let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let pathA = String(try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }.dropFirst(2))
-            let pathB = String(try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }.dropFirst(2))
             let port = try e2eFreePort()
             let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)",
                                             "--link-wait", "1"])
@@ -175,10 +171,8 @@ struct FirstContactTests {
     @Test("Both ends started as C: connections are reset after the wait, and the line names the mistake")
     func sameRoleOnBothEnds() async throws {
         let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
-            let cable = try E2EChild("cable", ["cable", "--baud", "\(Self.fastBaud)"])
+            let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let pathA = String(try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }.dropFirst(2))
-            let pathB = String(try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }.dropFirst(2))
             let port = try e2eFreePort()
             let first = try E2EChild("C1", ["C", "-port", "\(port)", "-com", pathA, "--baudrate", "\(Self.fastBaud)",
                                             "--link-wait", "1"])

@@ -47,13 +47,9 @@ final class E2ERig: @unchecked Sendable {
                       serverOptions: [String] = ["-d", "1"], clientOptions: [String] = ["-d", "1"]) throws -> E2ERig {
         var started: [E2EChild] = []
         do {
-            let cable = try E2EChild("cable", ["cable", "--baud", "\(baud)"] + cableOptions + ["--seed", "\(seed)"])
+            let (cable, pathA, pathB) = try e2eStartCable(baud: baud, options: cableOptions + ["--seed", "\(seed)"])
             started.append(cable)
-            let lineA = try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }
-            let lineB = try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }
             let cableStartedAt = ContinuousClock.now
-            let pathA = String(lineA.dropFirst(2))
-            let pathB = String(lineB.dropFirst(2))
 
             let server = try startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
             started.append(server)
@@ -145,4 +141,18 @@ func withE2ERig(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: U
     }
     print("  shutdown after SIGTERM: " + reports.map { "\($0.name) \($0.elapsed.e2eMilliseconds)" }.joined(separator: ", "))
     return rig
+}
+
+/// Starts `socket2ser cable` and returns it with the paths of its two ends, once it printed them.
+/// Blocking.
+func e2eStartCable(baud: Int, options: [String] = []) throws -> (cable: E2EChild, pathA: String, pathB: String) {
+    let cable = try E2EChild("cable", ["cable", "--baud", "\(baud)"] + options)
+    do {
+        let lineA = try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }
+        let lineB = try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }
+        return (cable, String(lineA.dropFirst(2)), String(lineB.dropFirst(2)))
+    } catch {
+        cable.forceKill()
+        throw error
+    }
 }
