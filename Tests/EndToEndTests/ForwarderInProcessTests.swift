@@ -507,20 +507,29 @@ final class TestClient: Sendable {
     static func connect(port: Int, on group: EventLoopGroup, stalled: Bool = false) async throws -> TestClient {
         let loop = group.next()
         let done = loop.makePromise(of: ClientResult.self)
-        let channel = try await ClientBootstrap(group: loop)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.autoRead, value: !stalled)
-            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: stalled ? 4096 : 131_072)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(Collector(done: done))
+        // The collector is taken when it is added: a connection the forwarder resets at once may
+        // have lost its pipeline by the time `connect` returns.
+        let added = loop.makePromise(of: NIOLoopBound<Collector>.self)
+        do {
+            let channel = try await ClientBootstrap(group: loop)
+                .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+                .channelOption(ChannelOptions.autoRead, value: !stalled)
+                .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: stalled ? 4096 : 131_072)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let collector = Collector(done: done)
+                        try channel.pipeline.syncOperations.addHandler(collector)
+                        added.succeed(NIOLoopBound(collector, eventLoop: channel.eventLoop))
+                    }
                 }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
-        let collector = try await loop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: Collector.self), eventLoop: loop)
-        }.get()
-        return TestClient(channel: channel, collector: collector, done: done)
+                .connect(host: "127.0.0.1", port: port).get()
+            return TestClient(channel: channel, collector: try await added.futureResult.get(), done: done)
+        } catch {
+            // Every promise is completed, whatever happened.
+            done.fail(error)
+            added.fail(error)
+            throw error
+        }
     }
 
     func send(_ bytes: [UInt8]) async throws {

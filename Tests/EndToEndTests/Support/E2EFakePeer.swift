@@ -31,12 +31,18 @@ final class E2EFakePeer: @unchecked Sendable {
          rewriteIncoming: @escaping @Sendable ([UInt8]) -> [UInt8] = { $0 }) throws {
         let port = try SerialPort.open(path: path, settings: SerialSettings(baudRate: baud))
         fd = port.takeFileDescriptor()
+        // Never blocks, so the thread always sees `stop()` in time; and only that thread touches
+        // and closes the descriptor: a number closed under another thread's feet could be reused
+        // by some other test's socket before that thread's next read.
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         link = Link(configuration: LinkConfiguration(usesOddStreamIDs: usesOddStreamIDs,
                                                      lineBytesPerSecond: baud / 10, seed: 0x5EED))
         self.rewriteIncoming = rewriteIncoming
         self.sendOnAccept = sendOnAccept
         let thread = Thread { [self] in
             run()
+            SerialPort.releaseExclusiveUse(fileDescriptor: fd)
+            close(fd)
             finished.signal()
         }
         thread.name = "e2e fake peer"
@@ -46,15 +52,14 @@ final class E2EFakePeer: @unchecked Sendable {
     /// The core's events so far.
     var events: [LinkEvent] { lock.withLock { eventsSeen } }
 
+    /// Stops the peer's thread and waits until it has closed the device.
     func stop() {
         let first = lock.withLock { () -> Bool in
             defer { stopping = true }
             return !stopping
         }
         guard first else { return }
-        _ = finished.wait(timeout: .now() + 5)
-        SerialPort.releaseExclusiveUse(fileDescriptor: fd)
-        close(fd)
+        finished.wait()
     }
 
     deinit { stop() }
@@ -72,7 +77,7 @@ final class E2EFakePeer: @unchecked Sendable {
         while !lock.withLock({ stopping }) {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             _ = poll(&descriptor, 1, 2)
-            let count = read(fd, &buffer, buffer.count)
+            let count = descriptor.revents & Int16(POLLIN) != 0 ? read(fd, &buffer, buffer.count) : 0
             let time = now()
             if count > 0 {
                 partial += buffer[0..<count]
@@ -101,6 +106,7 @@ final class E2EFakePeer: @unchecked Sendable {
             }
             // Paced by the line: never more than the line takes in a few milliseconds.
             let chunk = link.pollTransmit(maxBytes: 1024, now: time)
+            // A full line buffer loses the chunk; the core resends what was lost (§4).
             if !chunk.isEmpty { _ = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
         }
     }

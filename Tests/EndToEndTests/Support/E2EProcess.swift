@@ -60,6 +60,9 @@ final class E2EChild: @unchecked Sendable {
     let output = PipeCollector()
     let errors = PipeCollector()
     private let process = Process()
+    /// Kept for the child's lifetime, so its handles are closed once, by `init`, and not whenever
+    /// they happen to be released.
+    private var inputPipe: Pipe?
     private let lock = NSLock()
     private var exitRecord: Exit?
 
@@ -69,10 +72,10 @@ final class E2EChild: @unchecked Sendable {
         self.arguments = arguments
         process.executableURL = try Socket2SerExecutable.url()
         process.arguments = arguments
-        var inputPipe: Pipe?
         if input != nil {
-            inputPipe = Pipe()
-            process.standardInput = inputPipe
+            let pipe = Pipe()
+            inputPipe = pipe
+            process.standardInput = pipe
         } else {
             process.standardInput = FileHandle.nullDevice
         }
