@@ -1,6 +1,34 @@
 import LinkCore
 import NIOCore
 
+/// A TCP connection accepted by a listener that has no stream yet: it waits for the handshake
+/// (docs/protocol.md §3.4), and nothing is read from it meanwhile.
+struct AcceptedSocket {
+    let channel: Channel
+    let handler: StreamChannelHandler
+    /// The client's address, for logs.
+    let peerDescription: String
+    /// What the stream's OPEN asks the peer to connect to; empty for its default target.
+    let target: String
+    let acceptedAt = monotonicNow()
+}
+
+/// A connection that waits for the link, with or without its stream.
+enum LinkWaiter {
+    /// Accepted before the handshake: no stream yet.
+    case unopened(AcceptedSocket)
+    /// Its stream exists (the link was established, then went down).
+    case opened(Connection)
+
+    /// Still worth a reset when the wait runs out: its client is there and nothing ended it.
+    var isStillWaiting: Bool {
+        switch self {
+        case .unopened(let accepted): return accepted.channel.isActive
+        case .opened(let connection): return connection.streamAlive
+        }
+    }
+}
+
 /// One TCP connection and the stream that carries it. Owned by `LinkRuntime` and, like it,
 /// touched only on the event loop.
 ///

@@ -20,7 +20,7 @@ extension LinkRuntime {
         peerProblem = nil
         linkDownAt = nil
         reportedLinkWaitThisOutage = false
-        stopWaitingForLink()
+        linkIsUpForWaiters()
         if peerRestarted {
             logger.warning("""
                 link up again: the peer on \(configuration.devicePath) restarted (new session \
@@ -68,7 +68,7 @@ extension LinkRuntime {
         linkDownAt = nil
         noLinkSince = nil
         reportedLinkWaitThisOutage = false
-        stopWaitingForLink()
+        linkIsUpForWaiters()
         logger.notice("link restored\(after): the peer on \(configuration.devicePath) is back; nothing was lost")
     }
 
@@ -116,12 +116,23 @@ extension LinkRuntime {
 extension LinkRuntime {
     /// A connection accepted while the link is not up waits for it at most
     /// `effectiveLinkWaitSeconds`; then it is reset, so its client neither hangs nor takes the end
-    /// for a reply. The wait costs no line bytes: the OPEN waits in the core, and a stream reset
-    /// before its OPEN left is forgotten without a word (docs/protocol.md §5.5).
-    func startWaitingForLink(_ connection: Connection) {
+    /// for a reply. The wait costs no line bytes: before the handshake the connection has no
+    /// stream at all, and while the link is down a stream reset before its OPEN left is forgotten
+    /// without a word (docs/protocol.md §5.5).
+    func startWaitingForLink(_ waiter: LinkWaiter) {
         let wait = LinkDuration.seconds(configuration.effectiveLinkWaitSeconds)
-        waitingForLink.append((connection, monotonicNow() + wait))
+        waitingForLink.append((waiter, monotonicNow() + wait))
         armLinkWait()
+    }
+
+    /// The link is up: connections that waited without a stream get one now, in the order they
+    /// came; those that had one simply stop counting down.
+    func linkIsUpForWaiters() {
+        let waiting = waitingForLink
+        stopWaitingForLink()
+        for entry in waiting {
+            if case .unopened(let accepted) = entry.waiter { openStream(for: accepted) }
+        }
     }
 
     private func armLinkWait() {
@@ -133,7 +144,7 @@ extension LinkRuntime {
     }
 
     func stopWaitingForLink() {
-        waitingForLink = []
+        waitingForLink.removeAll()
         linkWaitTask?.cancel()
         linkWaitTask = nil
     }
@@ -141,21 +152,30 @@ extension LinkRuntime {
     private func linkWaitExpired() {
         guard !shuttingDown else { return }
         let now = monotonicNow()
-        var expired: [Connection] = []
+        var expired: [LinkWaiter] = []
         while let first = waitingForLink.first, first.deadline <= now {
             waitingForLink.removeFirst()
-            if first.connection.streamAlive { expired.append(first.connection) }
+            if first.waiter.isStillWaiting { expired.append(first.waiter) }
         }
         if linkState != .up && !expired.isEmpty {
             let waited = Self.seconds(configuration.effectiveLinkWaitSeconds)
             let why = whyNoLink
-            for connection in expired {
-                connection.closeReason = "no link after \(waited) s: \(why)"
-                try? link.reset(connection.id, reason: .aborted)
-                streamEnded(connection)
-                if let channel = connection.channel { abort(channel) }
-                releaseIfDone(connection)
-                logger.info("stream \(connection.id) from \(connection.peerDescription) reset: waited \(waited) s for the link; \(why)")
+            for waiter in expired {
+                switch waiter {
+                case .unopened(let accepted):
+                    abort(accepted.channel)
+                    logger.info("connection from \(accepted.peerDescription) reset: waited \(waited) s for the link; \(why)")
+                case .opened(let connection):
+                    connection.closeReason = "no link after \(waited) s: \(why)"
+                    try? link.reset(connection.id, reason: .aborted)
+                    streamEnded(connection)
+                    if let channel = connection.channel { abort(channel) }
+                    releaseIfDone(connection)
+                    logger.info("""
+                        stream \(connection.id) from \(connection.peerDescription) reset: waited \(waited) s for the \
+                        link; \(why)
+                        """)
+                }
             }
             if !reportedLinkWaitThisOutage {
                 reportedLinkWaitThisOutage = true

@@ -48,7 +48,11 @@ extension LinkRuntime {
     /// S end: the peer opened a stream; connect it to the configured target.
     func streamOpened(_ id: StreamID, target: String) {
         guard case .server(let host, let port) = configuration.role else {
-            logger.warning("the peer tried to open stream \(id) to \"\(target)\", but this end is C; refused")
+            let wanted = target.isEmpty ? "this end's default target" : "\"\(target)\""
+            logRepeatable("open-at-C", """
+                the peer opened stream \(id) to \(wanted), but this end is C and connects nowhere \
+                (start it as S -ip HOST -port PORT); refused
+                """)
             try? link.refuse(id, reason: .notAllowed)
             return
         }
@@ -143,27 +147,45 @@ extension LinkRuntime {
             return
         }
 
-        // C end: a client connected.
+        // C end: a client connected. Nothing is read from it until its stream exists.
         let peer = channel.remoteAddress.map(Self.describe) ?? "unknown peer"
         guard !shuttingDown else {
             abort(channel)
             return
         }
+        handler.pauseReading()
+        let accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: "")
+        connectionsTotal += 1
+        if link.isEstablished {
+            openStream(for: accepted)
+        } else {
+            // The ID halves are decided by the handshake (docs/protocol.md §3.4): until then the
+            // connection waits here, without a stream, so the wait costs no line bytes at all.
+            startWaitingForLink(.unopened(accepted))
+        }
+    }
+
+    /// Gives an accepted socket its stream, and starts reading from it.
+    func openStream(for accepted: AcceptedSocket) {
+        let channel = accepted.channel
+        guard channel.isActive else { return }  // the client gave up while it waited
         let id: StreamID
         do {
-            id = try link.openStream(target: "")
+            id = try link.openStream(target: accepted.target)
         } catch {
-            logRepeatable("open:\(error)", "connection from \(peer) reset at once: \(error) (\(link.streamCount) open)")
+            logRepeatable("open:\(error)", """
+                connection from \(accepted.peerDescription) reset at once: \(error) (\(link.streamCount) open)
+                """)
             abort(channel)
             return
         }
-        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: peer)
-        connection.socket = .active(channel, handler)
-        handler.connection = connection
+        let connection = Connection(id: id, openedAt: accepted.acceptedAt, peerDescription: accepted.peerDescription)
+        connection.socket = .active(channel, accepted.handler)
         register(connection)
-        connectionsTotal += 1
-        logger.info("stream \(id): connection from \(peer)")
-        if linkState != .up { startWaitingForLink(connection) }
+        logger.info("stream \(id): connection from \(accepted.peerDescription)")
+        accepted.handler.attach(connection)
+        accepted.handler.resumeReading()
+        if linkState != .up { startWaitingForLink(.opened(connection)) }
         scheduleService()
     }
 

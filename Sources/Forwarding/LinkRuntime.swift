@@ -70,7 +70,7 @@ final class LinkRuntime: @unchecked Sendable {
 
     // MARK: Waiting for the link (LinkRuntime+LinkStatus.swift)
     /// Connections accepted while the link was not up, oldest first, with when they give up.
-    var waitingForLink: [(connection: Connection, deadline: LinkTime)] = []
+    var waitingForLink: [(waiter: LinkWaiter, deadline: LinkTime)] = []
     var linkWaitTask: Scheduled<Void>?
     /// Since when this end has had no working link, for the messages that say so; nil while up.
     var noLinkSince: (at: LinkTime, wallClock: String)?
@@ -110,6 +110,7 @@ final class LinkRuntime: @unchecked Sendable {
             lineBytesPerSecond: lineRate,
             maxStreams: configuration.maxStreams,
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
+            negotiatesStreamIDHalves: true,
             seed: UInt64.random(in: 1...UInt64.max))
         link = Link(configuration: linkConfiguration)
         if configuration.verbosity >= 4 {

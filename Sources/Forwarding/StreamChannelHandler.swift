@@ -14,15 +14,33 @@ final class StreamChannelHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private let runtime: LinkRuntime
-    /// Set by the runtime when the connection is registered (C: on accept; S: at creation).
-    var connection: Connection?
+    /// Set by the runtime when the connection is registered (S: at creation; C: once its stream
+    /// exists, which may be after the handshake), through `attach(_:)`.
+    private(set) var connection: Connection?
     private var context: ChannelHandlerContext?
     private var readPaused = false
     private var readRequested = false
+    /// What arrived before the connection was attached: the read NIO had already asked for when
+    /// the channel became active, and perhaps the end of the input. Bounded by one read, since
+    /// reading is paused until then.
+    private var early: [ByteBuffer] = []
+    private var inputEndedEarly = false
 
     init(runtime: LinkRuntime, connection: Connection?) {
         self.runtime = runtime
         self.connection = connection
+    }
+
+    /// Gives the socket its connection, and hands over what arrived before.
+    func attach(_ connection: Connection) {
+        self.connection = connection
+        let arrived = early
+        early = []
+        for buffer in arrived { runtime.socketRead(connection, buffer) }
+        if inputEndedEarly {
+            inputEndedEarly = false
+            runtime.socketInputEnded(connection)
+        }
     }
 
     // MARK: Read pausing
@@ -64,13 +82,20 @@ final class StreamChannelHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection else { return }
+        guard let connection else {
+            early.append(Self.unwrapInboundIn(data))
+            return
+        }
         runtime.socketRead(connection, Self.unwrapInboundIn(data))
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, event == .inputClosed, let connection {
-            runtime.socketInputEnded(connection)
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            if let connection {
+                runtime.socketInputEnded(connection)
+            } else {
+                inputEndedEarly = true
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }

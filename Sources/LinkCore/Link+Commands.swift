@@ -6,6 +6,8 @@ extension Link {
     /// the OPEN waits in the queue.
     public mutating func openStream(target: String = "") throws(LinkError) -> StreamID {
         guard target.utf8.count <= Wire.maxTargetLength else { throw .targetTooLong }
+        // With negotiated halves this end's half is known only once the handshake is done.
+        guard !configuration.negotiatesStreamIDHalves || localUsesOddIDs != nil else { throw .notEstablished }
         let limit = min(configuration.maxStreams, peerMaxStreams ?? configuration.maxStreams)
         guard streams.count < limit else { throw .tooManyStreams }
         let id = allocateStreamID()
@@ -23,7 +25,7 @@ extension Link {
             let candidate = StreamID(nextLocalStreamID)
             nextLocalStreamID = nextLocalStreamID &+ 2
             if nextLocalStreamID == 0 || nextLocalStreamID == 1 {
-                nextLocalStreamID = configuration.usesOddStreamIDs ? 1 : 2
+                nextLocalStreamID = usesOddStreamIDs ? 1 : 2
             }
             if streams[candidate] == nil { return candidate }
         }

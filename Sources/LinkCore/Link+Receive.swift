@@ -115,13 +115,6 @@ extension Link {
             statistics.malformedFrames += 1
             return
         }
-        guard hello.usesOddStreamIDs != configuration.usesOddStreamIDs else {
-            if !reportedRoleConflict {
-                reportedRoleConflict = true
-                events.append(.roleConflict)
-            }
-            return
-        }
         var restarted = false
         if let old = peerHello, old.session != hello.session {
             // A new session ID: the peer restarted. Its streams are gone, and so is its ARQ state.
@@ -130,6 +123,15 @@ extension Link {
             peerRestartUnreported = true
             resetSession(reason: .peerRestarted, now: now)
         }
+        guard let half = decideHalf(against: hello) else {
+            if !reportedRoleConflict {
+                reportedRoleConflict = true
+                events.append(.roleConflict)
+            }
+            return
+        }
+        localUsesOddIDs = half
+        if (nextLocalStreamID & 1 == 1) != half { nextLocalStreamID = half ? 1 : 2 }
         let wasEstablished = isEstablished
         let firstContact = peerHello == nil || restarted
         peerHello = hello
@@ -176,6 +178,8 @@ extension Link {
         pongOwed = nil
         linkIsDown = false
         peerConfirmedUs = false
+        // The next handshake decides the halves afresh (§3.4); no stream is left to renumber.
+        if configuration.negotiatesStreamIDHalves { localUsesOddIDs = nil }
     }
 
     // MARK: Acknowledgements (§4)
@@ -352,7 +356,7 @@ extension Link {
     mutating func apply(_ message: Message) {
         switch message {
         case .open(let id, let target):
-            guard id.isOdd != configuration.usesOddStreamIDs else {
+            guard id.isOdd != usesOddStreamIDs else {
                 violation("OPEN for \(id) from our half of the ID space")
                 return
             }

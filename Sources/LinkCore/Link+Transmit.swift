@@ -446,11 +446,12 @@ extension Link {
     }
 
     mutating func emitHello(now: LinkTime) {
-        let hello = Hello(usesOddStreamIDs: configuration.usesOddStreamIDs, needsReply: !isEstablished,
+        let hello = Hello(usesOddStreamIDs: usesOddStreamIDs, needsReply: !isEstablished,
                           session: session, echo: peerHello?.session ?? 0,
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
                           initialWindow: UInt32(configuration.initialWindow),
-                          capabilities: Wire.Capability.compactAcknowledgement)
+                          capabilities: Wire.Capability.compactAcknowledgement
+                              | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0))
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
         encodeWholeFrame(&raw)

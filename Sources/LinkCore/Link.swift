@@ -23,6 +23,9 @@ public struct Link: Sendable {
     var lastHelloSentAt: LinkTime?
     var reportedVersionMismatch: UInt8?
     var reportedRoleConflict = false
+    /// The half of the stream-ID space this end allocates from, once the handshake decided it
+    /// (§3.4); nil before. Fixed for the whole session.
+    var localUsesOddIDs: Bool?
 
     // MARK: Supervision (§9)
     var lastHeardAt: LinkTime?
@@ -163,6 +166,32 @@ extension Link {
     /// The peer accepts frames whose trailer leaves out an empty SACK bitmap (§2, §3).
     var peerAcceptsCompactTrailer: Bool {
         peerHello.map { $0.capabilities & Wire.Capability.compactAcknowledgement != 0 } ?? false
+    }
+
+    /// The half this end allocates from: the handshake's decision, else the configured one.
+    public var usesOddStreamIDs: Bool { localUsesOddIDs ?? configuration.usesOddStreamIDs }
+
+    /// The half this end takes against a peer whose HELLO is `hello`, or nil if the two cannot
+    /// agree (a role conflict, §3.4). A pure function of both HELLOs' fields, so both ends reach
+    /// the same answer whichever HELLO each saw first.
+    func decideHalf(against hello: Hello) -> Bool? {
+        let preferred = configuration.usesOddStreamIDs
+        let weNegotiate = configuration.negotiatesStreamIDHalves
+        let peerNegotiates = hello.capabilities & Wire.Capability.negotiatedHalves != 0
+        if let decided = localUsesOddIDs, decided != hello.usesOddStreamIDs { return decided }
+        if preferred != hello.usesOddStreamIDs { return preferred }
+        switch (weNegotiate, peerNegotiates) {
+        case (true, true):
+            // The same preference on both ends: the larger session ID takes the odd half.
+            guard session != hello.session else { return nil }
+            return session > hello.session
+        case (true, false):
+            return !hello.usesOddStreamIDs  // the peer cannot move, so we do
+        case (false, true):
+            return preferred  // the peer moves
+        case (false, false):
+            return nil
+        }
     }
 
     /// Streams open now, in both directions.

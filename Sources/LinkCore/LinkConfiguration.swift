@@ -1,7 +1,12 @@
 /// Tunables of one end of the link. Defaults suit a 115200-baud line and CPU-bound ptys alike.
 public struct LinkConfiguration: Sendable {
-    /// This end allocates odd stream IDs (the listening "C" end), the other even ones (§5).
+    /// This end allocates odd stream IDs, the other even ones (§5.1). With
+    /// `negotiatesStreamIDHalves` this is only a preference, and the handshake decides (§3.4).
     public var usesOddStreamIDs: Bool
+    /// Offer HELLO capability NEGOTIATED_HALVES: two ends that prefer the same half still talk,
+    /// the handshake gives them different halves. Streams can then be opened only once the link
+    /// is established, when this end's half is known (`LinkError.notEstablished` before).
+    public var negotiatesStreamIDHalves: Bool
     /// Payload bytes per second the line carries (baud/10 for 8N1); 0 when unknown or unpaced.
     /// Used for frame sizing, retransmission timeouts and the queue the core wants below it.
     public var lineBytesPerSecond: Int
@@ -35,8 +40,9 @@ public struct LinkConfiguration: Sendable {
                 receiveBudget: Int = 32 << 20, sendBufferLimit: Int = 65_536, quantum: Int = 1024,
                 gracePeriod: LinkDuration = .seconds(30), keepaliveInterval: LinkDuration = .seconds(1),
                 silenceTimeout: LinkDuration = .seconds(3), helloInterval: LinkDuration = .milliseconds(500),
-                seed: UInt64) {
+                negotiatesStreamIDHalves: Bool = false, seed: UInt64) {
         self.usesOddStreamIDs = usesOddStreamIDs
+        self.negotiatesStreamIDHalves = negotiatesStreamIDHalves
         self.lineBytesPerSecond = lineBytesPerSecond
         self.maxFrameBody = maxFrameBody
         self.minFrameBody = minFrameBody
@@ -91,6 +97,8 @@ public enum LinkEvent: Equatable, Sendable {
 public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyStreams
     case targetTooLong
+    /// The ID halves are negotiated and the handshake has not decided them yet (§3.4).
+    case notEstablished
     case unknownStream(StreamID)
     case invalidState(StreamID, String)
 
@@ -98,6 +106,7 @@ public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .tooManyStreams: return "too many streams"
         case .targetTooLong: return "target longer than 255 bytes"
+        case .notEstablished: return "the link is not established yet"
         case .unknownStream(let id): return "unknown stream \(id)"
         case .invalidState(let id, let why): return "stream \(id): \(why)"
         }

@@ -41,6 +41,9 @@ public enum Wire {
     public enum Capability {
         /// The sender accepts frames with `compactTrailerFlag`.
         public static let compactAcknowledgement: UInt32 = 1
+        /// The sender's odd flag is a preference: when both ends have the same, the handshake
+        /// gives the halves out by session ID (§3.4).
+        public static let negotiatedHalves: UInt32 = 2
     }
 
     /// type(1) + seq(2)

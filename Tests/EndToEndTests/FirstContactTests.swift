@@ -51,7 +51,7 @@ struct FirstContactTests {
         let (rest, total, targetResets) = try await downloadCutOff { $0.client }
         #expect(rest.end == .reset, "\(rest.end) after \(total) B")
         #expect(total < 3_000_000)
-        #expect(targetResets == 1, "the target's connection at S was not reset")
+        #expect(targetResets >= 1, "the target's connection at S was not reset")
         print("C stopped: the client saw '\(rest.end)' after \(total) of 3000000 B")
     }
 
@@ -60,7 +60,7 @@ struct FirstContactTests {
         let (rest, total, targetResets) = try await downloadCutOff { $0.server }
         #expect(rest.end == .reset, "\(rest.end) after \(total) B")
         #expect(total < 3_000_000)
-        #expect(targetResets == 1, "the target's connection at S was not reset")
+        #expect(targetResets >= 1, "the target's connection at S was not reset")
     }
 
     @Test("The grace period runs out with a connection open: its client sees a reset")
@@ -168,7 +168,33 @@ struct FirstContactTests {
         print("no peer: reset after \(waited.e2eMilliseconds): \(line)")
     }
 
-    @Test("Both ends started as C: connections are reset after the wait, and the line names the mistake")
+    @Test("A connection made before the peer starts, its request already sent, is carried once the link is up")
+    func connectionBeforeThePeer() async throws {
+        let target = try E2ETarget(.echo)
+        defer { target.stop() }
+        let result = try await e2eOffload { () -> E2EReadResult in
+            let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
+            defer { cable.forceKill() }
+            let port = try e2eFreePort()
+            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
+            defer { client.forceKill() }
+            try client.waitForError(containing: "C: listening on")
+            let early = try E2EClient.connect(port: port)
+            defer { early.close() }
+            try early.send(Array("sent before S existed".utf8))
+            early.shutdownWrite()
+            let server = try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
+                                            "--baudrate", "\(Self.fastBaud)"])
+            defer { server.forceKill() }
+            let result = early.readToEnd(timeout: 10)
+            _ = E2EChild.terminate([client, server])
+            return result
+        }
+        #expect(result.end == .endOfFile, "\(result.end)")
+        #expect(result.bytes == Array("sent before S existed".utf8))
+    }
+
+    @Test("Both ends started as C: the link comes up, and a connection is refused with a line that names the mistake")
     func sameRoleOnBothEnds() async throws {
         let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
@@ -180,17 +206,20 @@ struct FirstContactTests {
             let second = try E2EChild("C2", ["C", "-port", "\(try e2eFreePort())", "-com", pathB,
                                              "--baudrate", "\(Self.fastBaud)"])
             defer { second.forceKill() }
-            try first.waitForError(containing: "is also C")
+            // The ID halves are negotiated (docs/protocol.md §3.4), so the link itself works.
+            try first.waitForError(containing: "link up: peer found")
+            try second.waitForError(containing: "link up: peer found")
             let connection = try E2EClient.connect(port: port)
             defer { connection.close() }
             let result = connection.readToEnd(timeout: 10)
-            try first.waitForError(containing: "connection(s) that waited")
+            try second.waitForError(containing: "this end is C and connects nowhere")
             _ = E2EChild.terminate([first, second])
-            return (result.end, first.errors.text)
+            return (result.end, first.errors.text + second.errors.text)
         }
         #expect(end == .reset, "\(end)")
-        #expect(log.contains("is also C: one end must be S and the other C; start it as S"), "\(log)")
-        #expect(log.contains("is also C: reset 1 connection(s) that waited 1 s for the link"), "\(log)")
+        #expect(log.contains("the peer refused it (target not allowed); the client is reset"), "\(log)")
+        #expect(log.contains("but this end is C and connects nowhere (start it as S -ip HOST -port PORT); refused"),
+                "\(log)")
     }
 
     // MARK: What the default level says

@@ -222,3 +222,74 @@ struct HandshakeTests {
         #expect(pair.run { $0.has(.b, .streamReset(id, .aborted)) })
     }
 }
+
+@Suite("Negotiated ID halves")
+struct NegotiatedHalvesTests {
+    /// A pair whose ends both prefer `oddA`/`oddB` and offer negotiation as given.
+    private func pair(seed: UInt64, oddA: Bool, oddB: Bool, negotiateA: Bool, negotiateB: Bool) -> Pair {
+        Pair(seed: seed) { side, configuration in
+            configuration.usesOddStreamIDs = side == .a ? oddA : oddB
+            configuration.negotiatesStreamIDHalves = side == .a ? negotiateA : negotiateB
+        }
+    }
+
+    /// Streams both ways, byte for byte.
+    private func exchange(_ pair: Pair) throws {
+        let up = try pair.open(.a, target: "a-to-b")
+        let down = try pair.open(.b, target: "b-to-a")
+        #expect(up.isOdd != down.isOdd)
+        pair.write(.a, up, pattern(20_000, seed: 1), finish: true)
+        pair.write(.b, down, pattern(20_000, seed: 2), finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(up)) && $0.has(.a, .remoteFinished(down)) })
+        #expect(pair.receivedBytes(.b, up) == pattern(20_000, seed: 1))
+        #expect(pair.receivedBytes(.a, down) == pattern(20_000, seed: 2))
+    }
+
+    @Test("both prefer the same half and both negotiate: the larger session takes odd", arguments: [true, false], 0..<4)
+    func samePreference(odd: Bool, seed: UInt64) throws {
+        let pair = pair(seed: 50 + seed, oddA: odd, oddB: odd, negotiateA: true, negotiateB: true)
+        #expect(pair.establish())
+        #expect(pair.a.usesOddStreamIDs != pair.b.usesOddStreamIDs)
+        #expect(pair.a.usesOddStreamIDs == (pair.a.session > pair.b.session))
+        #expect(!pair.has(.a, .roleConflict) && !pair.has(.b, .roleConflict))
+        try exchange(pair)
+    }
+
+    @Test("different preferences are kept, as between S and C")
+    func differentPreferences() throws {
+        let pair = pair(seed: 60, oddA: true, oddB: false, negotiateA: true, negotiateB: true)
+        #expect(pair.establish())
+        #expect(pair.a.usesOddStreamIDs && !pair.b.usesOddStreamIDs)
+        try exchange(pair)
+    }
+
+    @Test("towards a peer without the capability, the negotiating end moves", arguments: [Side.a, Side.b])
+    func olderPeer(negotiating: Side) throws {
+        let pair = pair(seed: 61, oddA: true, oddB: true, negotiateA: negotiating == .a, negotiateB: negotiating == .b)
+        #expect(pair.establish())
+        #expect(pair[negotiating.other].usesOddStreamIDs, "the older end keeps its half")
+        #expect(!pair[negotiating].usesOddStreamIDs)
+        try exchange(pair)
+    }
+
+    @Test("a negotiating end opens streams only once it knows its half")
+    func noStreamsBeforeTheHandshake() throws {
+        let pair = pair(seed: 62, oddA: true, oddB: true, negotiateA: true, negotiateB: true)
+        #expect(throws: LinkError.notEstablished) { try pair.a.openStream(target: "early") }
+        #expect(pair.establish())
+        #expect(throws: Never.self) { try pair.a.openStream(target: "now") }
+    }
+
+    @Test("after a restart the halves are decided again, and streams work")
+    func restart() throws {
+        let pair = pair(seed: 63, oddA: false, oddB: false, negotiateA: true, negotiateB: true)
+        #expect(pair.establish())
+        var configuration = pair.b.configuration
+        configuration.seed &+= 99
+        pair.replace(.b, with: Link(configuration: configuration))
+        #expect(pair.run { $0.has(.a, .established(peerSession: $0.b.session, peerRestarted: true)) })
+        #expect(pair.establish())
+        #expect(pair.a.usesOddStreamIDs != pair.b.usesOddStreamIDs)
+        try exchange(pair)
+    }
+}
