@@ -107,6 +107,15 @@ extension LinkRuntime {
             if let connection = streams[id], let pending = connection.pendingToLink {
                 offer(pending, from: connection)
             }
+        case .listenRequested(let id, let bind, let port, let target):
+            // Remote forwards are not served by this end yet: say so, do not fail silently.
+            logRepeatable("listen-request", """
+                the peer asked this end to listen on \(bind):\(port) for "\(target)" (-R); this end does not \
+                serve remote forwards; refused
+                """)
+            try? link.refuseListen(id, reason: .notAllowed)
+        case .listenAccepted, .listenRefused, .listenCancelled:
+            break
         }
     }
 

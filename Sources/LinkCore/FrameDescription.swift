@@ -81,6 +81,10 @@ public enum FrameDescription {
         case .credit(let id, let increment): return "CREDIT \(id) +\(increment)"
         case .ping(let token): return "PING \(token)"
         case .pong(let token): return "PONG \(token)"
+        case .listen(let id, let bind, let port, let target): return "LISTEN \(id.rawValue) \(bind):\(port) for \"\(target)\""
+        case .listenOK(let id, let port): return "LISTEN-OK \(id.rawValue) port \(port)"
+        case .listenRefused(let id, let reason): return "LISTEN-REFUSED \(id.rawValue) (\(reason))"
+        case .unlisten(let id): return "UNLISTEN \(id.rawValue)"
         }
     }
 

@@ -144,3 +144,51 @@ extension Link {
         events.append(.streamClosed(id))
     }
 }
+
+// MARK: - Remote listeners (docs/protocol.md §5.6)
+
+extension Link {
+    /// Asks the peer to listen on `bind:port` (port 0: any) and to open a stream to `target` for
+    /// every connection it accepts there. `.listenAccepted` or `.listenRefused` answers. The
+    /// request lasts as long as the session: after `.listenRefused(_, .sessionEnded)` ask again.
+    public mutating func requestListen(bind: String, port: UInt16, target: String) throws(LinkError) -> ListenID {
+        guard isEstablished else { throw .notEstablished }
+        guard peerHello.map({ $0.capabilities & Wire.Capability.remoteListen != 0 }) == true else {
+            throw .peerLacks("remote forwards (-R)")
+        }
+        guard bind.utf8.count <= Wire.maxTargetLength, target.utf8.count <= Wire.maxTargetLength else {
+            throw .targetTooLong
+        }
+        var id = ListenID(nextListenID)
+        while ourListens[id] != nil {
+            nextListenID = nextListenID &+ 1
+            id = ListenID(nextListenID)
+        }
+        nextListenID = nextListenID &+ 1
+        ourListens[id] = false
+        control.append(.listen(id, bind: bind, port: port, target: target))
+        return id
+    }
+
+    /// Withdraws a request of ours, granted or not. The peer closes its listener.
+    public mutating func cancelListen(_ id: ListenID) throws(LinkError) {
+        guard ourListens.removeValue(forKey: id) != nil else { throw .unknownListen(id) }
+        control.append(.unlisten(id))
+    }
+
+    /// Tells the peer this end listens for its request `id`, on `port`.
+    public mutating func acceptListen(_ id: ListenID, port: UInt16) throws(LinkError) {
+        guard peerListens.contains(id) else { throw .unknownListen(id) }
+        control.append(.listenOK(id, port: port))
+    }
+
+    /// Refuses the peer's request `id`, or ends a listener already granted (it could not go
+    /// on listening).
+    public mutating func refuseListen(_ id: ListenID, reason: ListenRefusal) throws(LinkError) {
+        guard peerListens.remove(id) != nil else { throw .unknownListen(id) }
+        control.append(.listenRefused(id, reason))
+    }
+
+    /// Requests of ours the peer has granted, and those still waiting for an answer.
+    public var listenRequests: [ListenID: Bool] { ourListens }
+}

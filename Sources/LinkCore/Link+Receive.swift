@@ -178,6 +178,11 @@ extension Link {
         pongOwed = nil
         linkIsDown = false
         peerConfirmedUs = false
+        // Listeners belong to the session: the requester asks again once it is re-established.
+        for id in ourListens.keys.sorted() { events.append(.listenRefused(id, .sessionEnded)) }
+        ourListens.removeAll()
+        for id in peerListens.sorted() { events.append(.listenCancelled(id)) }
+        peerListens.removeAll()
         // The next handshake decides the halves afresh (§3.4); no stream is left to renumber.
         if configuration.negotiatesStreamIDHalves { localUsesOddIDs = nil }
     }
@@ -428,6 +433,28 @@ extension Link {
             streams[id] = s
             markActive(id)
 
+        case .listen(let id, let bind, let port, let target):
+            guard !peerListens.contains(id) else {
+                violation("LISTEN for \(id), which is in use")
+                return
+            }
+            guard peerListens.count < configuration.maxPeerListens else {
+                control.append(.listenRefused(id, .tooMany))
+                return
+            }
+            peerListens.insert(id)
+            events.append(.listenRequested(id, bind: bind, port: port, target: target))
+        case .listenOK(let id, let port):
+            // Not ours, or cancelled while the answer was on its way: nothing to do.
+            guard ourListens[id] == false else { return }
+            ourListens[id] = true
+            events.append(.listenAccepted(id, port: port))
+        case .listenRefused(let id, let reason):
+            guard ourListens.removeValue(forKey: id) != nil else { return }
+            events.append(.listenRefused(id, reason == .sessionEnded ? .other : reason))
+        case .unlisten(let id):
+            guard peerListens.remove(id) != nil else { return }
+            events.append(.listenCancelled(id))
         case .ping, .pong:
             violation("PING/PONG in a sequenced frame")
         }

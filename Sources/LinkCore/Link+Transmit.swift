@@ -189,6 +189,14 @@ extension Link {
         case .credit(let id):
             guard let s = streams[id], s.pendingGrant > 0 else { return nil }
             return .credit(id, UInt32(min(s.pendingGrant, Int(UInt32.max))))
+        case .listen(let id, let bind, let port, let target):
+            return ourListens[id] == nil ? nil : .listen(id, bind: bind, port: port, target: target)
+        case .listenOK(let id, let port):
+            return peerListens.contains(id) ? .listenOK(id, port: port) : nil
+        case .listenRefused(let id, let reason):
+            return .listenRefused(id, reason)
+        case .unlisten(let id):
+            return .unlisten(id)
         }
     }
 
@@ -203,7 +211,7 @@ extension Link {
             s.pendingGrant = 0
             s.creditQueued = false
             streams[id] = s
-        case .refuse, .reset:
+        case .refuse, .reset, .listen, .listenOK, .listenRefused, .unlisten:
             break
         }
     }
@@ -450,7 +458,7 @@ extension Link {
                           session: session, echo: peerHello?.session ?? 0,
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
                           initialWindow: UInt32(configuration.initialWindow),
-                          capabilities: Wire.Capability.compactAcknowledgement
+                          capabilities: Wire.Capability.compactAcknowledgement | Wire.Capability.remoteListen
                               | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0))
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)

@@ -87,6 +87,13 @@ public struct Link: Sendable {
     var totalUnconsumed = 0
     var withheldGrants: [StreamID] = []
 
+    // MARK: Remote listeners (§5.6)
+    /// Our requests, and whether the peer has granted them.
+    var ourListens: [ListenID: Bool] = [:]
+    var nextListenID: UInt16 = 1
+    /// Listeners the peer asked of us and we have not refused or seen cancelled.
+    var peerListens: Set<ListenID> = []
+
     var events = FIFO<LinkEvent>()
 
     public init(configuration: LinkConfiguration) {
@@ -146,6 +153,10 @@ enum ControlItem: Sendable {
     case refuse(StreamID, OpenRefusal)
     case reset(StreamID, ResetReason)
     case credit(StreamID)
+    case listen(ListenID, bind: String, port: UInt16, target: String)
+    case listenOK(ListenID, port: UInt16)
+    case listenRefused(ListenID, ListenRefusal)
+    case unlisten(ListenID)
 }
 
 // MARK: - Small helpers

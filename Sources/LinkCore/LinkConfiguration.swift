@@ -20,6 +20,8 @@ public struct LinkConfiguration: Sendable {
     public var initialWindow: Int
     /// Total bytes received but not yet consumed across all streams before credit is withheld.
     public var receiveBudget: Int
+    /// Listeners the peer may hold at this end at once (§5.6); more are refused.
+    public var maxPeerListens: Int = 64
     /// Bytes the application may queue per stream before `send` pushes back.
     public var sendBufferLimit: Int
     /// DRR quantum: bytes a stream may send per round when several compete (§8).
@@ -89,6 +91,17 @@ public enum LinkEvent: Equatable, Sendable {
     case streamClosed(StreamID)
     /// `send` refused bytes earlier and now has room again.
     case writable(StreamID)
+    /// The peer asks this end to listen for it (§5.6): answer with `acceptListen` or
+    /// `refuseListen`. Streams for it are opened with `target`.
+    case listenRequested(ListenID, bind: String, port: UInt16, target: String)
+    /// The peer listens for a request of ours, on `port`.
+    case listenAccepted(ListenID, port: UInt16)
+    /// The peer will not listen for a request of ours, or no longer does because the session
+    /// ended (`.sessionEnded`: request it again once the link is established).
+    case listenRefused(ListenID, ListenRefusal)
+    /// A listener this end holds for the peer is no longer wanted: the peer cancelled it, or
+    /// the session ended. Close it.
+    case listenCancelled(ListenID)
     /// The peer broke the protocol outside any one stream (a malformed frame body).
     case protocolViolation(String)
 }
@@ -99,6 +112,9 @@ public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case targetTooLong
     /// The ID halves are negotiated and the handshake has not decided them yet (§3.4).
     case notEstablished
+    /// The peer's HELLO does not offer what the command needs (an older version).
+    case peerLacks(String)
+    case unknownListen(ListenID)
     case unknownStream(StreamID)
     case invalidState(StreamID, String)
 
@@ -107,6 +123,8 @@ public enum LinkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooManyStreams: return "too many streams"
         case .targetTooLong: return "target longer than 255 bytes"
         case .notEstablished: return "the link is not established yet"
+        case .peerLacks(let feature): return "the peer's socket2ser is too old for \(feature)"
+        case .unknownListen(let id): return "unknown \(id)"
         case .unknownStream(let id): return "unknown stream \(id)"
         case .invalidState(let id, let why): return "stream \(id): \(why)"
         }

@@ -53,6 +53,43 @@ public struct SequenceNumber: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(rawValue)" }
 }
 
+/// A request of one end that the other listen on a TCP port for it (docs/protocol.md §5.6). Each
+/// end numbers its own requests; the direction of a message tells whose number it is.
+public struct ListenID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt16
+    public init(_ rawValue: UInt16) { self.rawValue = rawValue }
+    public static func < (a: ListenID, b: ListenID) -> Bool { a.rawValue < b.rawValue }
+    public var description: String { "listen \(rawValue)" }
+}
+
+/// Why a LISTEN was refused (docs/protocol.md §5.6). `sessionEnded` is only ever local.
+public enum ListenRefusal: UInt8, Sendable, Equatable, CustomStringConvertible {
+    /// The far end's policy forbids it, e.g. a non-loopback address without --gateway-ports.
+    case notAllowed = 1
+    /// The port is taken at the far end.
+    case addressInUse = 2
+    /// The far end could not listen for another reason (no such address, permission).
+    case cannotListen = 3
+    /// The far end holds as many listeners for this end as it accepts.
+    case tooMany = 4
+    /// Local only: the session ended (peer restart, link lost) before or after it was granted.
+    case sessionEnded = 5
+    case other = 255
+
+    public init(wire: UInt8) { self = ListenRefusal(rawValue: wire) ?? .other }
+
+    public var description: String {
+        switch self {
+        case .notAllowed: return "not allowed by the far end"
+        case .addressInUse: return "address already in use at the far end"
+        case .cannotListen: return "the far end cannot listen there"
+        case .tooMany: return "too many listeners at the far end"
+        case .sessionEnded: return "the session ended"
+        case .other: return "refused"
+        }
+    }
+}
+
 /// Why an OPEN was refused (docs/protocol.md §5.2).
 public enum OpenRefusal: UInt8, Sendable, Equatable, CustomStringConvertible {
     case connectionRefused = 1

@@ -28,6 +28,12 @@ public enum Wire {
         case fin = 0x15
         case reset = 0x16
         case credit = 0x17
+        /// Ask the peer to listen on a TCP port for this end (§5.6).
+        case listen = 0x18
+        case listenOK = 0x19
+        case listenRefused = 0x1A
+        /// The requester no longer wants the listener.
+        case unlisten = 0x1B
         case ping = 0x20
         case pong = 0x21
     }
@@ -44,6 +50,8 @@ public enum Wire {
         /// The sender's odd flag is a preference: when both ends have the same, the handshake
         /// gives the halves out by session ID (§3.4).
         public static let negotiatedHalves: UInt32 = 2
+        /// The sender understands LISTEN, LISTEN-OK, LISTEN-REFUSED and UNLISTEN (§5.6).
+        public static let remoteListen: UInt32 = 4
     }
 
     /// type(1) + seq(2)
@@ -76,6 +84,11 @@ public enum Message: Equatable, Sendable {
     case credit(StreamID, UInt32)
     case ping(UInt32)
     case pong(UInt32)
+    /// Listen on `bind:port` for the sender; streams opened for it ask for `target`.
+    case listen(ListenID, bind: String, port: UInt16, target: String)
+    case listenOK(ListenID, port: UInt16)
+    case listenRefused(ListenID, ListenRefusal)
+    case unlisten(ListenID)
 }
 
 /// Contents of a HELLO frame (docs/protocol.md §3).
@@ -153,6 +166,11 @@ extension Message {
         case .data(_, let bytes): return 5 + bytes.count
         case .credit: return 7
         case .ping, .pong: return 5
+        case .listen(_, let bind, _, let target):
+            return 7 + min(bind.utf8.count, Wire.maxTargetLength) + min(target.utf8.count, Wire.maxTargetLength)
+        case .listenOK: return 5
+        case .listenRefused: return 4
+        case .unlisten: return 3
         }
     }
 
@@ -180,6 +198,18 @@ extension Message {
             out.append(Wire.MessageType.ping.rawValue); out.appendBE(token)
         case .pong(let token):
             out.append(Wire.MessageType.pong.rawValue); out.appendBE(token)
+        case .listen(let id, let bind, let port, let target):
+            let bindBytes = Array(bind.utf8.prefix(Wire.maxTargetLength))
+            let targetBytes = Array(target.utf8.prefix(Wire.maxTargetLength))
+            out.append(Wire.MessageType.listen.rawValue); out.appendBE(id.rawValue); out.appendBE(port)
+            out.append(UInt8(bindBytes.count)); out.append(contentsOf: bindBytes)
+            out.append(UInt8(targetBytes.count)); out.append(contentsOf: targetBytes)
+        case .listenOK(let id, let port):
+            out.append(Wire.MessageType.listenOK.rawValue); out.appendBE(id.rawValue); out.appendBE(port)
+        case .listenRefused(let id, let reason):
+            out.append(Wire.MessageType.listenRefused.rawValue); out.appendBE(id.rawValue); out.append(reason.rawValue)
+        case .unlisten(let id):
+            out.append(Wire.MessageType.unlisten.rawValue); out.appendBE(id.rawValue)
         }
     }
 }
@@ -210,6 +240,23 @@ public struct MessageParser {
         default: break
         }
         guard let raw = reader.u16() else { throw .truncated }
+        switch type {
+        case .listen:
+            guard let port = reader.u16(), let bindLength = reader.u8(), let bind = reader.bytes(Int(bindLength)),
+                  let targetLength = reader.u8(), let target = reader.bytes(Int(targetLength)) else { throw .truncated }
+            guard let bindText = String(validating: bind, as: UTF8.self),
+                  let targetText = String(validating: target, as: UTF8.self) else { throw .badTarget }
+            return .listen(ListenID(raw), bind: bindText, port: port, target: targetText)
+        case .listenOK:
+            guard let port = reader.u16() else { throw .truncated }
+            return .listenOK(ListenID(raw), port: port)
+        case .listenRefused:
+            guard let r = reader.u8() else { throw .truncated }
+            return .listenRefused(ListenID(raw), ListenRefusal(wire: r))
+        case .unlisten:
+            return .unlisten(ListenID(raw))
+        default: break
+        }
         let id = StreamID(raw)
         switch type {
         case .open:
@@ -236,7 +283,7 @@ public struct MessageParser {
         case .credit:
             guard let inc = reader.u32() else { throw .truncated }
             return .credit(id, inc)
-        case .ping, .pong:
+        case .ping, .pong, .listen, .listenOK, .listenRefused, .unlisten:
             preconditionFailure("handled above")
         }
     }

@@ -317,6 +317,8 @@ public struct Simulation {
                 if !expected { result.failures.append("stream \(i) reset unexpectedly at \(side): \(reason)") }
             case .writable, .established, .linkDown, .linkRestored:
                 break
+            case .listenRequested, .listenAccepted, .listenRefused, .listenCancelled:
+                result.failures.append("unexpected \(event) at \(side): the simulation requests no listeners")
             case .linkLost:
                 result.failures.append("link lost at \(side) (grace period ran out)")
             case .versionMismatch, .roleConflict:
