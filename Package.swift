@@ -55,6 +55,13 @@ let package = Package(
         // Helpers shared by the test targets that run the real executable.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestSupport"]),
+        // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
+        // event loop, with virtual time) its handlers.
+        .testTarget(name: "ForwardingTests", dependencies: [
+            "Forwarding", "LinkCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "EndToEndTests", dependencies: [
             "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
