@@ -121,7 +121,7 @@ public final class Forwarder: Sendable {
     /// - Throws: `ForwarderError.notListening` for an S end, or the reason `run()` failed or
     ///   ended before it listened.
     public func waitUntilListening() async throws -> Int {
-        guard configuration.isClient else { throw ForwarderError.notListening }
+        guard !configuration.localListeners.isEmpty else { throw ForwarderError.notListening }
         guard let port = try await waitUntilStarted() else { throw ForwarderError.notListening }
         return port
     }
@@ -172,7 +172,7 @@ public enum ForwarderError: Error, Equatable, Sendable, CustomStringConvertible 
         case .cannotAttachDevice(let path, let reason):
             return "\(path): cannot attach the device to the event loop: \(reason)"
         case .notListening:
-            return "this end is S; it does not listen"
+            return "this end has no listener of its own"
         case .stopped:
             return "the forwarder stopped before it was listening"
         case .alreadyRunning:

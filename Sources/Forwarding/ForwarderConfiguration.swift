@@ -1,16 +1,37 @@
 import SerialPort
 
 /// Everything one end of the forwarder needs to run.
+///
+/// An end is a list of forwards and a target policy: it listens where its `-L` and `-D`
+/// forwards say, asks the far end to listen for its `-R` forwards, and connects the streams the
+/// far end opens only to targets its policy allows (its default target, its own `-R` targets,
+/// its `--allow` rules). The original's S and C are two shorthands for such ends.
 public struct ForwarderConfiguration: Sendable {
+    /// The original's two forms, kept so their command lines work as written.
     public enum Role: Sendable, Equatable {
-        /// "S": sits next to the service; every stream from the peer is connected to this target
-        /// (or, when the peer names one, to that target if `allowedTargets` permits it).
+        /// "S": sits next to the service; its default target is `targetHost:targetPort`.
         case server(targetHost: String, targetPort: Int)
-        /// "C": listens on `bindHost:port`; every accepted connection becomes a stream.
+        /// "C": listens on `bindHost:port`; every accepted connection becomes a stream to the far
+        /// end's default target (`-L bindHost:port` to it).
         case client(bindHost: String, port: Int)
     }
 
-    public var role: Role
+    /// Which form started this end: how it names itself, and which ID half it prefers (§3.4).
+    public enum Form: String, Sendable, Equatable {
+        case server = "S"
+        case client = "C"
+        case link = "link"
+    }
+
+    public var form: Form
+    /// Where this end listens (-L, -D, C's -port) and what it asks the far end to listen for (-R).
+    public var forwards: [Forward]
+    /// S's `-ip:-port`: where a stream goes whose OPEN names no target.
+    public var defaultTarget: Endpoint?
+    /// `--allow`: further targets the far end may ask this end to connect to.
+    public var allowRules: [AllowRule]
+    /// Listen on other than a loopback address when the far end asks (-R with a bind address).
+    public var gatewayPorts: Bool
     /// Path of the serial device, e.g. /dev/ttyUSB0.
     public var devicePath: String
     public var serial: SerialSettings
@@ -31,10 +52,16 @@ public struct ForwarderConfiguration: Sendable {
     /// How often a line of link statistics is logged at debug level, when something changed.
     public var statisticsLogIntervalSeconds: Double
 
-    public init(role: Role, devicePath: String, serial: SerialSettings = SerialSettings(), maxStreams: Int = 4096,
-                verbosity: Int = 0, gracePeriodSeconds: Double = 30, linkWaitSeconds: Double = 10,
-                connectTimeoutSeconds: Double = 5, unpaced: Bool = false, statisticsLogIntervalSeconds: Double = 5) {
-        self.role = role
+    public init(form: Form, forwards: [Forward] = [], defaultTarget: Endpoint? = nil, allowRules: [AllowRule] = [],
+                gatewayPorts: Bool = false, devicePath: String, serial: SerialSettings = SerialSettings(),
+                maxStreams: Int = 4096, verbosity: Int = 0, gracePeriodSeconds: Double = 30,
+                linkWaitSeconds: Double = 10, connectTimeoutSeconds: Double = 5, unpaced: Bool = false,
+                statisticsLogIntervalSeconds: Double = 5) {
+        self.form = form
+        self.forwards = forwards
+        self.defaultTarget = defaultTarget
+        self.allowRules = allowRules
+        self.gatewayPorts = gatewayPorts
         self.devicePath = devicePath
         self.serial = serial
         self.maxStreams = maxStreams
@@ -48,6 +75,52 @@ public struct ForwarderConfiguration: Sendable {
 }
 
 extension ForwarderConfiguration {
+    /// The original's S or C, as an end with a default target or one local forward.
+    public init(role: Role, devicePath: String, serial: SerialSettings = SerialSettings(), maxStreams: Int = 4096,
+                verbosity: Int = 0, gracePeriodSeconds: Double = 30, linkWaitSeconds: Double = 10,
+                connectTimeoutSeconds: Double = 5, unpaced: Bool = false, statisticsLogIntervalSeconds: Double = 5) {
+        let form: Form
+        var forwards: [Forward] = []
+        var defaultTarget: Endpoint?
+        switch role {
+        case .server(let host, let port):
+            form = .server
+            defaultTarget = Endpoint(host: host, port: port)
+        case .client(let host, let port):
+            form = .client
+            forwards = [.local(listen: Endpoint(host: host, port: port), target: nil)]
+        }
+        self.init(form: form, forwards: forwards, defaultTarget: defaultTarget, devicePath: devicePath, serial: serial,
+                  maxStreams: maxStreams, verbosity: verbosity, gracePeriodSeconds: gracePeriodSeconds,
+                  linkWaitSeconds: linkWaitSeconds, connectTimeoutSeconds: connectTimeoutSeconds, unpaced: unpaced,
+                  statisticsLogIntervalSeconds: statisticsLogIntervalSeconds)
+    }
+
+    /// The original's form this end amounts to, if any: S with its target, C with its port.
+    public var role: Role? {
+        switch form {
+        case .server:
+            return defaultTarget.map { .server(targetHost: $0.host, targetPort: $0.port) }
+        case .client:
+            guard case .local(let listen, nil)? = forwards.first else { return nil }
+            return .client(bindHost: listen.host, port: listen.port)
+        case .link:
+            return nil
+        }
+    }
+
+    /// What this end connects to: its default target, its -R targets and its --allow rules.
+    public var targetPolicy: TargetPolicy {
+        var targets: Set<Endpoint> = []
+        for forward in forwards { if case .remote(_, let target) = forward { targets.insert(target) } }
+        return TargetPolicy(defaultTarget: defaultTarget, forwardTargets: targets, rules: allowRules)
+    }
+
+    /// The forwards this end listens for itself (-L, -D, C's -port).
+    public var localListeners: [Forward] {
+        forwards.filter { if case .remote = $0 { return false } else { return true } }
+    }
+
     /// The wait for the link a new connection gets: `linkWaitSeconds`, capped by the grace period,
     /// since a stream the link would drop after the grace period must not be promised longer.
     public var effectiveLinkWaitSeconds: Double { max(0, min(linkWaitSeconds, gracePeriodSeconds)) }
@@ -61,14 +134,23 @@ extension ForwarderConfiguration {
 
     /// The one line that says what this end does, logged once it is ready:
     /// `C: listening on 127.0.0.1:2222, forwarding over /dev/ttyUSB0 at 115200 8N1`.
+    ///
+    /// S names its default target, C the port it listens on; any further forward gets a line
+    /// of its own once it is set up.
     public func startLine(listeningPort: Int?) -> String {
-        switch role {
-        case .client(let host, let port):
-            let shown = host.contains(":") ? "[\(host)]" : host
-            return "C: listening on \(shown):\(listeningPort ?? port), forwarding over \(devicePath) at \(lineDescription)"
-        case .server(let host, let port):
-            let shown = host.contains(":") ? "[\(host)]" : host
-            return "S: connecting streams to \(shown):\(port), over \(devicePath) at \(lineDescription)"
+        switch form {
+        case .client:
+            if let first = localListeners.first {
+                let listen = Endpoint(host: first.listen.host, port: listeningPort ?? first.listen.port)
+                return "C: listening on \(listen), forwarding over \(devicePath) at \(lineDescription)"
+            }
+            return "C: forwarding over \(devicePath) at \(lineDescription)"
+        case .server:
+            let target = defaultTarget.map { "connecting streams to \($0), " } ?? ""
+            return "S: \(target)over \(devicePath) at \(lineDescription)"
+        case .link:
+            let count = forwards.count
+            return "link: \(count) forward(s), over \(devicePath) at \(lineDescription)"
         }
     }
 }

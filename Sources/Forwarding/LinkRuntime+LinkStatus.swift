@@ -21,6 +21,7 @@ extension LinkRuntime {
         linkDownAt = nil
         reportedLinkWaitThisOutage = false
         linkIsUpForWaiters()
+        requestRemoteForwards()
         if peerRestarted {
             logger.warning("""
                 link up again: the peer on \(configuration.devicePath) restarted (new session \
@@ -83,8 +84,8 @@ extension LinkRuntime {
     }
 
     func peerHasSameRole() {
-        let role = configuration.isClient ? "C" : "S"
-        let other = configuration.isClient ? "S" : "C"
+        let role = configuration.form.rawValue
+        let other = configuration.form == .server ? "C" : "S"
         peerProblem = "the peer on \(configuration.devicePath) is also \(role)"
         logger.warning("""
             the peer on \(configuration.devicePath) is also \(role): one end must be S and the other C; \

@@ -108,14 +108,13 @@ extension LinkRuntime {
                 offer(pending, from: connection)
             }
         case .listenRequested(let id, let bind, let port, let target):
-            // Remote forwards are not served by this end yet: say so, do not fail silently.
-            logRepeatable("listen-request", """
-                the peer asked this end to listen on \(bind):\(port) for "\(target)" (-R); this end does not \
-                serve remote forwards; refused
-                """)
-            try? link.refuseListen(id, reason: .notAllowed)
-        case .listenAccepted, .listenRefused, .listenCancelled:
-            break
+            peerWantsListener(id, bind: bind, port: port, target: target)
+        case .listenAccepted(let id, let port):
+            remoteForwardAccepted(id, port: port)
+        case .listenRefused(let id, let reason):
+            remoteForwardRefused(id, reason: reason)
+        case .listenCancelled(let id):
+            peerListenerCancelled(id)
         }
     }
 

@@ -19,55 +19,9 @@ extension LinkRuntime {
 }
 
 extension LinkRuntime {
-    /// C end: every accepted connection becomes a stream to the peer's default target.
-    func startListening(host: String, port: Int) -> EventLoopFuture<Int> {
-        ServerBootstrap(group: loop)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
-            .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(StreamChannelHandler(runtime: self, connection: nil))
-                }
-            }
-            .bind(host: host, port: port)
-            .flatMapErrorThrowing { error in
-                throw ForwarderError.cannotListen(host: host, port: port, reason: PlainErrors.describe(error))
-            }
-            .map { channel in
-                self.serverChannel = channel
-                let bound = channel.localAddress?.port ?? port
-                self.listeningPort = bound
-                return bound
-            }
-    }
-
-    /// S end: the peer opened a stream; connect it to the configured target.
-    func streamOpened(_ id: StreamID, target: String) {
-        guard case .server(let host, let port) = configuration.role else {
-            let wanted = target.isEmpty ? "this end's default target" : "\"\(target)\""
-            logRepeatable("open-at-C", """
-                the peer opened stream \(id) to \(wanted), but this end is C and connects nowhere \
-                (start it as S -ip HOST -port PORT); refused
-                """)
-            try? link.refuse(id, reason: .notAllowed)
-            return
-        }
-        let configured = "\(host):\(port)"
-        guard target.isEmpty || target == configured else {
-            logger.warning("the peer asked for target \"\(target)\"; only \(configured) is allowed; refused")
-            try? link.refuse(id, reason: .notAllowed)
-            return
-        }
-        guard !shuttingDown else {
-            try? link.refuse(id, reason: .other)
-            return
-        }
-        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: configured)
-        register(connection)
+    /// Connects the stream's connection to `address` (the target's name, or an address a rule
+    /// allowed) on `connection`'s target port. Bytes the peer sends meanwhile are held.
+    func connect(_ connection: Connection, address: String, port: Int) {
         let timeout = TimeAmount.nanoseconds(Int64(max(0.001, configuration.connectTimeoutSeconds) * 1e9))
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -81,7 +35,7 @@ extension LinkRuntime {
                         StreamChannelHandler(runtime: self, connection: connection))
                 }
             }
-            .connect(host: host, port: port)
+            .connect(host: address, port: port)
             .whenFailure { error in
                 self.connectFailed(connection, error: error)
             }
@@ -147,14 +101,14 @@ extension LinkRuntime {
             return
         }
 
-        // C end: a client connected. Nothing is read from it until its stream exists.
+        // A client connected to one of the listeners. Nothing is read from it until its stream exists.
         let peer = channel.remoteAddress.map(Self.describe) ?? "unknown peer"
         guard !shuttingDown else {
             abort(channel)
             return
         }
         handler.pauseReading()
-        let accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: "")
+        let accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target)
         connectionsTotal += 1
         if link.isEstablished {
             openStream(for: accepted)

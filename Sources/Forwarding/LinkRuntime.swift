@@ -65,8 +65,16 @@ final class LinkRuntime: @unchecked Sendable {
     /// Connections written to in this pass, to flush once at its end.
     var socketsToFlush: [Connection] = []
     var connectionsTotal = 0
-    var serverChannel: Channel?
+    /// This end's own listeners (-L, C's -port), bound at start.
+    var listeners: [Listener] = []
+    /// The first of them's port, for status and `waitUntilListening`.
     var listeningPort: Int?
+    /// Listeners this end holds for the peer's -R forwards, by the peer's request number.
+    var peerListeners: [ListenID: Listener] = [:]
+    /// This end's -R requests of the current session, by request number.
+    var remoteRequests: [ListenID: Forward] = [:]
+    /// What the streams the peer opens may connect to.
+    let policy: TargetPolicy
 
     // MARK: Waiting for the link (LinkRuntime+LinkStatus.swift)
     /// Connections accepted while the link was not up, oldest first, with when they give up.
@@ -105,8 +113,9 @@ final class LinkRuntime: @unchecked Sendable {
         self.loop = loop
         lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
         lineModel = LineQueueModel(bytesPerSecond: lineRate)
+        policy = configuration.targetPolicy
         let linkConfiguration = LinkConfiguration(
-            usesOddStreamIDs: configuration.isClient,
+            usesOddStreamIDs: configuration.form != .server,
             lineBytesPerSecond: lineRate,
             maxStreams: configuration.maxStreams,
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
@@ -120,13 +129,6 @@ final class LinkRuntime: @unchecked Sendable {
     }
 }
 
-extension ForwarderConfiguration {
-    /// The C end allocates odd stream IDs (docs/protocol.md §5).
-    var isClient: Bool {
-        if case .client = role { return true }
-        return false
-    }
-}
 
 // MARK: - Lifecycle
 
@@ -149,12 +151,7 @@ extension LinkRuntime {
                     path: self.configuration.devicePath, reason: "\(error)"))
             }
             .flatMap { () -> EventLoopFuture<Int?> in
-                switch self.configuration.role {
-                case .client(let host, let port):
-                    return self.startListening(host: host, port: port).map { Optional($0) }
-                case .server:
-                    return self.loop.makeSucceededFuture(nil)
-                }
+                self.startLocalListeners()
             }
             .map { port in
                 self.scheduleService()
@@ -168,8 +165,7 @@ extension LinkRuntime {
         loop.assertInEventLoop()
         guard !shuttingDown else { return loop.makeSucceededVoidFuture() }
         shuttingDown = true
-        serverChannel?.close(promise: nil)
-        serverChannel = nil
+        closeListeners()
         reconnectTask?.cancel()
         reconnectTask = nil
         statisticsTask?.cancel()

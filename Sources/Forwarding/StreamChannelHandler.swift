@@ -25,10 +25,13 @@ final class StreamChannelHandler: ChannelDuplexHandler {
     /// reading is paused until then.
     private var early: [ByteBuffer] = []
     private var inputEndedEarly = false
+    /// For an accepted connection: what its stream's OPEN names (empty: the far end's default).
+    let target: String
 
-    init(runtime: LinkRuntime, connection: Connection?) {
+    init(runtime: LinkRuntime, connection: Connection?, target: String = "") {
         self.runtime = runtime
         self.connection = connection
+        self.target = target
     }
 
     /// Gives the socket its connection, and hands over what arrived before.

@@ -212,13 +212,13 @@ struct FirstContactTests {
             let connection = try E2EClient.connect(port: port)
             defer { connection.close() }
             let result = connection.readToEnd(timeout: 10)
-            try second.waitForError(containing: "this end is C and connects nowhere")
+            try second.waitForError(containing: "to this end's default target, but this end has none")
             _ = E2EChild.terminate([first, second])
             return (result.end, first.errors.text + second.errors.text)
         }
         #expect(end == .reset, "\(end)")
         #expect(log.contains("the peer refused it (target not allowed); the client is reset"), "\(log)")
-        #expect(log.contains("but this end is C and connects nowhere (start it as S -ip HOST -port PORT); refused"),
+        #expect(log.contains("but this end has none (start it as S -ip HOST -port PORT, or name the target in the far end's -L); refused"),
                 "\(log)")
     }
 

@@ -1,0 +1,278 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Dispatch
+import LinkCore
+import Logging
+import NIOCore
+import NIOPosix
+
+// MARK: - Listeners: this end's own (-L, C's -port) and those it holds for the peer (-R)
+
+/// A listening socket and what its connections become.
+struct Listener {
+    let channel: Channel
+    /// The address it really listens on (the port the system chose, when 0 was asked for).
+    let bound: Endpoint
+    /// What the OPEN of each of its streams names; empty for the far end's default target.
+    let target: String
+}
+
+extension LinkRuntime {
+    /// Binds a listener whose every connection becomes a stream to `target`.
+    func listen(on address: Endpoint, target: String) -> EventLoopFuture<Listener> {
+        ServerBootstrap(group: loop)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
+            .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        StreamChannelHandler(runtime: self, connection: nil, target: target))
+                }
+            }
+            .bind(host: address.host, port: address.port)
+            .map { channel in
+                Listener(channel: channel, bound: Endpoint(host: address.host, port: channel.localAddress?.port ?? address.port),
+                         target: target)
+            }
+    }
+
+    /// Binds every -L (and C's -port). One that cannot be bound gets a line and the others go
+    /// on; only when none could be and the end has nothing else to do is it a startup error.
+    /// Succeeds with the first listener's port.
+    func startLocalListeners() -> EventLoopFuture<Int?> {
+        let wanted = configuration.localListeners.compactMap { forward -> (Forward, String)? in
+            switch forward {
+            case .local(_, let target): return (forward, target?.description ?? "")
+            case .dynamic, .remote: return nil  // SOCKS is not served yet; -R is the far end's
+            }
+        }
+        guard !wanted.isEmpty else { return loop.makeSucceededFuture(nil) }
+        let attempts = wanted.map { forward, target in
+            listen(on: forward.listen, target: target).map { Result<Listener, Error>.success($0) }
+                .recover { Result<Listener, Error>.failure($0) }
+                .map { (forward, $0) }
+        }
+        return EventLoopFuture.whenAllSucceed(attempts, on: loop).flatMapThrowing { results in
+            var failures: [(Forward, ForwarderError)] = []
+            for (forward, result) in results {
+                switch result {
+                case .success(let listener):
+                    self.listeners.append(listener)
+                case .failure(let error):
+                    failures.append((forward, ForwarderError.cannotListen(
+                        host: forward.listen.host, port: forward.listen.port, reason: PlainErrors.describe(error))))
+                }
+            }
+            let hasOtherWork = self.configuration.forwards.contains { if case .remote = $0 { true } else { false } }
+                || self.configuration.defaultTarget != nil || !self.configuration.allowRules.isEmpty
+            if self.listeners.isEmpty, !hasOtherWork, let (_, first) = failures.first {
+                for listener in self.listeners { listener.channel.close(promise: nil) }
+                throw first  // nothing this end could do: a startup error, reported once
+            }
+            for (forward, failure) in failures { self.logger.warning("\(forward): \(failure)") }
+            if self.listeners.count > 1 || self.configuration.form == .link {
+                for listener in self.listeners {
+                    let forward = wanted.first { $0.0.listen.host == listener.bound.host && $0.1 == listener.target }?.0
+                    self.logger.notice("\(forward.map { "\($0)" } ?? "listener"): listening on \(listener.bound)")
+                }
+            }
+            self.listeningPort = self.listeners.first?.bound.port
+            return self.listeningPort
+        }
+    }
+
+    func closeListeners() {
+        for listener in listeners { listener.channel.close(promise: nil) }
+        listeners.removeAll()
+        for listener in peerListeners.values { listener.channel.close(promise: nil) }
+        peerListeners.removeAll()
+    }
+}
+
+// MARK: - -R: asking the far end to listen, and listening for it
+
+extension LinkRuntime {
+    /// Once the link is established: asks the far end for every -R forward (again after a
+    /// restart or a lost link: listeners belong to the session, docs/protocol.md §5.6).
+    func requestRemoteForwards() {
+        remoteRequests.removeAll()
+        for forward in configuration.forwards {
+            guard case .remote(let listen, let target) = forward else { continue }
+            do {
+                let id = try link.requestListen(bind: listen.host, port: UInt16(listen.port), target: target.description)
+                remoteRequests[id] = forward
+            } catch {
+                logger.warning("\(forward): cannot ask the far end to listen: \(error)")
+            }
+        }
+        if !remoteRequests.isEmpty { scheduleService() }
+    }
+
+    func remoteForwardAccepted(_ id: ListenID, port: UInt16) {
+        guard let forward = remoteRequests[id] else { return }
+        logger.notice("\(forward): the far end listens on \(Endpoint(host: forward.listen.host, port: Int(port)))")
+    }
+
+    func remoteForwardRefused(_ id: ListenID, reason: ListenRefusal) {
+        guard let forward = remoteRequests.removeValue(forKey: id) else { return }
+        guard reason != .sessionEnded else { return }  // asked again when the link is re-established
+        var hint = ""
+        if reason == .notAllowed, !Self.isLoopback(forward.listen.host) {
+            hint = " (it needs --gateway-ports to listen on \(forward.listen.host))"
+        }
+        logger.warning("\(forward): refused by the far end: \(reason)\(hint)")
+    }
+
+    /// The peer asks this end to listen for it. Only a loopback address unless --gateway-ports.
+    func peerWantsListener(_ id: ListenID, bind: String, port: UInt16, target: String) {
+        let address = Endpoint(host: bind, port: Int(port))
+        guard configuration.gatewayPorts || Self.isLoopback(bind) else {
+            logRepeatable("listen-not-loopback", """
+                the peer asked this end to listen on \(address) (-R); only loopback addresses are allowed \
+                without --gateway-ports; refused
+                """)
+            try? link.refuseListen(id, reason: .notAllowed)
+            return
+        }
+        listen(on: address, target: target).whenComplete { result in
+            switch result {
+            case .success(let listener):
+                guard !self.shuttingDown, (try? self.link.acceptListen(id, port: UInt16(listener.bound.port))) != nil else {
+                    listener.channel.close(promise: nil)  // cancelled, or the session ended meanwhile
+                    return
+                }
+                self.peerListeners[id] = listener
+                self.logger.notice("listening on \(listener.bound) for the peer (-R): its streams go to \(target)")
+            case .failure(let error):
+                let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
+                let why = PlainErrors.describe(error)
+                self.logger.warning("the peer asked this end to listen on \(address) (-R), which failed: \(why)")
+                try? self.link.refuseListen(id, reason: inUse ? .addressInUse : .cannotListen)
+            }
+            self.scheduleService()
+        }
+    }
+
+    func peerListenerCancelled(_ id: ListenID) {
+        guard let listener = peerListeners.removeValue(forKey: id) else { return }
+        listener.channel.close(promise: nil)
+        logger.info("stopped listening on \(listener.bound) for the peer (-R)")
+    }
+
+    /// 127.0.0.0/8, ::1 and localhost: this computer only.
+    static func isLoopback(_ host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        guard let address = IPAddress(host) else { return false }
+        return address.isIPv4 ? address.bytes[0] == 127 : address.bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
+}
+
+// MARK: - Connecting what the peer opens, within the policy
+
+extension LinkRuntime {
+    /// The peer opened a stream: connect it to its target if this end's policy allows it.
+    func streamOpened(_ id: StreamID, target: String) {
+        guard !shuttingDown else {
+            try? link.refuse(id, reason: .other)
+            return
+        }
+        let endpoint: Endpoint
+        if target.isEmpty {
+            guard let defaultTarget = configuration.defaultTarget else {
+                logRepeatable("open-no-default", """
+                    the peer opened stream \(id) to this end's default target, but this end has none \
+                    (start it as S -ip HOST -port PORT, or name the target in the far end's -L); refused
+                    """)
+                try? link.refuse(id, reason: .notAllowed)
+                return
+            }
+            endpoint = defaultTarget
+        } else {
+            guard let parsed = Endpoint(parsing: target), parsed.port > 0 else {
+                logRepeatable("open-bad-target", "the peer opened stream \(id) to \"\(target)\", which is not host:port; refused")
+                try? link.refuse(id, reason: .notAllowed)
+                return
+            }
+            endpoint = parsed
+        }
+        let verdict = policy.verdict(for: endpoint)
+        guard verdict != .denied else {
+            refuseNotAllowed(id, endpoint)
+            return
+        }
+        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: endpoint.description)
+        register(connection)
+        guard verdict == .needsAddresses else {
+            connect(connection, address: endpoint.host, port: endpoint.port)
+            return
+        }
+        // Resolved off the event loop; then only an address a rule allows is used, so the name
+        // cannot lead anywhere else (and is not resolved a second time).
+        let policy = self.policy
+        DispatchQueue.global().async {
+            let addresses = Self.resolve(endpoint.host)
+            let allowed = policy.allowedAddresses(of: endpoint, among: addresses)
+            self.loop.execute {
+                guard connection.streamAlive, !self.shuttingDown else {
+                    connection.socket = .gone
+                    self.releaseIfDone(connection)
+                    return
+                }
+                guard let address = allowed.first else {
+                    connection.socket = .gone
+                    connection.closeReason = "not allowed"
+                    self.streamEnded(connection)
+                    self.releaseIfDone(connection)
+                    self.refuseNotAllowed(id, endpoint, resolved: addresses)
+                    self.scheduleService()
+                    return
+                }
+                self.connect(connection, address: "\(address)", port: endpoint.port)
+            }
+        }
+    }
+
+    private func refuseNotAllowed(_ id: StreamID, _ endpoint: Endpoint, resolved: [IPAddress]? = nil) {
+        let addresses = resolved.map { list in
+            list.isEmpty ? " (the name does not resolve)" : " (it resolves to \(list.map(\.description).joined(separator: ", ")))"
+        } ?? ""
+        logRepeatable("not-allowed:\(endpoint)", """
+            the peer asked for \(endpoint)\(addresses), which this end does not allow; refused \
+            (allow it with --allow \(endpoint))
+            """)
+        try? link.refuse(id, reason: .notAllowed)
+    }
+
+    /// Every address `host` resolves to, in the resolver's order.
+    static func resolve(_ host: String) -> [IPAddress] {
+        if let literal = IPAddress(host) { return [literal] }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        #if canImport(Glibc)
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        #else
+        hints.ai_socktype = SOCK_STREAM
+        #endif
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &list) == 0 else { return [] }
+        defer { freeaddrinfo(list) }
+        var result: [IPAddress] = []
+        var entry = list
+        while let info = entry {
+            entry = info.pointee.ai_next
+            var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+            guard getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0,
+                              NI_NUMERICHOST) == 0 else { continue }
+            let name = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if let address = IPAddress(name), !result.contains(address) { result.append(address) }
+        }
+        return result
+    }
+}
