@@ -31,13 +31,15 @@ struct ServerCommand: AsyncParsableCommand {
             transform: ArgumentValues.connectTimeout)
     var connectTimeout: Double = 5
 
+    @OptionGroup var forwardOptions: ForwardOptions
     @OptionGroup var link: LinkOptions
 
     /// Everything the runtime needs, from the parsed flags. Cannot fail once `validate()` passed,
     /// but stays `throws` so tests can call it on a command that was built by hand.
     func makeConfiguration() throws -> ForwarderConfiguration {
         ForwarderConfiguration(
-            role: .server(targetHost: ip, targetPort: port),
+            form: .server, forwards: forwardOptions.forwards, defaultTarget: Endpoint(host: ip, port: port),
+            allowRules: forwardOptions.allow, gatewayPorts: forwardOptions.gatewayPorts,
             devicePath: link.com,
             serial: try link.serialSettings(),
             maxStreams: link.maxStreams,
@@ -82,6 +84,7 @@ struct ClientCommand: AsyncParsableCommand {
     @Option(name: [.customLong("ip", withSingleDash: true), .customLong("ip")], help: .hidden)
     var ip: String?
 
+    @OptionGroup var forwardOptions: ForwardOptions
     @OptionGroup var link: LinkOptions
 
     func validate() throws {
@@ -93,7 +96,9 @@ struct ClientCommand: AsyncParsableCommand {
     /// Everything the runtime needs, from the parsed flags.
     func makeConfiguration() throws -> ForwarderConfiguration {
         ForwarderConfiguration(
-            role: .client(bindHost: bind, port: port),
+            form: .client,
+            forwards: [.local(listen: Endpoint(host: bind, port: port), target: nil)] + forwardOptions.forwards,
+            allowRules: forwardOptions.allow, gatewayPorts: forwardOptions.gatewayPorts,
             devicePath: link.com,
             serial: try link.serialSettings(),
             maxStreams: link.maxStreams,

@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import Testing
+
+/// Forwards both ways with the real executable over the virtual cable (issue 9): `-L`, `-R` and
+/// `--allow` on `link` ends and on the original's S and C, with traffic in all of them at once.
+@Suite("Forwards", .serialized, .timeLimit(.minutes(3)))
+struct ForwardsTests {
+    static let fastBaud = 2_000_000
+
+    /// Two processes on the two ends of a fresh cable. Blocking.
+    private final class Ends: @unchecked Sendable {
+        let cable: E2EChild
+        let a: E2EChild
+        let b: E2EChild
+
+        init(a: [String], b: [String]) throws {
+            let (cable, pathA, pathB) = try e2eStartCable(baud: ForwardsTests.fastBaud)
+            self.cable = cable
+            let rate = ["--baudrate", "\(ForwardsTests.fastBaud)"]
+            self.a = try E2EChild("A", a.map { $0 == "PATH" ? pathA : $0 } + rate)
+            self.b = try E2EChild("B", b.map { $0 == "PATH" ? pathB : $0 } + rate)
+            try self.a.waitForError(containing: "link up: peer found")
+            try self.b.waitForError(containing: "link up: peer found")
+        }
+
+        func stop() -> [E2EStopReport] { E2EChild.terminate([a, b]) + E2EChild.terminate([cable]) }
+        func kill() { for child in [a, b, cable] { child.forceKill() } }
+        var logs: String { "--- A:\n\(a.errors.text.suffix(3000))\n--- B:\n\(b.errors.text.suffix(3000))" }
+    }
+
+    /// Waits until `port` accepts connections (a forward's listener is up). Blocking.
+    private static func waitForListener(_ port: Int, _ what: String) throws {
+        try e2eWait(what, timeout: .seconds(10)) { E2EClient.accepts(port: port) }
+    }
+
+    @Test("link ↔ link: -L from A to a service beside B and -R from A exposing a service beside A, at once, byte for byte")
+    func bothWaysAtOnce() async throws {
+        let besideB = try E2ETarget(.echo)
+        defer { besideB.stop() }
+        let download = e2eBytes(400_000, seed: 81)
+        let besideA = try E2ETarget(.exchange(download: download))
+        defer { besideA.stop() }
+        let localPort = try e2eFreePort()
+        let remotePort = try e2eFreePort()
+        let (echo, exchange, uploadAtA, logs) = try await e2eOffload { () -> (E2EReadResult, E2EReadResult, [UInt8], String) in
+            let ends = try Ends(
+                a: ["link", "-com", "PATH", "-L", "\(localPort):127.0.0.1:\(besideB.port)",
+                    "-R", "127.0.0.1:\(remotePort):127.0.0.1:\(besideA.port)"],
+                b: ["link", "-com", "PATH", "--allow", "127.0.0.1:\(besideB.port)"])
+            defer { ends.kill() }
+            try Self.waitForListener(localPort, "A's -L listener")
+            try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(remotePort)")
+            try Self.waitForListener(remotePort, "B's listener for A's -R")
+            let upload = e2eBytes(300_000, seed: 82)
+            let echoData = e2eBytes(300_000, seed: 83)
+            let exchange = E2EBackground("-R transfer") { () -> E2EReadResult in
+                let client = try E2EClient.connect(port: remotePort)
+                defer { client.close() }
+                return client.sendWhileReadingToEnd(upload, timeout: 30)
+            }
+            let client = try E2EClient.connect(port: localPort)
+            defer { client.close() }
+            let echo = client.sendWhileReadingToEnd(echoData, timeout: 30)
+            let exchanged = try exchange.value(timeout: .seconds(35))
+            try e2eWait("A's target to get the whole upload", timeout: .seconds(10)) {
+                besideA.uploads.contains { $0.count == upload.count }
+            }
+            let uploadAtA = besideA.uploads.first { $0.count == upload.count } ?? []
+            let reports = ends.stop()
+            guard reports.allSatisfy(\.isClean) else { throw E2EFailure("\(reports)\n\(ends.logs)") }
+            return (echo, exchanged, uploadAtA, ends.logs)
+        }
+        #expect(echo.end == .endOfFile)
+        #expect(e2eDifference(echo.bytes, e2eBytes(300_000, seed: 83)) == nil, "-L: \(logs)")
+        #expect(exchange.end == .endOfFile)
+        #expect(e2eDifference(exchange.bytes, download) == nil, "-R download: \(logs)")
+        #expect(e2eDifference(uploadAtA, e2eBytes(300_000, seed: 82)) == nil, "-R upload")
+    }
+
+    @Test("A target the far end does not allow: the client is reset and the far end says how to allow it")
+    func notAllowed() async throws {
+        let besideB = try E2ETarget(.echo)
+        defer { besideB.stop() }
+        let localPort = try e2eFreePort()
+        let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
+            let ends = try Ends(a: ["link", "-com", "PATH", "-L", "\(localPort):127.0.0.1:\(besideB.port)"],
+                                b: ["link", "-com", "PATH"])
+            defer { ends.kill() }
+            try Self.waitForListener(localPort, "A's -L listener")
+            let result = try e2eExchange(port: localPort, Array("hello".utf8), timeout: 5)
+            try ends.b.waitForError(containing: "which this end does not allow")
+            _ = ends.stop()
+            return (result.end, ends.b.errors.text)
+        }
+        #expect(end == .reset, "\(end)")
+        #expect(log.contains("the peer asked for 127.0.0.1:\(besideB.port), which this end does not allow; refused "
+                             + "(allow it with --allow 127.0.0.1:\(besideB.port))"), "\(log)")
+        #expect(besideB.accepted == 0)
+    }
+
+    @Test("-R refused by the far end's policy, and -R onto a port in use: one line each, and the other forwards work")
+    func remoteRefusals() async throws {
+        let besideA = try E2ETarget(.echo)
+        defer { besideA.stop() }
+        // A port that is taken at B's side (the same machine here): held by this test.
+        let busy = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(busy) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(busy, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(busy, 1) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(busy, $0, &length) }
+        }
+        let busyPort = Int(UInt16(bigEndian: address.sin_port))
+        let goodPort = try e2eFreePort()
+        let openPort = try e2eFreePort()
+        let (echo, logA) = try await e2eOffload { () -> (E2EReadResult, String) in
+            let ends = try Ends(
+                a: ["link", "-com", "PATH",
+                    "-R", "0.0.0.0:\(openPort):127.0.0.1:\(besideA.port)",
+                    "-R", "127.0.0.1:\(busyPort):127.0.0.1:\(besideA.port)",
+                    "-R", "127.0.0.1:\(goodPort):127.0.0.1:\(besideA.port)"],
+                b: ["link", "-com", "PATH"])
+            defer { ends.kill() }
+            try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(goodPort)")
+            try ends.a.waitForError(containing: "refused by the far end", count: 2)
+            let echo = try e2eExchange(port: goodPort, Array("still works".utf8), timeout: 5)
+            _ = ends.stop()
+            return (echo, ends.a.errors.text)
+        }
+        #expect(echo.bytes == Array("still works".utf8))
+        let lines = logA.split(separator: "\n")
+        #expect(lines.contains { $0.hasSuffix("-R 0.0.0.0:\(openPort):127.0.0.1:\(besideA.port): refused by the far end: "
+                                              + "not allowed by the far end (it needs --gateway-ports to listen on 0.0.0.0)") },
+                "\(logA)")
+        #expect(lines.contains { $0.hasSuffix("-R 127.0.0.1:\(busyPort):127.0.0.1:\(besideA.port): refused by the far end: "
+                                              + "address already in use at the far end") }, "\(logA)")
+    }
+
+    @Test("The original S and C carry forwards too: C -port to S's target, plus -L to a target S allows")
+    func originalFormsWithForwards() async throws {
+        let first = try E2ETarget(.echo)
+        defer { first.stop() }
+        let second = try E2ETarget(.replyAfterEndOfInput)
+        defer { second.stop() }
+        let clientPort = try e2eFreePort()
+        let extraPort = try e2eFreePort()
+        let (viaPort, viaForward) = try await e2eOffload { () -> (E2EReadResult, E2EReadResult) in
+            let ends = try Ends(
+                a: ["S", "-ip", "127.0.0.1", "-port", "\(first.port)", "-com", "PATH", "--allow", "127.0.0.1:\(second.port)"],
+                b: ["C", "-port", "\(clientPort)", "-com", "PATH", "-L", "\(extraPort):127.0.0.1:\(second.port)"])
+            defer { ends.kill() }
+            try Self.waitForListener(extraPort, "C's -L listener")
+            let viaPort = try e2eExchange(port: clientPort, Array("to S's target".utf8), timeout: 5)
+            let viaForward = try e2eExchange(port: extraPort, Array("to the allowed one".utf8), timeout: 5)
+            let reports = ends.stop()
+            guard reports.allSatisfy(\.isClean) else { throw E2EFailure("\(reports)\n\(ends.logs)") }
+            return (viaPort, viaForward)
+        }
+        #expect(viaPort.bytes == Array("to S's target".utf8))
+        #expect(viaForward.bytes == E2ETarget.replyAfterEndOfInput(to: Array("to the allowed one".utf8)))
+    }
+}
