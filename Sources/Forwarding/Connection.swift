@@ -10,6 +10,8 @@ struct AcceptedSocket {
     let peerDescription: String
     /// What the stream's OPEN asks the peer to connect to; empty for its default target.
     let target: String
+    /// A SOCKS5 client that waits for its reply.
+    var socks = false
     let acceptedAt = monotonicNow()
 }
 
@@ -84,6 +86,9 @@ final class Connection: @unchecked Sendable {
     var failed = false
     /// The stream closed with FIN in both directions (not reset, refused or cut off).
     var endedCleanly = false
+    /// A SOCKS5 client still waits for the reply to its CONNECT (docs: issue 9): it gets one
+    /// when the far end has connected, or refused.
+    var socksReplyPending = false
 
     init(id: StreamID, openedAt: LinkTime, peerDescription: String) {
         self.id = id

@@ -32,6 +32,10 @@ public struct ForwarderConfiguration: Sendable {
     public var allowRules: [AllowRule]
     /// Listen on other than a loopback address when the far end asks (-R with a bind address).
     public var gatewayPorts: Bool
+    /// What a SOCKS5 client of a -D listener must give (RFC 1929); nil: no authentication.
+    public var socksCredentials: SOCKS5Negotiation.Credentials? = nil
+    /// A SOCKS5 client that has not named its target by then is dropped.
+    public var socksHandshakeTimeoutSeconds: Double = 10
     /// Path of the serial device, e.g. /dev/ttyUSB0.
     public var devicePath: String
     public var serial: SerialSettings

@@ -21,8 +21,12 @@ struct Listener {
 }
 
 extension LinkRuntime {
-    /// Binds a listener whose every connection becomes a stream to `target`.
-    func listen(on address: Endpoint, target: String) -> EventLoopFuture<Listener> {
+    /// Binds a listener whose every connection becomes a stream to `target`, or (`socks`) first
+    /// runs a SOCKS5 handshake that names the target.
+    func listen(on address: Endpoint, target: String, socks: Bool = false) -> EventLoopFuture<Listener> {
+        let credentials = configuration.socksCredentials
+        let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.socksHandshakeTimeoutSeconds * 1e9))
+        return
         ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -32,8 +36,13 @@ extension LinkRuntime {
             .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        StreamChannelHandler(runtime: self, connection: nil, target: target))
+                    if socks {
+                        try channel.pipeline.syncOperations.addHandler(
+                            SOCKS5ServerHandler(runtime: self, credentials: credentials, handshakeTimeout: handshakeTimeout))
+                    } else {
+                        try channel.pipeline.syncOperations.addHandler(
+                            StreamChannelHandler(runtime: self, connection: nil, target: target))
+                    }
                 }
             }
             .bind(host: address.host, port: address.port)
@@ -50,12 +59,14 @@ extension LinkRuntime {
         let wanted = configuration.localListeners.compactMap { forward -> (Forward, String)? in
             switch forward {
             case .local(_, let target): return (forward, target?.description ?? "")
-            case .dynamic, .remote: return nil  // SOCKS is not served yet; -R is the far end's
+            case .dynamic: return (forward, "")
+            case .remote: return nil  // the far end listens for these
             }
         }
         guard !wanted.isEmpty else { return loop.makeSucceededFuture(nil) }
         let attempts = wanted.map { forward, target in
-            listen(on: forward.listen, target: target).map { Result<Listener, Error>.success($0) }
+            let socks = if case .dynamic = forward { true } else { false }
+            return listen(on: forward.listen, target: target, socks: socks).map { Result<Listener, Error>.success($0) }
                 .recover { Result<Listener, Error>.failure($0) }
                 .map { (forward, $0) }
         }

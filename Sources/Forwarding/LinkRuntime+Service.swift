@@ -93,6 +93,7 @@ extension LinkRuntime {
             streamOpened(id, target: target)
         case .openAccepted(let id):
             logger.debug("stream \(id) accepted by the peer")
+            openAccepted(id)
         case .openRefused(let id, let reason):
             openRefused(id, reason: reason)
         case .received(let id, let bytes):

@@ -108,7 +108,8 @@ extension LinkRuntime {
             return
         }
         handler.pauseReading()
-        let accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target)
+        var accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target)
+        accepted.socks = handler.socks
         connectionsTotal += 1
         if link.isEstablished {
             openStream(for: accepted)
@@ -135,6 +136,7 @@ extension LinkRuntime {
         }
         let connection = Connection(id: id, openedAt: accepted.acceptedAt, peerDescription: accepted.peerDescription)
         connection.socket = .active(channel, accepted.handler)
+        connection.socksReplyPending = accepted.socks
         register(connection)
         logger.info("stream \(id): connection from \(accepted.peerDescription)")
         accepted.handler.attach(connection)
@@ -293,11 +295,40 @@ extension LinkRuntime {
     func openRefused(_ id: StreamID, reason: OpenRefusal) {
         guard let connection = streams[id] else { return }
         connection.closeReason = "refused by the peer: \(reason)"
-        logRepeatable("refused:\(reason)",
-                      "stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); the client is reset")
         streamEnded(connection)
-        if let channel = connection.channel { abort(channel) }
+        if connection.socksReplyPending, let channel = connection.channel {
+            // A SOCKS client is told why in its reply, then the connection closes (RFC 1928 §6).
+            connection.socksReplyPending = false
+            let code = SOCKS5Negotiation.replyCode(for: reason)
+            logRepeatable("refused:\(reason)", """
+                SOCKS stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); \
+                replied \(code) to the client
+                """)
+            channel.writeAndFlush(channel.allocator.buffer(bytes: SOCKS5Negotiation.reply(code))).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        } else {
+            logRepeatable("refused:\(reason)",
+                          "stream \(id) from \(connection.peerDescription): the peer refused it (\(reason)); the client is reset")
+            if let channel = connection.channel { abort(channel) }
+        }
         releaseIfDone(connection)
+    }
+
+    /// The far end connected a stream of ours: a SOCKS client gets its success reply now.
+    func openAccepted(_ id: StreamID) {
+        guard let connection = streams[id], connection.socksReplyPending, let channel = connection.channel else { return }
+        connection.socksReplyPending = false
+        channel.write(channel.allocator.buffer(bytes: SOCKS5Negotiation.reply(.succeeded)), promise: nil)
+        if !connection.needsFlush {
+            connection.needsFlush = true
+            socketsToFlush.append(connection)
+        }
+    }
+
+    /// A SOCKS client that gave up or broke the protocol before naming a target.
+    func socksFailed(peer: String, reason: String) {
+        logRepeatable("socks:\(reason)", "SOCKS client \(peer) dropped: \(reason)")
     }
 
     func streamReset(_ id: StreamID, reason: ResetReason) {

@@ -27,11 +27,14 @@ final class StreamChannelHandler: ChannelDuplexHandler {
     private var inputEndedEarly = false
     /// For an accepted connection: what its stream's OPEN names (empty: the far end's default).
     let target: String
+    /// A SOCKS5 client waits for its reply: sent once the far end has connected.
+    let socks: Bool
 
-    init(runtime: LinkRuntime, connection: Connection?, target: String = "") {
+    init(runtime: LinkRuntime, connection: Connection?, target: String = "", socks: Bool = false) {
         self.runtime = runtime
         self.connection = connection
         self.target = target
+        self.socks = socks
     }
 
     /// Gives the socket its connection, and hands over what arrived before.

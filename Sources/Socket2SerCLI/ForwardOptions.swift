@@ -33,6 +33,12 @@ struct ForwardOptions: ParsableArguments {
             transform: ForwardOptions.rule)
     var allow: [AllowRule] = []
 
+    @Option(name: .customLong("socks-timeout"),
+            help: ArgumentHelp("Seconds a SOCKS client of -D has to name its target before it is dropped (default 10).",
+                               valueName: "seconds"),
+            transform: ForwardOptions.socksTimeout)
+    var socksTimeout: Double = 10
+
     @Flag(name: .customLong("gateway-ports"),
           help: "Listen on other than loopback addresses when the far end's -R asks for them.")
     var gatewayPorts = false
@@ -50,6 +56,18 @@ struct ForwardOptions: ParsableArguments {
 
     static func dynamic(_ text: String) throws -> Forward {
         do { return try ForwardSpec.dynamic(text) } catch { throw CommandLineError(error.description) }
+    }
+
+    static func socksTimeout(_ text: String) throws -> Double {
+        guard let value = Double(text), value.isFinite, value > 0, value <= 3_600 else {
+            throw CommandLineError("the SOCKS timeout is a number of seconds above 0 and at most 3600")
+        }
+        return value
+    }
+
+    /// Puts these options into a configuration.
+    func apply(to configuration: inout ForwarderConfiguration) {
+        configuration.socksHandshakeTimeoutSeconds = socksTimeout
     }
 
     static func rule(_ text: String) throws -> AllowRule {
@@ -77,11 +95,13 @@ struct LinkCommand: AsyncParsableCommand {
     @OptionGroup var link: LinkOptions
 
     func makeConfiguration() throws -> ForwarderConfiguration {
-        ForwarderConfiguration(
+        var configuration = ForwarderConfiguration(
             form: .link, forwards: forwardOptions.forwards, allowRules: forwardOptions.allow,
             gatewayPorts: forwardOptions.gatewayPorts, devicePath: link.com, serial: try link.serialSettings(),
             maxStreams: link.maxStreams, verbosity: link.debug, gracePeriodSeconds: link.grace,
             linkWaitSeconds: link.linkWait, unpaced: link.unpaced)
+        forwardOptions.apply(to: &configuration)
+        return configuration
     }
 
     func run() async throws {

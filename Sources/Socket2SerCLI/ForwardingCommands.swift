@@ -37,7 +37,7 @@ struct ServerCommand: AsyncParsableCommand {
     /// Everything the runtime needs, from the parsed flags. Cannot fail once `validate()` passed,
     /// but stays `throws` so tests can call it on a command that was built by hand.
     func makeConfiguration() throws -> ForwarderConfiguration {
-        ForwarderConfiguration(
+        var configuration = ForwarderConfiguration(
             form: .server, forwards: forwardOptions.forwards, defaultTarget: Endpoint(host: ip, port: port),
             allowRules: forwardOptions.allow, gatewayPorts: forwardOptions.gatewayPorts,
             devicePath: link.com,
@@ -48,6 +48,8 @@ struct ServerCommand: AsyncParsableCommand {
             linkWaitSeconds: link.linkWait,
             connectTimeoutSeconds: connectTimeout,
             unpaced: link.unpaced)
+        forwardOptions.apply(to: &configuration)
+        return configuration
     }
 
     func run() async throws {
@@ -95,7 +97,7 @@ struct ClientCommand: AsyncParsableCommand {
 
     /// Everything the runtime needs, from the parsed flags.
     func makeConfiguration() throws -> ForwarderConfiguration {
-        ForwarderConfiguration(
+        var configuration = ForwarderConfiguration(
             form: .client,
             forwards: [.local(listen: Endpoint(host: bind, port: port), target: nil)] + forwardOptions.forwards,
             allowRules: forwardOptions.allow, gatewayPorts: forwardOptions.gatewayPorts,
@@ -106,6 +108,8 @@ struct ClientCommand: AsyncParsableCommand {
             gracePeriodSeconds: link.grace,
             linkWaitSeconds: link.linkWait,
             unpaced: link.unpaced)
+        forwardOptions.apply(to: &configuration)
+        return configuration
     }
 
     func run() async throws {

@@ -38,24 +38,30 @@ struct ForwardsTests {
         try e2eWait(what, timeout: .seconds(10)) { E2EClient.accepts(port: port) }
     }
 
-    @Test("link ↔ link: -L from A to a service beside B and -R from A exposing a service beside A, at once, byte for byte")
+    @Test("link ↔ link: -L from A to beside B, -R from A exposing beside A, -D at B to beside A, all at once, byte for byte")
     func bothWaysAtOnce() async throws {
         let besideB = try E2ETarget(.echo)
         defer { besideB.stop() }
         let download = e2eBytes(400_000, seed: 81)
         let besideA = try E2ETarget(.exchange(download: download))
         defer { besideA.stop() }
+        let socksTarget = try E2ETarget(.echo)
+        defer { socksTarget.stop() }
         let localPort = try e2eFreePort()
         let remotePort = try e2eFreePort()
+        let socksPort = try e2eFreePort()
+        let socksData = e2eBytes(200_000, seed: 84)
+        let socksResult = E2EBox<E2EReadResult>()
         let (echo, exchange, uploadAtA, logs) = try await e2eOffload { () -> (E2EReadResult, E2EReadResult, [UInt8], String) in
             let ends = try Ends(
                 a: ["link", "-com", "PATH", "-L", "\(localPort):127.0.0.1:\(besideB.port)",
-                    "-R", "127.0.0.1:\(remotePort):127.0.0.1:\(besideA.port)"],
-                b: ["link", "-com", "PATH", "--allow", "127.0.0.1:\(besideB.port)"])
+                    "-R", "127.0.0.1:\(remotePort):127.0.0.1:\(besideA.port)", "--allow", "localhost:\(socksTarget.port)"],
+                b: ["link", "-com", "PATH", "--allow", "127.0.0.1:\(besideB.port)", "-D", "\(socksPort)"])
             defer { ends.kill() }
             try Self.waitForListener(localPort, "A's -L listener")
             try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(remotePort)")
             try Self.waitForListener(remotePort, "B's listener for A's -R")
+            try Self.waitForListener(socksPort, "B's SOCKS listener")
             let upload = e2eBytes(300_000, seed: 82)
             let echoData = e2eBytes(300_000, seed: 83)
             let exchange = E2EBackground("-R transfer") { () -> E2EReadResult in
@@ -63,10 +69,18 @@ struct ForwardsTests {
                 defer { client.close() }
                 return client.sendWhileReadingToEnd(upload, timeout: 30)
             }
+            let socks = E2EBackground("-D transfer") { () -> Void in
+                let (reply, client) = try E2ESOCKS.connect(port: socksPort,
+                                                           request: E2ESOCKS.request(host: "localhost", port: socksTarget.port))
+                defer { client.close() }
+                guard reply == 0 else { throw E2EFailure("SOCKS reply \(String(describing: reply))") }
+                socksResult.value = client.sendWhileReadingToEnd(socksData, timeout: 30)
+            }
             let client = try E2EClient.connect(port: localPort)
             defer { client.close() }
             let echo = client.sendWhileReadingToEnd(echoData, timeout: 30)
             let exchanged = try exchange.value(timeout: .seconds(35))
+            try socks.value(timeout: .seconds(35))
             try e2eWait("A's target to get the whole upload", timeout: .seconds(10)) {
                 besideA.uploads.contains { $0.count == upload.count }
             }
@@ -80,6 +94,9 @@ struct ForwardsTests {
         #expect(exchange.end == .endOfFile)
         #expect(e2eDifference(exchange.bytes, download) == nil, "-R download: \(logs)")
         #expect(e2eDifference(uploadAtA, e2eBytes(300_000, seed: 82)) == nil, "-R upload")
+        let socks = try #require(socksResult.value)
+        #expect(socks.end == .endOfFile)
+        #expect(e2eDifference(socks.bytes, socksData) == nil, "-D: \(logs)")
     }
 
     @Test("A target the far end does not allow: the client is reset and the far end says how to allow it")
@@ -169,5 +186,98 @@ struct ForwardsTests {
         }
         #expect(viaPort.bytes == Array("to S's target".utf8))
         #expect(viaForward.bytes == E2ETarget.replyAfterEndOfInput(to: Array("to the allowed one".utf8)))
+    }
+
+    // MARK: SOCKS5 (-D)
+
+    @Test("SOCKS5: the real curl --socks5-hostname fetches a page from beside the far end")
+    func curlThroughSOCKS() async throws {
+        let page = Array("<html><body>a board's web page</body></html>\n".utf8) + e2eBytes(50_000, seed: 91).map { 0x41 + $0 % 26 }
+        let web = try E2ETarget(.http(body: page))
+        defer { web.stop() }
+        let socksPort = try e2eFreePort()
+        let (output, status, errors) = try await e2eOffload { () -> (Data, Int32, String) in
+            let ends = try Ends(a: ["link", "-com", "PATH", "--allow", "localhost:\(web.port)"],
+                                b: ["link", "-com", "PATH", "-D", "\(socksPort)"])
+            defer { ends.kill() }
+            try Self.waitForListener(socksPort, "B's SOCKS listener")
+            let curl = Process()
+            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            curl.arguments = ["curl", "--silent", "--show-error", "--max-time", "20",
+                              "--socks5-hostname", "127.0.0.1:\(socksPort)", "http://localhost:\(web.port)/index.html"]
+            let output = Pipe()
+            let errors = Pipe()
+            curl.standardOutput = output
+            curl.standardError = errors
+            curl.standardInput = FileHandle.nullDevice
+            try curl.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            curl.waitUntilExit()
+            _ = ends.stop()
+            return (data, curl.terminationStatus, errorText + ends.logs)
+        }
+        #expect(status == 0, "curl: \(errors)")
+        #expect(Array(output) == page, "\(output.count) of \(page.count) B")
+    }
+
+    @Test("SOCKS5 by hand: a name, IPv6, a target not allowed (0x02), a closed port (0x05), BIND (0x07), SOCKS4, a stalled client")
+    func socksByHand() async throws {
+        let echo = try E2ETarget(.echo)
+        defer { echo.stop() }
+        let closedPort = try e2eFreePort()
+        let socksPort = try e2eFreePort()
+        struct Outcome: Sendable {
+            var name: UInt8?
+            var nameEcho: [UInt8]
+            var ipv6: UInt8?
+            var notAllowed: UInt8?
+            var closed: UInt8?
+            var bind: UInt8?
+            var socks4: E2EEnd
+            var stalled: E2EEnd
+            var stalledAfter: Duration
+            var log: String
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let ends = try Ends(
+                a: ["link", "-com", "PATH", "--allow", "localhost:\(echo.port)", "--allow", "localhost:\(closedPort)",
+                    "--allow", "[::1]:*"],
+                b: ["link", "-com", "PATH", "-D", "\(socksPort)", "--socks-timeout", "1"])
+            defer { ends.kill() }
+            try Self.waitForListener(socksPort, "B's SOCKS listener")
+
+            let (name, client) = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: echo.port))
+            try client.send(Array("through socks".utf8))
+            client.shutdownWrite()
+            let nameEcho = client.readToEnd(timeout: 10).bytes
+            client.close()
+            // ::1 on a port nobody listens on: the address crosses the line intact and is tried.
+            let loopback6 = [UInt8](repeating: 0, count: 15) + [1]
+            let ipv6 = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(ipv6: loopback6, port: closedPort)).reply
+            let notAllowed = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: 9)).reply
+            let closed = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: closedPort)).reply
+            let bind = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: echo.port, command: 2)).reply
+            let socks4Client = try E2EClient.connect(port: socksPort)
+            try socks4Client.send([4, 1, 0, 80, 127, 0, 0, 1, 0])
+            let socks4 = socks4Client.readToEnd(timeout: 5).end
+            let stalledClient = try E2EClient.connect(port: socksPort)
+            let started = ContinuousClock.now
+            let stalled = stalledClient.readToEnd(timeout: 10)
+            _ = ends.stop()
+            return Outcome(name: name, nameEcho: nameEcho, ipv6: ipv6, notAllowed: notAllowed, closed: closed, bind: bind,
+                           socks4: socks4, stalled: stalled.end, stalledAfter: stalled.endedAt - started, log: ends.logs)
+        }
+        #expect(outcome.name == 0, "\(outcome.log)")
+        #expect(outcome.nameEcho == Array("through socks".utf8))
+        #expect(outcome.ipv6 == 5 || outcome.ipv6 == 4, "IPv6 reply \(String(describing: outcome.ipv6))")
+        #expect(outcome.notAllowed == 2)
+        #expect(outcome.closed == 5)
+        #expect(outcome.bind == 7)
+        #expect(outcome.socks4.isClosed && outcome.socks4 != .timedOut)
+        #expect(outcome.stalled.isClosed, "a client that never sends a request is dropped")
+        #expect(outcome.stalledAfter >= .milliseconds(900) && outcome.stalledAfter < .seconds(4),
+                "dropped after \(outcome.stalledAfter.e2eMilliseconds)")
+        #expect(outcome.log.contains("SOCKS client 127.0.0.1:"), "\(outcome.log)")
     }
 }

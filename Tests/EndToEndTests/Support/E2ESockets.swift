@@ -262,6 +262,8 @@ final class E2ETarget: @unchecked Sendable {
         /// Sends `download` while reading the client's upload, at the same time; every complete
         /// upload is kept in `uploads`.
         case exchange(download: [UInt8])
+        /// A minimal HTTP/1.0 server: reads a request's head, answers 200 with `body`, closes.
+        case http(body: [UInt8])
     }
 
     static let floodRequest = Array("FLOOD\n".utf8)
@@ -399,6 +401,16 @@ final class E2ETarget: @unchecked Sendable {
             } else {
                 echo(fd, prefix: first, buffer: &buffer)
             }
+        case .http(let body):
+            var request: [UInt8] = []
+            while !request.e2eContains(Array("\r\n\r\n".utf8)) && request.count < 65_536 {
+                let n = readSome(fd, &buffer, max: buffer.count)
+                if n <= 0 { return }
+                request += buffer[0..<n]
+            }
+            let head = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+            if writeAll(fd, (Array(head.utf8) + body)[...]) { shutdown(fd, Int32(SHUT_WR)) }
+            drainUntilClosed(fd, &buffer)
         case .exchange(let download):
             let sent = DispatchSemaphore(value: 0)
             let writer = Thread {
@@ -472,4 +484,39 @@ func e2eSocketQueues(localPort: Int, remotePort: Int) -> (send: Int, receive: In
         return (send, receive)
     }
     return nil
+}
+
+extension Array where Element == UInt8 {
+    /// Whether `needle` occurs anywhere in the bytes.
+    func e2eContains(_ needle: [UInt8]) -> Bool {
+        guard needle.count <= count else { return false }
+        return (0...(count - needle.count)).contains { self[$0..<($0 + needle.count)].elementsEqual(needle) }
+    }
+}
+
+// MARK: - SOCKS5 client
+
+/// A SOCKS5 CONNECT made by hand, for the requests curl would never send. Blocking.
+enum E2ESOCKS {
+    /// Greets without authentication, sends `request` (VER CMD RSV ATYP ADDR PORT) and returns
+    /// the reply code, or nil if the proxy closed the connection without one.
+    static func connect(port: Int, request: [UInt8], timeout: Double = 10) throws -> (reply: UInt8?, client: E2EClient) {
+        let client = try E2EClient.connect(port: port)
+        try client.send([5, 1, 0])
+        let method = client.readToEnd(timeout: timeout, limit: 2)
+        guard method.bytes == [5, 0] else { return (nil, client) }
+        try client.send(request)
+        let reply = client.readToEnd(timeout: timeout, limit: 10)
+        return (reply.bytes.count == 10 ? reply.bytes[1] : nil, client)
+    }
+
+    /// A CONNECT request for a host name.
+    static func request(host: String, port: Int, command: UInt8 = 1) -> [UInt8] {
+        [5, command, 0, 3, UInt8(host.utf8.count)] + Array(host.utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)]
+    }
+
+    /// A CONNECT request for an IPv6 address given as 16 bytes.
+    static func request(ipv6: [UInt8], port: Int) -> [UInt8] {
+        [5, 1, 0, 4] + ipv6 + [UInt8(port >> 8), UInt8(port & 0xFF)]
+    }
 }
