@@ -171,4 +171,48 @@ struct ParsingTests {
         let v6 = try Socket2Ser.configuration(for: ["C", "-port", "80", "-com", "/dev/x", "--bind", "::1", "--unpaced"])
         #expect(v6.startLine(listeningPort: 80) == "C: listening on [::1]:80, forwarding over /dev/x at 115200 8N1 (unpaced)")
     }
+
+    @Test("The README's forwards parse as written")
+    func readmeForwards() throws {
+        let board = try Socket2Ser.configuration(for: [
+            "link", "-com", "/dev/ttyS1", "-baudrate", "921600", "--allow", "localhost:22", "--allow", "localhost:80",
+            "--allow", "192.168.7.0/24:*"])
+        #expect(board.form == .link && board.forwards.isEmpty)
+        #expect(board.allowRules.map(\.description) == ["localhost:22", "localhost:80", "192.168.7.0/24:*"])
+        #expect(board.targetPolicy.verdict(for: Endpoint(host: "192.168.7.20", port: 80)) == .allowed)
+        let laptop = try Socket2Ser.configuration(for: [
+            "link", "-com", "/dev/ttyUSB0", "-baudrate", "921600", "-L", "2222:localhost:22", "-L", "8080:localhost:80",
+            "-D", "1080", "-R", "9000:localhost:8000"])
+        #expect(laptop.forwards.map(\.description) == [
+            "-L 127.0.0.1:2222:localhost:22", "-L 127.0.0.1:8080:localhost:80", "-R 127.0.0.1:9000:localhost:8000",
+            "-D 127.0.0.1:1080"])
+        // -R's target is one this end will connect to; nothing else is.
+        #expect(laptop.targetPolicy.verdict(for: Endpoint(host: "localhost", port: 8000)) == .allowed)
+        #expect(laptop.targetPolicy.verdict(for: Endpoint(host: "localhost", port: 22)) == .denied)
+    }
+
+    @Test("S and C take forwards too, and keep their own meaning")
+    func originalFormsWithForwards() throws {
+        let server = try Socket2Ser.configuration(for: ["S", "-ip", "db", "-port", "5432", "-com", "/dev/x", "--allow", "*:443"])
+        #expect(server.defaultTarget == Endpoint(host: "db", port: 5432))
+        #expect(server.targetPolicy.verdict(for: Endpoint(host: "db", port: 5432)) == .allowed)
+        #expect(server.targetPolicy.verdict(for: Endpoint(host: "example.org", port: 443)) == .allowed)
+        let client = try Socket2Ser.configuration(for: ["C", "-port", "2222", "-com", "/dev/x", "-L", "[::1]:8080:board:80"])
+        #expect(client.forwards.map(\.description) == ["-L 127.0.0.1:2222:(the far end's default target)",
+                                                       "-L [::1]:8080:board:80"])
+    }
+
+    @Test("Bad forwards are refused with the flag and the form",
+          arguments: [(["-L", "2222:localhost"], "-L takes [bind_address:]port:host:hostport"),
+                      (["-R", "x:y:z"], "-R takes"), (["-D", "1:2:3"], "-D takes"),
+                      (["--allow", "10.0.0.0/40:22"], "is not a network"), (["--socks-timeout", "0"], "SOCKS timeout")])
+    func badForwards(arguments: [String], expected: String) {
+        guard case .finish(let outcome) = Socket2Ser.prepare(["link", "-com", "/dev/x"] + arguments) else {
+            Issue.record("\(arguments) was accepted")
+            return
+        }
+        #expect(outcome.exitCode == 2)
+        #expect(outcome.standardError.contains(expected), "\(outcome.standardError)")
+        #expect(outcome.standardError.contains(arguments[0]), "\(outcome.standardError)")
+    }
 }
