@@ -98,6 +98,10 @@ public final class VirtualCable: @unchecked Sendable {
         } catch {
             removeLinks()
             cleanUp()
+            // Every property is set by now, so `deinit` runs even though `init` throws: without
+            // this it would close the same descriptors again, and by then their numbers may
+            // belong to someone else's files.
+            phase = .stopped
             throw error
         }
     }
@@ -160,10 +164,12 @@ public final class VirtualCable: @unchecked Sendable {
         _ = write(stopPipe.write, &byte, 1)
         for finished in threadsFinished { finished.wait() }
         threadsFinished = []
+        // The names go first, as a USB adapter's node goes when it is unplugged: a program that
+        // reopens a link must find nothing, never a pseudo-terminal that reuses the number.
+        removeLinks()
         for fd in [masterA, masterB, slaveA, slaveB, stopPipe.read, stopPipe.write] {
             _ = close(fd)
         }
-        removeLinks()
     }
 
     /// A consistent snapshot of what the cable has done so far.

@@ -161,7 +161,14 @@ import Testing
     }
 
     @Test func readerAndWriterMayCloseAndReopenTheirEnds() throws {
-        try withCable(CableConfiguration(baud: 0)) { cable, a, b in
+        // Its own cable, not `withCable`: the first ends are closed in the middle of the test, and
+        // a second close of a descriptor number could close another test's file.
+        let cable = try VirtualCable(configuration: CableConfiguration(baud: 0))
+        defer { cable.stop() }
+        cable.start()
+        do {
+            let a = try openEnd(cable.pathA)
+            let b = try openEnd(cable.pathB)
             let first = testBytes(1_000, seed: 15)
             #expect(exchange(sends: [(a, first)], readers: [b]) { $0[b].count >= 1_000 }[b] == first)
 

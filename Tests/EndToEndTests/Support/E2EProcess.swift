@@ -60,9 +60,9 @@ final class E2EChild: @unchecked Sendable {
     let output = PipeCollector()
     let errors = PipeCollector()
     private let process = Process()
-    /// Kept for the child's lifetime, so its handles are closed once, by `init`, and not whenever
-    /// they happen to be released.
-    private var inputPipe: Pipe?
+    /// The child's standard input when `input` was given: a file, held open for the child's
+    /// lifetime (a file rather than a pipe, so no handle of ours is closed behind our back).
+    private var inputFile: FileHandle?
     private let lock = NSLock()
     private var exitRecord: Exit?
 
@@ -72,10 +72,13 @@ final class E2EChild: @unchecked Sendable {
         self.arguments = arguments
         process.executableURL = try Socket2SerExecutable.url()
         process.arguments = arguments
-        if input != nil {
-            let pipe = Pipe()
-            inputPipe = pipe
-            process.standardInput = pipe
+        if let input {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-input-\(UUID().uuidString)").path
+            guard FileManager.default.createFile(atPath: path, contents: Data(input)),
+                  let file = FileHandle(forReadingAtPath: path) else { throw E2EFailure("cannot write \(path)") }
+            unlink(path)  // open already; nothing to clean up later
+            inputFile = file
+            process.standardInput = file
         } else {
             process.standardInput = FileHandle.nullDevice
         }
@@ -92,10 +95,6 @@ final class E2EChild: @unchecked Sendable {
             self.lock.withLock { self.exitRecord = record }
         }
         try process.run()
-        if let input, let inputPipe {
-            inputPipe.fileHandleForWriting.write(Data(input))
-            try inputPipe.fileHandleForWriting.close()
-        }
     }
 
     deinit {
