@@ -104,6 +104,15 @@ public final class Forwarder: Sendable {
         }
     }
 
+    /// Takes new forwards and rules while running (a reload); see `LinkRuntime.apply`. The
+    /// line's own settings (device, serial format, limits) must be unchanged: a line whose
+    /// settings change is restarted instead. Returns false if this forwarder is not running.
+    @discardableResult
+    public func update(forwardsAndRules new: ForwarderConfiguration) async -> Bool {
+        guard let runtime = shared.withLock({ $0.runtime }) else { return false }
+        return (try? await runtime.loop.submit { runtime.apply(new) }.get()) != nil
+    }
+
     /// A snapshot of the link and the connections, taken on the event loop.
     public func status() async -> ForwarderStatus {
         let (runtime, last) = shared.withLock { ($0.runtime, $0.lastStatus) }

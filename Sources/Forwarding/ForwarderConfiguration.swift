@@ -6,7 +6,7 @@ import SerialPort
 /// forwards say, asks the far end to listen for its `-R` forwards, and connects the streams the
 /// far end opens only to targets its policy allows (its default target, its own `-R` targets,
 /// its `--allow` rules). The original's S and C are two shorthands for such ends.
-public struct ForwarderConfiguration: Sendable {
+public struct ForwarderConfiguration: Sendable, Equatable {
     /// The original's two forms, kept so their command lines work as written.
     public enum Role: Sendable, Equatable {
         /// "S": sits next to the service; its default target is `targetHost:targetPort`.

@@ -18,12 +18,14 @@ struct Listener {
     let bound: Endpoint
     /// What the OPEN of each of its streams names; empty for the far end's default target.
     let target: String
+    /// This end's forward it serves; nil for one held for the peer's -R.
+    var forward: Forward?
 }
 
 extension LinkRuntime {
     /// Binds a listener whose every connection becomes a stream to `target`, or (`socks`) first
     /// runs a SOCKS5 handshake that names the target.
-    func listen(on address: Endpoint, target: String, socks: Bool = false) -> EventLoopFuture<Listener> {
+    func listen(on address: Endpoint, target: String, socks: Bool = false, forward: Forward? = nil) -> EventLoopFuture<Listener> {
         let credentials = configuration.socksCredentials
         let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.socksHandshakeTimeoutSeconds * 1e9))
         return
@@ -48,7 +50,7 @@ extension LinkRuntime {
             .bind(host: address.host, port: address.port)
             .map { channel in
                 Listener(channel: channel, bound: Endpoint(host: address.host, port: channel.localAddress?.port ?? address.port),
-                         target: target)
+                         target: target, forward: forward)
             }
     }
 
@@ -56,17 +58,12 @@ extension LinkRuntime {
     /// on; only when none could be and the end has nothing else to do is it a startup error.
     /// Succeeds with the first listener's port.
     func startLocalListeners() -> EventLoopFuture<Int?> {
-        let wanted = configuration.localListeners.compactMap { forward -> (Forward, String)? in
-            switch forward {
-            case .local(_, let target): return (forward, target?.description ?? "")
-            case .dynamic: return (forward, "")
-            case .remote: return nil  // the far end listens for these
-            }
-        }
+        let wanted = Self.listenerTargets(configuration.localListeners)
         guard !wanted.isEmpty else { return loop.makeSucceededFuture(nil) }
         let attempts = wanted.map { forward, target in
             let socks = if case .dynamic = forward { true } else { false }
-            return listen(on: forward.listen, target: target, socks: socks).map { Result<Listener, Error>.success($0) }
+            return listen(on: forward.listen, target: target, socks: socks, forward: forward)
+                .map { Result<Listener, Error>.success($0) }
                 .recover { Result<Listener, Error>.failure($0) }
                 .map { (forward, $0) }
         }
@@ -90,13 +87,74 @@ extension LinkRuntime {
             for (forward, failure) in failures { self.logger.warning("\(forward): \(failure)") }
             if self.listeners.count > 1 || self.configuration.form == .link {
                 for listener in self.listeners {
-                    let forward = wanted.first { $0.0.listen.host == listener.bound.host && $0.1 == listener.target }?.0
-                    self.logger.notice("\(forward.map { "\($0)" } ?? "listener"): listening on \(listener.bound)")
+                    self.logger.notice("\(listener.forward.map { "\($0)" } ?? "listener"): listening on \(listener.bound)")
                 }
             }
             self.listeningPort = self.listeners.first?.bound.port
             return self.listeningPort
         }
+    }
+
+    /// The forwards this end listens for, with what their streams' OPEN names.
+    static func listenerTargets(_ forwards: [Forward]) -> [(Forward, String)] {
+        forwards.compactMap { forward -> (Forward, String)? in
+            switch forward {
+            case .local(_, let target): return (forward, target?.description ?? "")
+            case .dynamic: return (forward, "")
+            case .remote: return nil  // the far end listens for these
+            }
+        }
+    }
+
+    /// Takes a new set of forwards and rules (a reload): listeners and -R requests of forwards
+    /// that went away are closed or withdrawn, new ones are set up, and everything unchanged,
+    /// with its streams, is left alone. Streams of a removed forward run to their end.
+    func apply(_ new: ForwarderConfiguration) {
+        let old = configuration
+        configuration = new
+        policy = new.targetPolicy
+        let removed = old.forwards.filter { !new.forwards.contains($0) }
+        let added = new.forwards.filter { !old.forwards.contains($0) }
+        for forward in removed {
+            if case .remote = forward {
+                for (id, requested) in remoteRequests where requested == forward {
+                    try? link.cancelListen(id)
+                    remoteRequests[id] = nil
+                }
+            } else {
+                for listener in listeners where listener.forward == forward { listener.channel.close(promise: nil) }
+                listeners.removeAll { $0.forward == forward }
+            }
+            logger.notice("\(forward): removed")
+        }
+        for (forward, target) in Self.listenerTargets(added) {
+            let socks = if case .dynamic = forward { true } else { false }
+            listen(on: forward.listen, target: target, socks: socks, forward: forward).whenComplete { result in
+                switch result {
+                case .success(let listener):
+                    guard !self.shuttingDown, self.configuration.forwards.contains(forward) else {
+                        listener.channel.close(promise: nil)
+                        return
+                    }
+                    self.listeners.append(listener)
+                    self.logger.notice("\(forward): listening on \(listener.bound)")
+                case .failure(let error):
+                    self.logger.warning("\(forward): cannot listen on \(forward.listen): \(PlainErrors.describe(error))")
+                }
+            }
+        }
+        if link.isEstablished {
+            for forward in added {
+                guard case .remote(let listen, let target) = forward else { continue }
+                do {
+                    let id = try link.requestListen(bind: listen.host, port: UInt16(listen.port), target: target.description)
+                    remoteRequests[id] = forward
+                } catch {
+                    logger.warning("\(forward): cannot ask the far end to listen: \(error)")
+                }
+            }
+        }
+        scheduleService()
     }
 
     func closeListeners() {

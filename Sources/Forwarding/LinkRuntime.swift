@@ -17,7 +17,8 @@ import SerialPort
 /// closures NIO requires to be `@Sendable` (future callbacks, scheduled tasks, channel
 /// initialisers) may capture it; every such closure runs on `loop`.
 final class LinkRuntime: @unchecked Sendable {
-    let configuration: ForwarderConfiguration
+    /// Replaced only by `apply(_:)` (a reload), which keeps the line's settings.
+    var configuration: ForwarderConfiguration
     let logger: Logger
     let loop: EventLoop
     var link: Link
@@ -74,7 +75,7 @@ final class LinkRuntime: @unchecked Sendable {
     /// This end's -R requests of the current session, by request number.
     var remoteRequests: [ListenID: Forward] = [:]
     /// What the streams the peer opens may connect to.
-    let policy: TargetPolicy
+    var policy: TargetPolicy
 
     // MARK: Waiting for the link (LinkRuntime+LinkStatus.swift)
     /// Connections accepted while the link was not up, oldest first, with when they give up.

@@ -23,7 +23,7 @@ public struct Socket2Ser: AsyncParsableCommand {
               socket2ser C -port 2222 -com /dev/ttyUSB0    (next to the users)
             then connect to 127.0.0.1:2222 as many times as you like.
             """,
-        subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, ConnectCommand.self,
+        subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, RunCommand.self, ConnectCommand.self,
                       CableCommand.self, DemoCommand.self, BenchCommand.self])
 
     public init() {}
@@ -261,7 +261,7 @@ extension Socket2Ser {
         if first.hasPrefix("-") {
             return CommandLineError("missing mode: S or C must be given, e.g. socket2ser S -port 22 -com /dev/ttyUSB0")
         }
-        return CommandLineError("unknown mode '\(first)': expected S, C, link, connect, cable, demo or bench")
+        return CommandLineError("unknown mode '\(first)': expected S, C, link, run, connect, cable, demo or bench")
     }
 
     static func subcommand(named name: String) -> ParsableCommand.Type? {
