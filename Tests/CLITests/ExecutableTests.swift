@@ -146,6 +146,23 @@ struct ExecutableTests {
         withExtendedLifetime(terminal) {}
     }
 
+    @Test("run --config: a bad file is one located line and exit 1; --check on a good one says OK, exit 0")
+    func configFile() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("cfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let bad = folder.appendingPathComponent("bad.yaml").path
+        try "lines:\n  board1:\n    device: /dev/ttyUSB0\n    parity: mark\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let refused = try Socket2SerProcess.run(["run", "--config", bad])
+        #expect(refused.exitCode == 1)
+        #expect(refused.errorLines == ["socket2ser: \(bad):4: line 'board1': 'parity': parity is none, even or odd"],
+                "\(refused.standardError)")
+        let good = folder.appendingPathComponent("good.yaml").path
+        try "lines:\n  board1:\n    device: /dev/ttyUSB0\n    local: 2222:localhost:22\n".write(toFile: good, atomically: true, encoding: .utf8)
+        let checked = try Socket2SerProcess.run(["run", "--config", good, "--check"])
+        #expect(checked.exitCode == 0, "\(checked.standardError)")
+        #expect(checked.standardOutput == "\(good): OK: 1 line(s): board1 (/dev/ttyUSB0, 1 forward(s))\n")
+    }
+
     @Test("--help describes -d 3 as a hex trace, and bench --help names the release build")
     func helpTexts() throws {
         // Help is wrapped to the terminal's width: compare with the line breaks folded.

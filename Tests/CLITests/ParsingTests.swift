@@ -215,4 +215,44 @@ struct ParsingTests {
         #expect(outcome.standardError.contains(expected), "\(outcome.standardError)")
         #expect(outcome.standardError.contains(arguments[0]), "\(outcome.standardError)")
     }
+
+    @Test("docs/examples/socket2ser.yaml is a valid config, read as docs/config.md says")
+    func exampleConfig() throws {
+        let path = #filePath.replacingOccurrences(of: "Tests/CLITests/ParsingTests.swift",
+                                                  with: "docs/examples/socket2ser.yaml")
+        let file = try ConfigFile.load(path: path)
+        #expect(file.lines.map(\.name) == ["board1", "plc", "radio"])
+        let board = file.lines[0].configuration
+        #expect(board.form == .link && board.serial.baudRate == 921_600)
+        #expect(board.forwards.map(\.description) == [
+            "-L 127.0.0.1:2222:localhost:22", "-L 127.0.0.1:8080:localhost:80", "-R 127.0.0.1:3142:localhost:3142",
+            "-D 127.0.0.1:1080"])
+        let plc = file.lines[1].configuration
+        #expect(plc.form == .server && plc.defaultTarget == Endpoint(host: "10.0.0.5", port: 502))
+        #expect(plc.serial.parity == .even && plc.gracePeriodSeconds == 60)
+        let radio = file.lines[2].configuration
+        #expect(radio.form == .client && radio.role == .client(bindHost: "127.0.0.1", port: 5760))
+        #expect(radio.linkWaitSeconds == 30)
+    }
+
+    @Test("Config mistakes are one located line each", arguments: [
+        ("lines:\n  a:\n    device: /dev/x\n    bauds: 1\n", "f.yaml:4: line 'a': unknown key 'bauds' (did you mean 'baud'?)"),
+        ("lines:\n  a:\n    device: /dev/x\n    baud: fast\n", "f.yaml:4: line 'a': 'baud': a baud rate is a whole number from 50 to 20000000"),
+        ("lines:\n  a:\n    baud: 9600\n", "f.yaml:3: line 'a': no 'device' (the serial device, e.g. /dev/ttyUSB0)"),
+        ("lines:\n  a: {device: /dev/x}\n  b: {device: /dev/x}\n", "f.yaml:3: line 'b' uses /dev/x, as line 'a' does"),
+        ("line:\n  a: {device: /dev/x}\n", "f.yaml:1: unknown key 'line' (did you mean 'lines'?)"),
+        ("lines:\n  a:\n    device: /dev/x\n    allow: [ok:22, bad]\n", "f.yaml:4: line 'a': 'allow': 'bad': an --allow rule is"),
+        ("lines:\n  a:\n    device: /dev/x\n    socks-username: me\n", "f.yaml:4: line 'a': give both 'socks-username' and 'socks-password-file', or neither"),
+        ("lines: [\n", "f.yaml:2: not valid YAML"),
+        ("", "f.yaml: expected a mapping with the key 'lines'"),
+    ])
+    func configErrors(text: String, expected: String) {
+        #expect(throws: ConfigError.self) { try ConfigFile.parse(text, path: "f.yaml") }
+        do {
+            _ = try ConfigFile.parse(text, path: "f.yaml")
+        } catch {
+            #expect(error.description.hasPrefix(expected), "\(error)")
+            #expect(!error.description.contains("\n"))
+        }
+    }
 }
