@@ -53,12 +53,14 @@ struct EchoOutcome: Sendable {
 enum BenchClient {
     /// Connects, asks the target for a transfer, uploads `up` bytes while downloading `down`,
     /// checks both, and closes. Blocks until done, failed, or `deadline` (monotonic ns).
+    /// With `socks`, `port` is a SOCKS5 proxy (-D) and the connection asks it for the target.
     static func transfer(port: Int, target: BenchTarget, id: UInt32, up: Int, down: Int,
-                         ioTimeout: Double, deadline: UInt64) -> TransferOutcome {
+                         ioTimeout: Double, deadline: UInt64, socks: Bool = false) -> TransferOutcome {
         var outcome = TransferOutcome(id: id)
         let fd: Int32
         do {
-            fd = try BenchSocket.connect(port: port, timeout: ioTimeout)
+            fd = socks ? try BenchSocket.connect(port: port, timeout: ioTimeout, throughSOCKSTo: target.port)
+                : try BenchSocket.connect(port: port, timeout: ioTimeout)
             try BenchSocket.writeAll(fd, BenchRequest(mode: .transfer, id: id, up: UInt32(up), down: UInt32(down)).bytes)
         } catch let error as BenchError {
             outcome.error = "\(error)"
@@ -204,11 +206,12 @@ enum BenchClient {
 
     /// One short echo connection: connect, send `size` bytes (the mode byte first), read them
     /// back, close. Returns nil on success, or the reason it failed (with whether C refused it).
-    static func shortEcho(port: Int, size: Int, salt: UInt32, ioTimeout: Double,
+    static func shortEcho(port: Int, size: Int, salt: UInt32, ioTimeout: Double, socksTarget: Int? = nil,
                           beforeClose: () -> Void = {}) -> (error: String, refused: Bool)? {
         let fd: Int32
         do {
-            fd = try BenchSocket.connect(port: port, timeout: ioTimeout)
+            fd = try socksTarget.map { try BenchSocket.connect(port: port, timeout: ioTimeout, throughSOCKSTo: $0) }
+                ?? BenchSocket.connect(port: port, timeout: ioTimeout)
         } catch let error as BenchError {
             return ("\(error)", error.code == ECONNREFUSED)
         } catch {

@@ -189,18 +189,19 @@ final class BenchRig: @unchecked Sendable {
     }
 
     /// Starts S and C with the line rate they should assume, and waits until an echo goes through.
-    func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = []) throws {
+    func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = [],
+                         serverExtra: [String] = [], clientExtra: [String] = []) throws {
         clientPort = try BenchSocket.freePort()
         var extra = extra
         if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
         server = try BenchChild(
             name: "S", executable: settings.executable,
             arguments: ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
-                        "--baudrate", "\(forwarderBaud)"] + extra,
+                        "--baudrate", "\(forwarderBaud)"] + extra + serverExtra,
             logPath: "\(logDirectory)/\(name)-S.log", captureOutput: false)
         client = try BenchChild(
             name: "C", executable: settings.executable,
-            arguments: ["C", "-port", "\(clientPort)", "-com", pathB, "--baudrate", "\(forwarderBaud)"] + extra,
+            arguments: ["C", "-port", "\(clientPort)", "-com", pathB, "--baudrate", "\(forwarderBaud)"] + extra + clientExtra,
             logPath: "\(logDirectory)/\(name)-C.log", captureOutput: false)
         try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
     }

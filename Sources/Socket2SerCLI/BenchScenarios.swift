@@ -31,6 +31,10 @@ extension BenchScenario {
         BenchScenario(name: "outage", summary: "a 3 s outage in the middle of a download", run: outage),
         BenchScenario(name: "unpaced", summary: "unpaced cable: socket2ser against a raw copy", run: unpaced),
         BenchScenario(name: "idle-memory", summary: "resident memory of each idle end", run: idleMemory),
+        BenchScenario(name: "forward-L", summary: "bulk each way through a -L forward of C", run: { try forwardBulk($0, kind: "-L") }),
+        BenchScenario(name: "forward-R", summary: "bulk each way through a -R forward of S", run: { try forwardBulk($0, kind: "-R") }),
+        BenchScenario(name: "forward-D", summary: "bulk each way through a SOCKS5 proxy (-D) of C", run: { try forwardBulk($0, kind: "-D") }),
+        BenchScenario(name: "socks-churn", summary: "200 short echo connections through -D, 20 in parallel", run: socksChurn),
     ]
 
     static var names: [String] { all.map(\.name) }
@@ -689,4 +693,86 @@ private func idleMemory(_ run: BenchRun) throws {
     run.details["cPeakRSSKiB"] = Double(client.peakRSSKiB)
     run.details["sRSSAnonKiB"] = Double(server.rssAnonKiB)
     run.details["sRSSFileKiB"] = Double(server.rssFileKiB)
+}
+
+// MARK: - Forwards (-L, -R, -D)
+
+/// Starts S and C with one extra forward of `kind` to the target and returns the port a client
+/// uses for it, once it carries an echo.
+private func forwardRig(_ run: BenchRun, kind: String) throws -> (rig: BenchRig, port: Int, socks: Bool) {
+    let rig = try run.rig(startForwarders: false)
+    let port = try BenchSocket.freePort()
+    let target = rig.target.port
+    switch kind {
+    case "-L":
+        try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
+                                clientExtra: ["-L", "\(port):127.0.0.1:\(target)"])
+    case "-R":
+        try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
+                                serverExtra: ["-R", "127.0.0.1:\(port):127.0.0.1:\(target)"])
+    default:
+        try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
+                                clientExtra: ["-D", "\(port)"])
+    }
+    let socks = kind == "-D"
+    let deadline = BenchClock.deadline(after: 30)
+    var ready = false
+    while !ready && BenchClock.now() < deadline {
+        ready = BenchClient.shortEcho(port: port, size: 1, salt: 9, ioTimeout: 3, socksTarget: socks ? target : nil) == nil
+        if !ready { BenchClock.sleep(seconds: 0.05) }
+    }
+    guard ready else { throw BenchError("the \(kind) forward did not carry an echo within 30 s") }
+    return (rig, port, socks)
+}
+
+/// One stream up, then one down, through a forward of `kind`: the figure issue 9 asks of every
+/// kind of forward (≥ 0.99 of the line rate).
+private func forwardBulk(_ run: BenchRun, kind: String) throws {
+    let size = run.settings.size(full: 200 << 10, quick: 16 << 10)
+    let (rig, port, socks) = try forwardRig(run, kind: kind)
+    let deadline = run.settings.deadline(bytes: size, atLeast: 0.25)
+    let up = BenchClient.transfer(port: port, target: rig.target, id: run.newID(), up: size, down: 0,
+                                  ioTimeout: run.settings.ioTimeout, deadline: deadline, socks: socks)
+    let down = BenchClient.transfer(port: port, target: rig.target, id: run.newID(), up: 0, down: size,
+                                    ioTimeout: run.settings.ioTimeout, deadline: run.settings.deadline(bytes: size, atLeast: 0.25),
+                                    socks: socks)
+    run.stopRigs()
+    run.checkIntact("up: bytes intact", up.up, error: up.error)
+    run.checkIntact("down: bytes intact", down.down, error: down.error)
+    run.throughput("up: throughput / line rate", bytesPerSecond: up.up?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.throughput("down: throughput / line rate", bytesPerSecond: down.down?.bytesPerSecond ?? 0, atLeast: 0.99)
+    run.details["bytes"] = Double(size)
+}
+
+/// 200 short echo connections through a SOCKS5 proxy, 20 at a time. Each SOCKS connect costs the
+/// OPEN's round trip and nothing more (the reply waits for OPEN-OK).
+private func socksChurn(_ run: BenchRun) throws {
+    let (rig, port, _) = try forwardRig(run, kind: "-D")
+    let target = rig.target.port
+    let total = 200
+    let next = Locked(0)
+    let ioTimeout = run.settings.ioTimeout
+    let started = BenchClock.now()
+    let results = benchParallel(20, name: "bench socks churn") { _ -> [String] in
+        var failures: [String] = []
+        while true {
+            let index = next.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            if index > total { return failures }
+            if let failure = BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout,
+                                                   socksTarget: target) {
+                failures.append(failure.error)
+            }
+        }
+    }
+    let elapsed = BenchClock.seconds(BenchClock.now() - started)
+    run.stopRigs()
+    let failures = results.flatMap { $0 ?? ["did not run"] }
+    run.check("connections echoed", failures.isEmpty,
+              measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
+              target: "\(total)/\(total)")
+    run.atLeast("connection rate through -D", Double(total - failures.count) / elapsed, limit: 400, unit: "conn/s",
+                format: "%.0f")
 }

@@ -169,6 +169,23 @@ enum BenchSocket {
     /// Connects to 127.0.0.1:`port`. `timeout` bounds the connect (SYN retries when a backlog is
     /// full) and then every later read and write on the socket. TCP_NODELAY is set: the echo
     /// measurements are about the link's latency, not Nagle's.
+    /// Connects to 127.0.0.1:`port`, a SOCKS5 proxy (-D), and asks it for 127.0.0.1:`target`;
+    /// returns once the proxy has replied success, i.e. once the far end has connected.
+    static func connect(port: Int, timeout: Double, throughSOCKSTo target: Int) throws -> Int32 {
+        let fd = try connect(port: port, timeout: timeout)
+        do {
+            try writeAll(fd, [5, 1, 0])
+            guard try readExactly(fd, count: 2) == [5, 0] else { throw BenchError("SOCKS: no method accepted") }
+            try writeAll(fd, [5, 1, 0, 1, 127, 0, 0, 1, UInt8(target >> 8), UInt8(target & 0xFF)])
+            let reply = try readExactly(fd, count: 10)
+            guard reply[1] == 0 else { throw BenchError("SOCKS: reply \(reply[1])", code: ECONNREFUSED) }
+            return fd
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
     static func connect(port: Int, timeout: Double, receiveBuffer: Int32? = nil) throws -> Int32 {
         let fd = try makeSocket()
         setTimeouts(fd, seconds: timeout)
