@@ -143,17 +143,7 @@ extension LinkRuntime {
                 }
             }
         }
-        if link.isEstablished {
-            for forward in added {
-                guard case .remote(let listen, let target) = forward else { continue }
-                do {
-                    let id = try link.requestListen(bind: listen.host, port: UInt16(listen.port), target: target.description)
-                    remoteRequests[id] = forward
-                } catch {
-                    logger.warning("\(forward): cannot ask the far end to listen: \(error)")
-                }
-            }
-        }
+        if link.isEstablished { added.forEach(requestRemoteForward) }
         scheduleService()
     }
 
@@ -172,16 +162,19 @@ extension LinkRuntime {
     /// restart or a lost link: listeners belong to the session, docs/protocol.md §5.6).
     func requestRemoteForwards() {
         remoteRequests.removeAll()
-        for forward in configuration.forwards {
-            guard case .remote(let listen, let target) = forward else { continue }
-            do {
-                let id = try link.requestListen(bind: listen.host, port: UInt16(listen.port), target: target.description)
-                remoteRequests[id] = forward
-            } catch {
-                logger.warning("\(forward): cannot ask the far end to listen: \(error)")
-            }
-        }
+        configuration.forwards.forEach(requestRemoteForward)
         if !remoteRequests.isEmpty { scheduleService() }
+    }
+
+    /// Asks the far end to listen for `forward`, if it is a -R.
+    private func requestRemoteForward(_ forward: Forward) {
+        guard case .remote(let listen, let target) = forward else { return }
+        do {
+            let id = try link.requestListen(bind: listen.host, port: UInt16(listen.port), target: target.description)
+            remoteRequests[id] = forward
+        } catch {
+            logger.warning("\(forward): cannot ask the far end to listen: \(error)")
+        }
     }
 
     func remoteForwardAccepted(_ id: ListenID, port: UInt16) {

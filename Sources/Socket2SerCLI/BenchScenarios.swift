@@ -415,37 +415,16 @@ enum BenchLimits {
 private func churn(_ run: BenchRun) throws {
     let rig = try run.rig()
     let total = 200
-    let parallel = 20
-    let next = Locked(0)
     let port = rig.clientPort
     let ioTimeout = run.settings.ioTimeout
-    let durations = Locked<[Double]>([])
-    let started = BenchClock.now()
-    let results = benchParallel(parallel, name: "bench churn") { _ -> [String] in
-        var failures: [String] = []
-        while true {
-            let index = next.withLock { value -> Int in
-                value += 1
-                return value
-            }
-            if index > total { return failures }
-            let began = BenchClock.now()
-            if let failure = BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout) {
-                failures.append(failure.error)
-            } else {
-                let milliseconds = Double(BenchClock.now() - began) / 1e6
-                durations.withLock { $0.append(milliseconds) }
-            }
-        }
+    let (failures, elapsed, times) = churnConnections(total: total, parallel: 20, name: "bench churn") { index in
+        BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout)?.error
     }
-    let elapsed = BenchClock.seconds(BenchClock.now() - started)
     run.stopRigs()
-    let failures = results.flatMap { $0 ?? ["did not run"] }
     run.check("connections echoed", failures.isEmpty,
               measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
               target: "\(total)/\(total)")
     run.atLeast("connection rate", Double(total - failures.count) / elapsed, limit: 380, unit: "conn/s", format: "%.0f")
-    let times = durations.current
     if !times.isEmpty {
         run.info("connect-to-echo time", String(format: "p50 %.1f ms, p99 %.1f ms",
                                                 BenchStatistics.percentile(times, 50), BenchStatistics.percentile(times, 99)))
@@ -750,10 +729,26 @@ private func socksChurn(_ run: BenchRun) throws {
     let (rig, port, _) = try forwardRig(run, kind: "-D")
     let target = rig.target.port
     let total = 200
-    let next = Locked(0)
     let ioTimeout = run.settings.ioTimeout
+    let (failures, elapsed, _) = churnConnections(total: total, parallel: 20, name: "bench socks churn") { index in
+        BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout, socksTarget: target)?.error
+    }
+    run.stopRigs()
+    run.check("connections echoed", failures.isEmpty,
+              measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
+              target: "\(total)/\(total)")
+    run.atLeast("connection rate through -D", Double(total - failures.count) / elapsed, limit: 400, unit: "conn/s",
+                format: "%.0f")
+}
+
+/// Runs `total` short connections, `parallel` at a time; `connect(index)` returns nil on success
+/// or why it failed. Returns the failures, the seconds it took, and each success's milliseconds.
+private func churnConnections(total: Int, parallel: Int, name: String,
+                              _ connect: @escaping @Sendable (Int) -> String?) -> ([String], Double, [Double]) {
+    let next = Locked(0)
+    let durations = Locked<[Double]>([])
     let started = BenchClock.now()
-    let results = benchParallel(20, name: "bench socks churn") { _ -> [String] in
+    let results = benchParallel(parallel, name: name) { _ -> [String] in
         var failures: [String] = []
         while true {
             let index = next.withLock { value -> Int in
@@ -761,18 +756,15 @@ private func socksChurn(_ run: BenchRun) throws {
                 return value
             }
             if index > total { return failures }
-            if let failure = BenchClient.shortEcho(port: port, size: 4, salt: UInt32(index), ioTimeout: ioTimeout,
-                                                   socksTarget: target) {
-                failures.append(failure.error)
+            let began = BenchClock.now()
+            if let failure = connect(index) {
+                failures.append(failure)
+            } else {
+                let milliseconds = Double(BenchClock.now() - began) / 1e6
+                durations.withLock { $0.append(milliseconds) }
             }
         }
     }
     let elapsed = BenchClock.seconds(BenchClock.now() - started)
-    run.stopRigs()
-    let failures = results.flatMap { $0 ?? ["did not run"] }
-    run.check("connections echoed", failures.isEmpty,
-              measured: "\(total - failures.count)/\(total)" + (failures.first.map { " (\($0))" } ?? ""),
-              target: "\(total)/\(total)")
-    run.atLeast("connection rate through -D", Double(total - failures.count) / elapsed, limit: 400, unit: "conn/s",
-                format: "%.0f")
+    return (results.flatMap { $0 ?? ["did not run"] }, elapsed, durations.current)
 }
