@@ -26,8 +26,6 @@ extension LinkRuntime {
     /// Binds a listener whose every connection becomes a stream to `target`, or (`socks`) first
     /// runs a SOCKS5 handshake that names the target.
     func listen(on address: Endpoint, target: String, socks: Bool = false, forward: Forward? = nil) -> EventLoopFuture<Listener> {
-        let credentials = configuration.socksCredentials
-        let handshakeTimeout = TimeAmount.nanoseconds(Int64(configuration.socksHandshakeTimeoutSeconds * 1e9))
         return
         ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -39,8 +37,11 @@ extension LinkRuntime {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if socks {
-                        try channel.pipeline.syncOperations.addHandler(
-                            SOCKS5ServerHandler(runtime: self, credentials: credentials, handshakeTimeout: handshakeTimeout))
+                        // Read for every connection, so that a reload's credentials and timeout
+                        // apply at once, to listeners that did not change as well.
+                        let timeout = TimeAmount.nanoseconds(Int64(self.configuration.socksHandshakeTimeoutSeconds * 1e9))
+                        try channel.pipeline.syncOperations.addHandler(SOCKS5ServerHandler(
+                            runtime: self, credentials: self.configuration.socksCredentials, handshakeTimeout: timeout))
                     } else {
                         try channel.pipeline.syncOperations.addHandler(
                             StreamChannelHandler(runtime: self, connection: nil, target: target))
@@ -114,7 +115,21 @@ extension LinkRuntime {
         configuration = new
         policy = new.targetPolicy
         let removed = old.forwards.filter { !new.forwards.contains($0) }
-        let added = new.forwards.filter { !old.forwards.contains($0) }
+        // New forwards, and unchanged ones that are not working (their port was busy, the far
+        // end refused them): a reload is the user's way to try those again.
+        let added = new.forwards.filter { forward in
+            guard old.forwards.contains(forward) else { return true }
+            if case .remote = forward { return !remoteRequests.values.contains(forward) }
+            return !listeners.contains { $0.forward == forward }
+        }
+        if !new.gatewayPorts {
+            for (id, listener) in peerListeners where !Self.isLoopback(listener.bound.host) {
+                listener.channel.close(promise: nil)
+                peerListeners[id] = nil
+                try? link.refuseListen(id, reason: .notAllowed)
+                logger.notice("stopped listening on \(listener.bound) for the peer (-R): --gateway-ports is off now")
+            }
+        }
         for forward in removed {
             if case .remote = forward {
                 for (id, requested) in remoteRequests where requested == forward {
@@ -210,7 +225,7 @@ extension LinkRuntime {
                     listener.channel.close(promise: nil)  // cancelled, or the session ended meanwhile
                     return
                 }
-                self.peerListeners[id] = listener
+                self.peerListeners.updateValue(listener, forKey: id)?.channel.close(promise: nil)
                 self.logger.notice("listening on \(listener.bound) for the peer (-R): its streams go to \(target)")
             case .failure(let error):
                 let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
@@ -276,12 +291,24 @@ extension LinkRuntime {
             return
         }
         // Resolved off the event loop; then only an address a rule allows is used, so the name
-        // cannot lead anywhere else (and is not resolved a second time).
+        // cannot lead anywhere else (and is not resolved a second time). A few at a time: a peer
+        // opening thousands of streams to names must not tie up every thread of the process.
+        guard lookupsInFlight < Self.maximumLookups else {
+            connection.socket = .gone
+            connection.closeReason = "too many name lookups at once"
+            streamEnded(connection)
+            releaseIfDone(connection)
+            try? link.refuse(id, reason: .unreachable)
+            logRepeatable("lookups", "stream \(id): \(Self.maximumLookups) name lookups are already running; refused")
+            return
+        }
+        lookupsInFlight += 1
         let policy = self.policy
         DispatchQueue.global().async {
             let addresses = Self.resolve(endpoint.host)
             let allowed = policy.allowedAddresses(of: endpoint, among: addresses)
             self.loop.execute {
+                self.lookupsInFlight -= 1
                 guard connection.streamAlive, !self.shuttingDown else {
                     connection.socket = .gone
                     self.releaseIfDone(connection)
@@ -311,6 +338,9 @@ extension LinkRuntime {
             """)
         try? link.refuse(id, reason: .notAllowed)
     }
+
+    /// Name lookups for address rules that may run at once, per line.
+    static let maximumLookups = 16
 
     /// Every address `host` resolves to, in the resolver's order.
     static func resolve(_ host: String) -> [IPAddress] {

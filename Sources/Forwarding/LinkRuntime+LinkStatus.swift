@@ -164,7 +164,11 @@ extension LinkRuntime {
             for waiter in expired {
                 switch waiter {
                 case .unopened(let accepted):
-                    abort(accepted.channel)
+                    if accepted.socks {
+                        replyAndClose(accepted.channel, .networkUnreachable)  // there is no link
+                    } else {
+                        abort(accepted.channel)
+                    }
                     logger.info("connection from \(accepted.peerDescription) reset: waited \(waited) s for the link; \(why)")
                 case .opened(let connection):
                     connection.closeReason = "no link after \(waited) s: \(why)"

@@ -131,7 +131,11 @@ extension LinkRuntime {
             logRepeatable("open:\(error)", """
                 connection from \(accepted.peerDescription) reset at once: \(error) (\(link.streamCount) open)
                 """)
-            abort(channel)
+            if accepted.socks {
+                replyAndClose(channel, .generalFailure)
+            } else {
+                abort(channel)
+            }
             return
         }
         let connection = Connection(id: id, openedAt: accepted.acceptedAt, peerDescription: accepted.peerDescription)
@@ -140,7 +144,9 @@ extension LinkRuntime {
         register(connection)
         logger.info("stream \(id): connection from \(accepted.peerDescription)")
         accepted.handler.attach(connection)
-        accepted.handler.resumeReading()
+        // What arrived early may already fill the stream's buffer: then reading stays paused
+        // until `.writable`, as for any other connection.
+        if connection.pendingToLink == nil { accepted.handler.resumeReading() }
         if linkState != .up { startWaitingForLink(.opened(connection)) }
         scheduleService()
     }
@@ -323,6 +329,13 @@ extension LinkRuntime {
         if !connection.needsFlush {
             connection.needsFlush = true
             socketsToFlush.append(connection)
+        }
+    }
+
+    /// Tells a SOCKS client that waits for its reply why it gets no stream, then closes.
+    func replyAndClose(_ channel: Channel, _ code: SOCKS5Negotiation.ReplyCode) {
+        channel.writeAndFlush(channel.allocator.buffer(bytes: SOCKS5Negotiation.reply(code))).whenComplete { _ in
+            channel.close(promise: nil)
         }
     }
 

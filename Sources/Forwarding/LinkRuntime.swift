@@ -76,6 +76,8 @@ final class LinkRuntime: @unchecked Sendable {
     var remoteRequests: [ListenID: Forward] = [:]
     /// What the streams the peer opens may connect to.
     var policy: TargetPolicy
+    /// Name lookups running for address rules (`LinkRuntime.maximumLookups` at most).
+    var lookupsInFlight = 0
 
     // MARK: Waiting for the link (LinkRuntime+LinkStatus.swift)
     /// Connections accepted while the link was not up, oldest first, with when they give up.
@@ -173,6 +175,9 @@ extension LinkRuntime {
         statisticsTask = nil
         linkWaitTask?.cancel()
         linkWaitTask = nil
+        // Clients that waited for the link without a stream are cut off too: a reset, never a
+        // clean end they could take for an empty reply.
+        for entry in waitingForLink { if case .unopened(let accepted) = entry.waiter { abort(accepted.channel) } }
         waitingForLink = []
         linkUpAnnouncementTask?.cancel()
         linkUpAnnouncementTask = nil

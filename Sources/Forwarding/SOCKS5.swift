@@ -160,6 +160,10 @@ public struct SOCKS5Negotiation: Sendable {
             guard let text = String(validating: name, as: UTF8.self), !text.contains(where: { $0.isWhitespace || $0 == "\0" }) else {
                 return fail(Self.reply(.generalFailure), "the host name is not valid text")
             }
+            // The OPEN that carries it holds "host:port" in 255 bytes.
+            guard text.utf8.count <= Wire.maxTargetLength - 6 else {
+                return fail(Self.reply(.generalFailure), "a host name longer than \(Wire.maxTargetLength - 6) bytes")
+            }
             host = text
         }
         let port = Int(buffer.readInteger(as: UInt16.self) ?? 0)

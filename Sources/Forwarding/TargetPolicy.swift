@@ -116,7 +116,9 @@ public enum AllowRule: Hashable, Sendable, CustomStringConvertible {
         if let address = IPAddress(host) {
             return .network(address, prefix: address.isIPv4 ? 32 : 128, port: port)
         }
-        guard !host.contains(where: { $0.isWhitespace || $0 == "/" }) else { throw ForwardSpecError("'\(text)': \(expected)") }
+        guard !host.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "*" }) else {
+            throw ForwardSpecError("'\(text)': \(expected) (names match as written: no wildcards inside a name)")
+        }
         return .name(host, port: port)
     }
 }

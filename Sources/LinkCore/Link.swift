@@ -23,8 +23,8 @@ public struct Link: Sendable {
     var lastHelloSentAt: LinkTime?
     var reportedVersionMismatch: UInt8?
     var reportedRoleConflict = false
-    /// The half of the stream-ID space this end allocates from, once the handshake decided it
-    /// (§3.4); nil before. Fixed for the whole session.
+    /// The half of the stream-ID space this end allocates from, once a HELLO decided it (§3.4);
+    /// nil before. Settled once the link is established; cleared when the session ends.
     var localUsesOddIDs: Bool?
 
     // MARK: Supervision (§9)

@@ -262,6 +262,9 @@ enum SecretFile {
     static func read(_ path: String) throws -> String {
         var info = stat()
         guard stat(path, &info) == 0 else { throw Problem(description: "\(path): \(PlainErrorsWords.errno())") }
+        guard info.st_uid == geteuid() else {
+            throw Problem(description: "\(path) belongs to another user; it must be this user's own")
+        }
         guard info.st_mode & 0o077 == 0 else {
             throw Problem(description: "\(path) is readable by others (chmod 600 \(path))")
         }

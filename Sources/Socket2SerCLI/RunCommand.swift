@@ -74,8 +74,9 @@ final class LineSupervisor: Sendable {
 
     private let logger: Logger
     private let lines = Mutex<[String: Running]>([:])
-    /// One reload at a time.
-    private let reloading = Mutex(false)
+    /// One reload at a time; a SIGHUP during one makes it run once more when it is done, so
+    /// the last version of the file is always the one in force.
+    private let reloading = Mutex<(busy: Bool, again: Bool)>((false, false))
 
     init(logger: Logger) {
         self.logger = logger
@@ -132,11 +133,30 @@ final class LineSupervisor: Sendable {
 
     /// Reads the file again and applies the difference; a bad file changes nothing.
     func reload(path: String) async {
-        guard reloading.withLock({ busy in
-            defer { busy = true }
-            return !busy
-        }) else { return }
-        defer { reloading.withLock { $0 = false } }
+        let first = reloading.withLock { state -> Bool in
+            guard !state.busy else {
+                state.again = true
+                return false
+            }
+            state.busy = true
+            return true
+        }
+        guard first else { return }
+        while true {
+            await reloadOnce(path: path)
+            let again = reloading.withLock { state -> Bool in
+                if state.again {
+                    state.again = false
+                    return true
+                }
+                state.busy = false
+                return false
+            }
+            if !again { return }
+        }
+    }
+
+    private func reloadOnce(path: String) async {
         let file: ConfigFile
         do {
             file = try ConfigFile.load(path: path)

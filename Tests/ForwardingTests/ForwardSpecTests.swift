@@ -69,7 +69,8 @@ struct TargetPolicyTests {
         #expect(try AllowRule.parse(text).description == canonical)
     }
 
-    @Test("bad rules", arguments: ["", "host", "host:0", "host:http", "10.0.0.0/33:22", "10.0.0/8:22", "a b:22", ":22"])
+    @Test("bad rules", arguments: ["", "host", "host:0", "host:http", "10.0.0.0/33:22", "10.0.0/8:22", "a b:22", ":22",
+                                   "*.example.com:443"])
     func badRules(text: String) {
         #expect(throws: ForwardSpecError.self) { try AllowRule.parse(text) }
     }

@@ -61,6 +61,13 @@ struct SOCKS5Tests {
         #expect(reason.contains("only CONNECT"))
     }
 
+    @Test("a name too long for an OPEN is refused at once, not cut off later")
+    func longName() {
+        let name = String(repeating: "a", count: 250)
+        let result = run([Self.greeting, [5, 1, 0, 3, 250] + Array(name.utf8) + [0, 80]])
+        #expect(result.steps.last == .fail(SOCKS5Negotiation.reply(.generalFailure), reason: "a host name longer than 249 bytes"))
+    }
+
     @Test("an unknown address type gets 0x08")
     func addressType() {
         let result = run([Self.greeting, [5, 1, 0, 9, 1, 2, 3, 4, 0, 80]])
