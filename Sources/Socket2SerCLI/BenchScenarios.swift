@@ -35,6 +35,7 @@ extension BenchScenario {
         BenchScenario(name: "forward-R", summary: "bulk each way through a -R forward of S", run: { try forwardBulk($0, kind: "-R") }),
         BenchScenario(name: "forward-D", summary: "bulk each way through a SOCKS5 proxy (-D) of C", run: { try forwardBulk($0, kind: "-D") }),
         BenchScenario(name: "socks-churn", summary: "200 short echo connections through -D, 20 in parallel", run: socksChurn),
+        BenchScenario(name: "idle-forwards", summary: "line bytes of an idle link, with and without -L, -R and -D", run: idleForwards),
     ]
 
     static var names: [String] { all.map(\.name) }
@@ -767,4 +768,34 @@ private func churnConnections(total: Int, parallel: Int, name: String,
     }
     let elapsed = BenchClock.seconds(BenchClock.now() - started)
     return (results.flatMap { $0 ?? ["did not run"] }, elapsed, durations.current)
+}
+
+/// Line bytes per second of an idle link: a plain S and C, then the same with a -L and a -D at C
+/// and a -R at S. Forwards that carry nothing must cost nothing beyond the keepalive.
+private func idleForwards(_ run: BenchRun) throws {
+    let window = run.settings.quick ? 2.0 : 6.0
+    func idleRate(_ rig: BenchRig) -> Double {
+        BenchClock.sleep(seconds: 1)  // the handshake's PINGs and the readiness echo are done
+        let before = rig.cableBytesCarried
+        let started = BenchClock.now()
+        BenchClock.sleep(seconds: window)
+        return Double(rig.cableBytesCarried - before) / BenchClock.seconds(BenchClock.now() - started)
+    }
+    let plain = try run.rig(label: "idle-plain")
+    let plainRate = idleRate(plain)
+    run.stopRigs()
+
+    let rig = try run.rig(label: "idle-forwards", startForwarders: false)
+    let target = rig.target.port
+    let local = try BenchSocket.freePort(), remote = try BenchSocket.freePort(), socks = try BenchSocket.freePort()
+    try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
+                            serverExtra: ["-R", "127.0.0.1:\(remote):127.0.0.1:\(target)"],
+                            clientExtra: ["-L", "\(local):127.0.0.1:\(target)", "-D", "\(socks)"])
+    try BenchClient.waitUntilReady(port: remote, deadline: BenchClock.deadline(after: 30))
+    let forwardsRate = idleRate(rig)
+    run.stopRigs()
+    run.info("idle line, plain S and C", String(format: "%.1f line B/s (both directions)", plainRate))
+    run.atMost("idle line with -L, -R, -D", forwardsRate, limit: plainRate * 1.1 + 2, unit: "B/s", format: "%.1f")
+    run.details["plainBytesPerSecond"] = plainRate
+    run.details["forwardsBytesPerSecond"] = forwardsRate
 }
