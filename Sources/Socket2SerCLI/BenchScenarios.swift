@@ -36,6 +36,8 @@ extension BenchScenario {
         BenchScenario(name: "forward-D", summary: "bulk each way through a SOCKS5 proxy (-D) of C", run: { try forwardBulk($0, kind: "-D") }),
         BenchScenario(name: "socks-churn", summary: "200 short echo connections through -D, 20 in parallel", run: socksChurn),
         BenchScenario(name: "idle-forwards", summary: "line bytes of an idle link, with and without -L, -R and -D", run: idleForwards),
+        BenchScenario(name: "lines32", summary: "32 lines in one `run` process: idle cost per line, then bulk on all at once",
+                      run: manyLines),
     ]
 
     static var names: [String] { all.map(\.name) }
@@ -798,4 +800,74 @@ private func idleForwards(_ run: BenchRun) throws {
     run.atMost("idle line with -L, -R, -D", forwardsRate, limit: plainRate * 1.1 + 2, unit: "B/s", format: "%.1f")
     run.details["plainBytesPerSecond"] = plainRate
     run.details["forwardsBytesPerSecond"] = forwardsRate
+}
+
+// MARK: - Many lines in one process (`run --config`)
+
+/// 32 lines (4 under `--quick`) over 32 cables, served by one `socket2ser run` process whose
+/// lines are S ends; a C per cable on the other side. Measures the process idle (CPU share and
+/// private memory per line), then one download on every line at once (each line's share of
+/// its line rate).
+private func manyLines(_ run: BenchRun) throws {
+    let count = run.settings.quick ? 4 : 32
+    var rigs: [BenchRig] = []
+    for index in 0..<count { rigs.append(try run.rig(label: "line\(index)", startForwarders: false)) }
+    var yaml = "lines:\n"
+    for (index, rig) in rigs.enumerated() {
+        yaml += "  line\(index):\n    device: \(rig.pathA)\n    baud: \(run.settings.forwarderBaud)\n"
+        yaml += "    target: 127.0.0.1:\(rig.target.port)\n"
+        if run.settings.baud == 0 { yaml += "    unpaced: true\n" }
+    }
+    let configPath = "\(run.settings.logDirectory)/lines\(count).yaml"
+    try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    let server = try BenchChild(name: "run", executable: run.settings.executable, arguments: ["run", "--config", configPath],
+                                logPath: "\(run.settings.logDirectory)/lines-run.log", captureOutput: false)
+    defer { _ = server.terminate() }
+    var clients: [BenchChild] = []
+    defer { for client in clients { _ = client.terminate() } }
+    var ports: [Int] = []
+    for (index, rig) in rigs.enumerated() {
+        let port = try BenchSocket.freePort()
+        ports.append(port)
+        var arguments = ["C", "-port", "\(port)", "-com", rig.pathB, "--baudrate", "\(run.settings.forwarderBaud)"]
+        if run.settings.baud == 0 { arguments.append("--unpaced") }
+        clients.append(try BenchChild(name: "C\(index)", executable: run.settings.executable, arguments: arguments,
+                                      logPath: "\(run.settings.logDirectory)/lines-C\(index).log", captureOutput: false))
+    }
+    for port in ports { try BenchClient.waitUntilReady(port: port, deadline: BenchClock.deadline(after: 60)) }
+
+    // Idle: every line up, nothing to carry.
+    BenchClock.sleep(seconds: 1)
+    let window = run.settings.quick ? 2.0 : 5.0
+    guard let before = server.sample() else { throw BenchError("the run process is gone") }
+    let started = BenchClock.now()
+    BenchClock.sleep(seconds: window)
+    guard let after = server.sample() else { throw BenchError("the run process is gone") }
+    let cpuShare = (after.cpuSeconds - before.cpuSeconds) / BenchClock.seconds(BenchClock.now() - started)
+    run.atMost("idle CPU of the process, \(count) lines", cpuShare * 100, limit: 1, unit: "% of a core", format: "%.2f")
+    run.atMost("private memory per line", ProcessSample.megabytes(after.rssAnonKiB) / Double(count), limit: 1, unit: "MB",
+               format: "%.2f")
+    run.info("process memory", String(format: "anonymous %.1f MB, file-backed %.1f MB",
+                                      ProcessSample.megabytes(after.rssAnonKiB), ProcessSample.megabytes(after.rssFileKiB)))
+
+    // Bulk: one download on every line at once.
+    let size = run.settings.size(full: 64 << 10, quick: 8 << 10)
+    let ids = (0..<count).map { _ in run.newID() }
+    let listening = ports, targets = rigs.map(\.target)
+    let outcomes = benchParallel(count, name: "bench lines") { index in
+        BenchClient.transfer(port: listening[index], target: targets[index], id: ids[index], up: 0, down: size,
+                             ioTimeout: run.settings.ioTimeout, deadline: run.settings.deadline(bytes: size, atLeast: 0.25))
+    }
+    let rates = outcomes.map { $0?.down?.bytesPerSecond ?? 0 }
+    let intact = outcomes.filter { $0?.intact == true }.count
+    run.check("downloads intact", intact == count, measured: "\(intact)/\(count)", target: "\(count)/\(count)")
+    if run.settings.baud > 0 {
+        let shares = rates.map { $0 / run.settings.lineRate }
+        run.atLeast("slowest line's share of its line rate", shares.min() ?? 0, limit: 0.98, unit: "", format: "%.3f")
+        run.info("mean share", String(format: "%.3f", shares.reduce(0, +) / Double(max(1, shares.count))))
+    }
+    run.details["lines"] = Double(count)
+    run.details["idleCPUPercent"] = cpuShare * 100
+    run.details["privateMBPerLine"] = ProcessSample.megabytes(after.rssAnonKiB) / Double(count)
+    run.stopRigs()
 }
