@@ -3,7 +3,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Crypto
 import Foundation
 
 // Plumbing shared by the benchmark: a clock, blocking POSIX sockets, threads that can be joined,
@@ -336,7 +335,7 @@ struct PayloadSender {
     let payload: BenchPayload
     let total: Int
     private(set) var sent = 0
-    private var hasher = SHA256()
+    private var hasher = BenchSHA256()
     private var block: [UInt8] = []
     /// When the first byte was handed to the kernel (monotonic ns), 0 if none yet.
     private(set) var firstSentAt: UInt64 = 0
@@ -364,7 +363,10 @@ struct PayloadSender {
         }
     }
 
-    var digest: [UInt8] { Array(hasher.finalize()) }
+    var digest: [UInt8] {
+        var finished = hasher
+        return finished.finalize()
+    }
 }
 
 /// Checks what arrives against the payload it should be, byte by byte, and hashes it.
@@ -375,7 +377,7 @@ struct PayloadVerifier {
     /// Bytes that differ from what was sent, plus any beyond the expected length.
     private(set) var corrupt = 0
     private(set) var lastReceivedAt: UInt64 = 0
-    private var hasher = SHA256()
+    private var hasher = BenchSHA256()
     private var expected: [UInt8] = []
     private var expectedIndex = -1
 
@@ -417,7 +419,10 @@ struct PayloadVerifier {
         }
     }
 
-    var digest: [UInt8] { Array(hasher.finalize()) }
+    var digest: [UInt8] {
+        var finished = hasher
+        return finished.finalize()
+    }
 }
 
 // MARK: - /proc
