@@ -1,6 +1,7 @@
 import CSerialShim
 import Foundation
 import Testing
+import TestSupport
 @testable import Socket2SerCLI
 
 /// The real executable, run as a subprocess: exit codes and exactly what reaches stderr.
@@ -124,21 +125,9 @@ struct ExecutableTests {
     @Test("A port in use: one plain line, exit 1")
     func portInUse() throws {
         let terminal = try PseudoTerminal()
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(holder) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0 && listen(holder, 1) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
-        }
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let busy = try BusyPort()
+        defer { busy.release() }
+        let port = busy.port
         let result = try Socket2SerProcess.run(["C", "-port", "\(port)", "-com", terminal.devicePath])
         #expect(result.exitCode == 1)
         #expect(result.errorLines == ["socket2ser: cannot listen on 127.0.0.1:\(port): address already in use"],

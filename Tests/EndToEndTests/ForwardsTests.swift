@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Foundation
 import Testing
+import TestSupport
 
 /// Forwards both ways with the real executable over the virtual cable (issue 9): `-L`, `-R` and
 /// `--allow` on `link` ends and on the original's S and C, with traffic in all of them at once.
@@ -125,20 +126,9 @@ struct ForwardsTests {
         let besideA = try E2ETarget(.echo)
         defer { besideA.stop() }
         // A port that is taken at B's side (the same machine here): held by this test.
-        let busy = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(busy) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(busy, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(bound == 0 && listen(busy, 1) == 0)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(busy, $0, &length) }
-        }
-        let busyPort = Int(UInt16(bigEndian: address.sin_port))
+        let busy = try BusyPort()
+        defer { busy.release() }
+        let busyPort = busy.port
         let goodPort = try e2eFreePort()
         let openPort = try e2eFreePort()
         let (echo, logA) = try await e2eOffload { () -> (E2EReadResult, String) in
