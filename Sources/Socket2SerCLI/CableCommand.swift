@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Logging
 import VirtualCable
 
 #if canImport(Glibc)
@@ -91,43 +92,45 @@ struct CableCommand: AsyncParsableCommand {
             writeLine("socket2ser cable: \(error)", to: .standardError)
             throw ExitCode.failure
         }
-        // Ignore the default actions first, so the signals are only seen by the sources below.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let received = await waitForTerminationSignal(whileRunning: cable)
+        // The same signal handling as every other command: armed (registered, not only
+        // requested) before the paths are announced, so that whoever reads them may stop the
+        // cable at once and still get a clean stop. The cable logs nothing of its own.
+        let quiet = Logger(label: "socket2ser cable") { StderrLogHandler(label: $0, logLevel: .warning) }
+        let once = ResumeOnce()
+        let received = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            once.set(continuation)
+            Task {
+                let signals = await ShutdownSignals.install(logger: quiet) { number in once.resume(returning: number) }
+                once.keep(signals)
+                cable.start()
+                writeLine("A \(cable.pathA)\nB \(cable.pathB)", to: .standardOutput)
+            }
+        }
+        once.releaseSignals()
         cable.stop()
         writeLine("socket2ser cable: stopped by \(received == SIGINT ? "SIGINT" : "SIGTERM")", to: .standardError)
         writeLine(cable.counters.description, to: .standardError)
     }
-
-    /// Starts the cable, announces its ends, and suspends until SIGINT or SIGTERM arrives.
-    /// Returns the signal number.
-    private func waitForTerminationSignal(whileRunning cable: VirtualCable) async -> Int32 {
-        let queue = DispatchQueue(label: "socket2ser.cable.signals")
-        let once = ResumeOnce()
-        var sources: [DispatchSourceSignal] = []
-        let received = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            once.set(continuation)
-            for number in [SIGINT, SIGTERM] {
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { once.resume(returning: number) }
-                source.resume()
-                sources.append(source)
-            }
-            // Announce the paths only once the signal handlers are in place, so that whoever
-            // reads them may stop the cable at once without killing it uncleanly.
-            cable.start()
-            writeLine("A \(cable.pathA)\nB \(cable.pathB)", to: .standardOutput)
-        }
-        sources.forEach { $0.cancel() }
-        return received
-    }
 }
 
-/// Resumes a continuation at most once, from whichever signal comes first.
+/// Resumes a continuation at most once, from whichever signal comes first, and holds the signal
+/// handlers until the cable has stopped.
 private final class ResumeOnce: @unchecked Sendable {
     private let lock = NSLock()
     private var continuation: CheckedContinuation<Int32, Never>?
+    private var signals: ShutdownSignals?
+
+    func keep(_ signals: ShutdownSignals) {
+        lock.withLock { self.signals = signals }
+    }
+
+    func releaseSignals() {
+        let signals = lock.withLock { () -> ShutdownSignals? in
+            defer { self.signals = nil }
+            return self.signals
+        }
+        signals?.stop()
+    }
 
     func set(_ continuation: CheckedContinuation<Int32, Never>) {
         lock.lock()

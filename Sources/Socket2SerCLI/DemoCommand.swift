@@ -98,7 +98,7 @@ struct DemoCommand: AsyncParsableCommand {
         // The handlers are armed before anything is printed, so whoever reads the hint may stop
         // the demo at once and still get a clean shutdown.
         let stopper = SessionStopper()
-        let signals = await ShutdownSignals.install(logger: logger) { stopper.stop() }
+        let signals = await ShutdownSignals.install(logger: logger) { _ in stopper.stop() }
         defer { signals.stop() }
         let baud = self.baud
         let seconds = self.seconds

@@ -19,7 +19,7 @@ enum ForwarderLauncher {
         let forwarder = Forwarder(configuration: configuration, logger: logger)
 
         let task = Task { try await forwarder.run() }
-        let signals = await ShutdownSignals.install(logger: logger) { task.cancel() }
+        let signals = await ShutdownSignals.install(logger: logger) { _ in task.cancel() }
         defer { signals.stop() }
         // Logged once the device is open, the listener bound and the signal handlers installed: a
         // supervisor (or a test) that waits for this line knows the end is serving, and that
@@ -66,7 +66,7 @@ final class ShutdownSignals: @unchecked Sendable {
     /// arrives in between meets `SIG_IGN` and is lost. The registration handlers fire when the
     /// sources are in place, so after this returns a signal is guaranteed to be seen, and the
     /// start line logged after it is a truthful readiness marker.
-    static func install(logger: Logger, onFirstSignal cancel: @escaping @Sendable () -> Void) async
+    static func install(logger: Logger, onFirstSignal cancel: @escaping @Sendable (Int32) -> Void) async
         -> ShutdownSignals
     {
         let signals = ShutdownSignals()
@@ -79,7 +79,7 @@ final class ShutdownSignals: @unchecked Sendable {
                 signals.received += 1
                 if signals.received == 1 {
                     logger.notice("\(name(of: number)) received: shutting down (repeat to force)")
-                    cancel()
+                    cancel(number)
                 } else {
                     StandardError.write("socket2ser: interrupted again, exiting without a clean shutdown\n")
                     _exit(130)

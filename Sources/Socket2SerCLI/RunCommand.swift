@@ -45,7 +45,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
         let supervisor = LineSupervisor(logger: logger)
         let stopper = RunStopper()
-        let signals = await ShutdownSignals.install(logger: logger) { stopper.stop() }
+        let signals = await ShutdownSignals.install(logger: logger) { _ in stopper.stop() }
         defer { signals.stop() }
         let path = config
         let reloads = await ReloadSignal.install { Task { await supervisor.reload(path: path) } }
