@@ -86,7 +86,10 @@ final class LineSupervisor: Sendable {
     static let retryDelay = Duration.seconds(2)
 
     func start(_ line: ConfigFile.Line) {
-        var lineLogger = logger
+        // Each line logs at its own `debug` level, so a reload that changes it takes effect
+        // with the line's restart; the process's own lines use the highest level at start.
+        let level = StderrLogHandler.logLevel(forVerbosity: line.configuration.verbosity)
+        var lineLogger = Logger(label: logger.label) { StderrLogHandler(label: $0, logLevel: level) }
         lineLogger[metadataKey: "line"] = "\(line.name)"
         let current = ForwarderSlot()
         let configuration = line.configuration
