@@ -85,7 +85,13 @@ import Testing
     private func carry(_ data: [UInt8], over cable: VirtualCable, a: Int32, b: Int32) -> [UInt8] {
         let result = exchange(sends: [(a, data)], readers: [b]) { seen in
             let counters = cable.counters.aToB
-            return counters.bytesSent == UInt64(data.count) && UInt64(seen[b].count) == counters.bytesDelivered
+            // Done only when every byte sent has been accounted for at the far end as well:
+            // the pump counts a byte sent before it has handed it over, and on a busy machine
+            // the reader can catch up with what was delivered so far in between.
+            let accounted = counters.bytesDelivered + counters.bytesOverrun + counters.bytesLostToOutage
+                + counters.bytesDropped == counters.bytesSent + counters.junkBytesInserted
+            return counters.bytesSent == UInt64(data.count) && accounted
+                && UInt64(seen[b].count) == counters.bytesDelivered
         }
         return result[b]
     }
