@@ -113,6 +113,20 @@ extension ForwarderConfiguration {
         }
     }
 
+    /// Whether `other` differs from this configuration only in what `Forwarder.update` takes while
+    /// running (`LinkRuntime.apply`): forwards, the target policy and the SOCKS settings. Kept
+    /// here, beside the runtime that applies them, so the two cannot drift apart.
+    public func differsOnlyInForwardsAndRules(from other: ForwarderConfiguration) -> Bool {
+        var mine = self
+        mine.forwards = other.forwards
+        mine.allowRules = other.allowRules
+        mine.gatewayPorts = other.gatewayPorts
+        mine.defaultTarget = other.defaultTarget
+        mine.socksCredentials = other.socksCredentials
+        mine.socksHandshakeTimeoutSeconds = other.socksHandshakeTimeoutSeconds
+        return mine == other
+    }
+
     /// What this end connects to: its default target, its -R targets and its --allow rules.
     public var targetPolicy: TargetPolicy {
         var targets: Set<Endpoint> = []

@@ -180,7 +180,7 @@ final class LineSupervisor: Sendable {
                 continue
             }
             guard old != line else { continue }
-            if Self.sameLine(old.configuration, line.configuration),
+            if old.configuration.differsOnlyInForwardsAndRules(from: line.configuration),
                let forwarder = current.forwarder.withLock({ $0 }), await forwarder.update(forwardsAndRules: line.configuration) {
                 lines.withLock { $0[line.name]?.line = line }
                 changes.append("~\(line.name) (forwards)")
@@ -191,19 +191,6 @@ final class LineSupervisor: Sendable {
             }
         }
         logger.notice("reloaded \(path): \(changes.isEmpty ? "no change" : changes.joined(separator: ", "))")
-    }
-
-    /// Whether two configurations differ only in forwards and rules, which a running line takes
-    /// without a restart.
-    static func sameLine(_ a: ForwarderConfiguration, _ b: ForwarderConfiguration) -> Bool {
-        var a = a
-        a.forwards = b.forwards
-        a.allowRules = b.allowRules
-        a.gatewayPorts = b.gatewayPorts
-        a.socksCredentials = b.socksCredentials
-        a.socksHandshakeTimeoutSeconds = b.socksHandshakeTimeoutSeconds
-        a.defaultTarget = b.defaultTarget
-        return a == b
     }
 }
 

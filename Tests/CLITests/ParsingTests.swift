@@ -285,3 +285,23 @@ struct BenchSHA256Tests {
         #expect(hex(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }
+
+/// What a reload may apply to a running line, and what needs a restart.
+@Suite("Reload scope")
+struct ReloadScopeTests {
+    @Test("forwards, rules and SOCKS settings are taken live; line settings need a restart")
+    func scope() throws {
+        let base = try Socket2Ser.configuration(for: ["link", "-com", "/dev/x", "-L", "2222:localhost:22"])
+        var forwards = base
+        forwards.forwards = [try ForwardSpec.dynamic("1080")]
+        forwards.allowRules = [.any]
+        forwards.socksHandshakeTimeoutSeconds = 3
+        #expect(base.differsOnlyInForwardsAndRules(from: forwards))
+        var serial = base
+        serial.serial.baudRate = 9600
+        #expect(!base.differsOnlyInForwardsAndRules(from: serial))
+        var device = base
+        device.devicePath = "/dev/y"
+        #expect(!base.differsOnlyInForwardsAndRules(from: device))
+    }
+}

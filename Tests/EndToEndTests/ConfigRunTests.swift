@@ -108,7 +108,6 @@ struct ConfigRunTests {
         struct Outcome: Sendable {
             var transfer: E2EReadResult
             var extraEcho: [UInt8]
-            var extraGone: Bool
             var afterBadReload: [UInt8]
             var log: String
         }
@@ -159,7 +158,7 @@ struct ConfigRunTests {
             let result = try transfer.value(timeout: .seconds(45))
             let reports = E2EChild.terminate([run, peer])
             guard reports[0].isClean else { throw E2EFailure("\(reports)\n\(run.errors.text)") }
-            return Outcome(transfer: result, extraEcho: extraEcho, extraGone: true, afterBadReload: afterBadReload,
+            return Outcome(transfer: result, extraEcho: extraEcho, afterBadReload: afterBadReload,
                            log: run.errors.text)
         }
         #expect(outcome.transfer.end == .endOfFile)
