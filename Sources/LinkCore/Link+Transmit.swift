@@ -159,12 +159,15 @@ extension Link {
         if openFrame!.latencySensitive && bodyCount >= latencySensitiveFrameLimit { return false }
         if let item = control.first {
             let message = controlMessage(item)
-            guard message == nil || message!.encodedLength <= room || bodyCount == 0 else { return false }
+            let compact = peerAcceptsCompactTargets
+            guard message == nil || message!.encodedLength(compactTargets: compact) <= room || bodyCount == 0 else {
+                return false
+            }
             _ = control.popFirst()
             openFrame!.latencySensitive = true
             if let message {
                 var bytes: [UInt8] = []
-                message.encode(into: &bytes)
+                message.encode(into: &bytes, compactTargets: compact)
                 appendRaw(bytes)
                 afterControlSent(item)
             }
@@ -459,6 +462,7 @@ extension Link {
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
                           initialWindow: UInt32(configuration.initialWindow),
                           capabilities: Wire.Capability.compactAcknowledgement | Wire.Capability.remoteListen
+                              | Wire.Capability.compactTargets
                               | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0))
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)

@@ -179,6 +179,11 @@ extension Link {
         peerHello.map { $0.capabilities & Wire.Capability.compactAcknowledgement != 0 } ?? false
     }
 
+    /// The peer reads address targets in binary, OPEN-IPV4 and OPEN-IPV6 (§5.2).
+    var peerAcceptsCompactTargets: Bool {
+        peerHello.map { $0.capabilities & Wire.Capability.compactTargets != 0 } ?? false
+    }
+
     /// The half this end allocates from: the handshake's decision, else the configured one.
     public var usesOddStreamIDs: Bool { localUsesOddIDs ?? configuration.usesOddStreamIDs }
 

@@ -34,6 +34,10 @@ public enum Wire {
         case listenRefused = 0x1A
         /// The requester no longer wants the listener.
         case unlisten = 0x1B
+        /// OPEN whose target is an IPv4 address and port in binary (`CompactTarget`, §5.2).
+        case openIPv4 = 0x1C
+        /// OPEN whose target is an IPv6 address and port in binary.
+        case openIPv6 = 0x1D
         case ping = 0x20
         case pong = 0x21
     }
@@ -52,6 +56,8 @@ public enum Wire {
         public static let negotiatedHalves: UInt32 = 2
         /// The sender understands LISTEN, LISTEN-OK, LISTEN-REFUSED and UNLISTEN (§5.6).
         public static let remoteListen: UInt32 = 4
+        /// The sender understands OPEN-IPV4 and OPEN-IPV6 (§5.2).
+        public static let compactTargets: UInt32 = 8
     }
 
     /// type(1) + seq(2)
@@ -157,10 +163,15 @@ public struct Hello: Equatable, Sendable {
 // MARK: - Message encoding
 
 extension Message {
-    /// Encoded length in bytes.
-    public var encodedLength: Int {
+    /// Encoded length in bytes, with every target as text.
+    public var encodedLength: Int { encodedLength(compactTargets: false) }
+
+    /// Encoded length in bytes; `compactTargets`: an address target goes as OPEN-IPV4/IPV6.
+    public func encodedLength(compactTargets: Bool) -> Int {
         switch self {
-        case .open(_, let target): return 4 + target.utf8.count
+        case .open(_, let target):
+            if compactTargets, let compact = CompactTarget.shorter(than: target) { return 5 + compact.encodedAddressLength }
+            return 4 + min(target.utf8.count, Wire.maxTargetLength)
         case .openOK, .fin: return 3
         case .openRefused, .reset: return 4
         case .data(_, let bytes): return 5 + bytes.count
@@ -174,9 +185,16 @@ extension Message {
         }
     }
 
-    public func encode(into out: inout [UInt8]) {
+    /// Appends the message; with `compactTargets` (the peer offers the capability) a target that
+    /// is a canonical address literal goes in binary when that is shorter (§5.2), anything else as text.
+    public func encode(into out: inout [UInt8], compactTargets: Bool = false) {
         switch self {
         case .open(let id, let target):
+            if compactTargets, let compact = CompactTarget.shorter(than: target) {
+                out.append(compact.messageType.rawValue); out.appendBE(id.rawValue)
+                compact.appendAddress(to: &out)
+                return
+            }
             let utf8 = Array(target.utf8.prefix(Wire.maxTargetLength))
             out.append(Wire.MessageType.open.rawValue); out.appendBE(id.rawValue)
             out.append(UInt8(utf8.count)); out.append(contentsOf: utf8)
@@ -263,6 +281,15 @@ public struct MessageParser {
             guard let len = reader.u8(), let bytes = reader.bytes(Int(len)) else { throw .truncated }
             guard let target = String(validating: bytes, as: UTF8.self) else { throw .badTarget }
             return .open(id, target: target)
+        case .openIPv4:
+            guard let a = reader.bytes(4), let port = reader.u16() else { throw .truncated }
+            let o = Array(a)
+            return .open(id, target: CompactTarget.ipv4((o[0], o[1], o[2], o[3]), port: port).description)
+        case .openIPv6:
+            guard let a = reader.bytes(16), let port = reader.u16() else { throw .truncated }
+            let o = Array(a)
+            let groups = (0..<8).map { UInt16(o[2 * $0]) << 8 | UInt16(o[2 * $0 + 1]) }
+            return .open(id, target: CompactTarget.ipv6(groups, port: port).description)
         case .openOK: return .openOK(id)
         case .openRefused:
             guard let r = reader.u8() else { throw .truncated }
