@@ -143,7 +143,7 @@ extension LinkRuntime {
         let target = queueTarget
         let queued = queuedBelowCore(now: now, attachment: serial)
         var budget = target - queued
-        if queued > 0 && budget < target / 4 {
+        if queued > 0 && budget < target / 2 {
             // Nearly full: a few bytes now would cost a syscall each; the top-up comes soon.
             budget = 0
         }

@@ -434,6 +434,11 @@ private func churn(_ run: BenchRun) throws {
         run.details["p50Milliseconds"] = BenchStatistics.percentile(times, 50)
         run.details["p99Milliseconds"] = BenchStatistics.percentile(times, 99)
     }
+    reportLineBytes(run, connections: total, elapsed: elapsed)
+}
+
+/// What each connection of a churn cost the line, each way, and how busy the line was.
+private func reportLineBytes(_ run: BenchRun, connections total: Int, elapsed: Double) {
     if let counters = run.rigReports[run.name]?.cableCounters, run.settings.baud > 0 {
         let up = Double(counters.bToA["sent"] ?? 0), down = Double(counters.aToB["sent"] ?? 0)
         run.info("line bytes per connection", String(format: "%.1f C->S, %.1f S->C (line busy %.0f%% / %.0f%%)",
@@ -742,6 +747,7 @@ private func socksChurn(_ run: BenchRun) throws {
               target: "\(total)/\(total)")
     run.atLeast("connection rate through -D", Double(total - failures.count) / elapsed, limit: 400, unit: "conn/s",
                 format: "%.0f")
+    reportLineBytes(run, connections: total, elapsed: elapsed)
 }
 
 /// Runs `total` short connections, `parallel` at a time; `connect(index)` returns nil on success
