@@ -96,6 +96,66 @@ struct ConfigRunTests {
         print("config: line two moved 200 KB each way in \(elapsed.e2eMilliseconds) while line one was unplugged")
     }
 
+    @Test("SOCKS5 with a username and password from the config: curl with them fetches, without them or with a wrong one it cannot")
+    func socksCredentials() async throws {
+        let page = Array("<html><body>behind the board</body></html>\n".utf8)
+        let web = try E2ETarget(.http(body: page))
+        defer { web.stop() }
+        let socksPort = try e2eFreePort()
+        let password = "s3cret-\(UUID().uuidString.prefix(8))"
+        struct Outcome: Sendable {
+            var withCredentials: (status: Int32, output: [UInt8])
+            var withoutCredentials: Int32
+            var wrongPassword: (method: UInt8?, status: UInt8?)
+            var noMethod: (method: UInt8?, status: UInt8?)
+            var log: String
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let (cable, a, b) = try e2eStartCable(baud: 2_000_000)
+            defer { cable.forceKill() }
+            let file = try ConfigFileOnDisk("")
+            let secret = (file.path as NSString).deletingLastPathComponent + "/socks.password"
+            try (password + "\n").write(toFile: secret, atomically: false, encoding: .utf8)
+            chmod(secret, 0o600)
+            try file.write("""
+                lines:
+                  board:
+                    device: \(a)
+                    baud: 2000000
+                    dynamic: \(socksPort)
+                    socks-username: tester
+                    socks-password-file: \(secret)
+                """)
+            let run = try E2EChild("run", ["run", "--config", file.path])
+            defer { run.forceKill() }
+            let peer = try E2EChild("peer", ["link", "-com", b, "--baudrate", "2000000", "--allow", "localhost:\(web.port)"])
+            defer { peer.forceKill() }
+            try run.waitForError(containing: "link up: peer found on \(a)")
+            try e2eWait("the SOCKS listener", timeout: .seconds(10)) { E2EClient.accepts(port: socksPort) }
+            let url = "http://localhost:\(web.port)/"
+            let good = try e2eRunTool("curl", ["--silent", "--show-error", "--max-time", "20",
+                                               "--proxy", "socks5h://tester:\(password)@127.0.0.1:\(socksPort)", url])
+            let none = try e2eRunTool("curl", ["--silent", "--max-time", "20", "--proxy", "socks5h://127.0.0.1:\(socksPort)", url])
+            let wrong = try E2ESOCKS.authenticate(port: socksPort, username: "tester", password: "not-it")
+            wrong.client.close()
+            let noMethod = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: web.port))
+            noMethod.client.close()
+            let noMethodReply = noMethod.reply
+            let reports = E2EChild.terminate([run, peer])
+            guard reports.allSatisfy(\.isClean) else { throw E2EFailure("\(reports)\n\(run.errors.text)") }
+            return Outcome(withCredentials: (good.status, good.output), withoutCredentials: none.status,
+                           wrongPassword: (wrong.method, wrong.status), noMethod: (nil, noMethodReply),
+                           log: run.errors.text + peer.errors.text)
+        }
+        #expect(outcome.withCredentials.status == 0, "\(outcome.log)")
+        #expect(outcome.withCredentials.output == page)
+        #expect(outcome.withoutCredentials != 0, "a client without credentials must not get through")
+        #expect(outcome.wrongPassword.method == 2 && outcome.wrongPassword.status != nil && outcome.wrongPassword.status != 0)
+        #expect(outcome.noMethod.status == nil, "no reply to a client that offers no acceptable method")
+        #expect(outcome.log.contains("wrong username or password"), "\(outcome.log)")
+        #expect(!outcome.log.contains(password), "the password must never reach a log")
+    }
+
     @Test("SIGHUP adds and removes a forward while a transfer on another completes intact; a bad file is refused")
     func reload() async throws {
         let bulk = try E2ETarget(.echo)

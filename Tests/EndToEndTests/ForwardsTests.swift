@@ -186,29 +186,18 @@ struct ForwardsTests {
         let web = try E2ETarget(.http(body: page))
         defer { web.stop() }
         let socksPort = try e2eFreePort()
-        let (output, status, errors) = try await e2eOffload { () -> (Data, Int32, String) in
+        let (output, status, errors) = try await e2eOffload { () -> ([UInt8], Int32, String) in
             let ends = try Ends(a: ["link", "-com", "PATH", "--allow", "localhost:\(web.port)"],
                                 b: ["link", "-com", "PATH", "-D", "\(socksPort)"])
             defer { ends.kill() }
             try Self.waitForListener(socksPort, "B's SOCKS listener")
-            let curl = Process()
-            curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            curl.arguments = ["curl", "--silent", "--show-error", "--max-time", "20",
-                              "--socks5-hostname", "127.0.0.1:\(socksPort)", "http://localhost:\(web.port)/index.html"]
-            let output = Pipe()
-            let errors = Pipe()
-            curl.standardOutput = output
-            curl.standardError = errors
-            curl.standardInput = FileHandle.nullDevice
-            try curl.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            curl.waitUntilExit()
+            let curl = try e2eRunTool("curl", ["--silent", "--show-error", "--max-time", "20",
+                                               "--socks5-hostname", "127.0.0.1:\(socksPort)", "http://localhost:\(web.port)/index.html"])
             _ = ends.stop()
-            return (data, curl.terminationStatus, errorText + ends.logs)
+            return (curl.output, curl.status, curl.errors + ends.logs)
         }
         #expect(status == 0, "curl: \(errors)")
-        #expect(Array(output) == page, "\(output.count) of \(page.count) B")
+        #expect(output == page, "\(output.count) of \(page.count) B")
     }
 
     @Test("SOCKS5 by hand: a name, IPv6, a target not allowed (0x02), a closed port (0x05), BIND (0x07), SOCKS4, a stalled client")

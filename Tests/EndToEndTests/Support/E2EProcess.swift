@@ -238,3 +238,24 @@ final class E2EBox<T: Sendable>: @unchecked Sendable {
         set { lock.withLock { stored = newValue } }
     }
 }
+
+/// Runs a real command-line tool (curl, ssh) found on PATH to its end, with no input; returns
+/// its exit status, what it wrote to stdout and what it wrote to stderr. Blocking.
+func e2eRunTool(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: [UInt8], errors: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = [tool] + arguments
+    let output = Pipe()
+    let errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    // stderr is read on its own thread, so neither pipe can fill up and stall the tool.
+    let errorText = E2EBackground("\(tool) stderr") {
+        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, Array(data), (try? errorText.value(timeout: .seconds(10))) ?? "")
+}

@@ -510,6 +510,20 @@ enum E2ESOCKS {
         return (reply.bytes.count == 10 ? reply.bytes[1] : nil, client)
     }
 
+    /// Greets offering only username/password (RFC 1929) and authenticates; returns the method
+    /// the proxy chose (0xFF: none acceptable) and the status of the authentication (0: success),
+    /// nil where the proxy closed the connection first.
+    static func authenticate(port: Int, username: String, password: String,
+                             timeout: Double = 10) throws -> (method: UInt8?, status: UInt8?, client: E2EClient) {
+        let client = try E2EClient.connect(port: port)
+        try client.send([5, 1, 2])
+        let method = client.readToEnd(timeout: timeout, limit: 2).bytes
+        guard method.count == 2, method[1] == 2 else { return (method.count == 2 ? method[1] : nil, nil, client) }
+        try client.send([1, UInt8(username.utf8.count)] + Array(username.utf8) + [UInt8(password.utf8.count)] + Array(password.utf8))
+        let status = client.readToEnd(timeout: timeout, limit: 2).bytes
+        return (2, status.count == 2 ? status[1] : nil, client)
+    }
+
     /// A CONNECT request for a host name.
     static func request(host: String, port: Int, command: UInt8 = 1) -> [UInt8] {
         [5, command, 0, 3, UInt8(host.utf8.count)] + Array(host.utf8) + [UInt8(port >> 8), UInt8(port & 0xFF)]
