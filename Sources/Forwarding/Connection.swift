@@ -10,9 +10,10 @@ struct AcceptedSocket {
     let peerDescription: String
     /// What the stream's OPEN asks the peer to connect to; empty for its default target.
     let target: String
+    /// When it was accepted, on the loop's clock.
+    let acceptedAt: LinkTime
     /// A SOCKS5 client that waits for its reply.
     var socks = false
-    let acceptedAt = monotonicNow()
 }
 
 /// A connection that waits for the link, with or without its stream.

@@ -75,7 +75,7 @@ public final class Forwarder: Sendable {
 
         await Self.waitForCancellation()
 
-        let started = monotonicNow()
+        let started = ContinuousClock.now
         let final = try? await loop.flatSubmit {
             runtime.shutdown().map { runtime.snapshot() }
         }.get()
@@ -90,8 +90,8 @@ public final class Forwarder: Sendable {
             }
         }
         try? await group.shutdownGracefully()
-        let elapsed: LinkDuration = monotonicNow() - started
-        logger.debug("shut down in \(Int(elapsed.seconds * 1000)) ms")
+        let elapsed = ContinuousClock.now - started
+        logger.debug("shut down in \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms")
     }
 
     /// Suspends until the current task is cancelled.

@@ -26,7 +26,6 @@ extension LinkRuntime {
     /// Binds a listener whose every connection becomes a stream to `target`, or (`socks`) first
     /// runs a SOCKS5 handshake that names the target.
     func listen(on address: Endpoint, target: String, socks: Bool = false, forward: Forward? = nil) -> EventLoopFuture<Listener> {
-        return
         ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -284,7 +283,7 @@ extension LinkRuntime {
             refuseNotAllowed(id, endpoint)
             return
         }
-        let connection = Connection(id: id, openedAt: monotonicNow(), peerDescription: endpoint.description)
+        let connection = Connection(id: id, openedAt: loop.linkNow, peerDescription: endpoint.description)
         register(connection)
         guard verdict == .needsAddresses else {
             connect(connection, address: endpoint.host, port: endpoint.port)

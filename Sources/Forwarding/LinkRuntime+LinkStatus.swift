@@ -105,7 +105,7 @@ extension LinkRuntime {
     var whyNoLink: String {
         if let peerProblem { return peerProblem }
         if serial == nil, let gone = deviceGoneAt {
-            return "the serial device \(configuration.devicePath) is gone (for \(Self.seconds(gone, monotonicNow())) s)"
+            return "the serial device \(configuration.devicePath) is gone (for \(Self.seconds(gone, loop.linkNow)) s)"
         }
         let since = noLinkSince.map { " since \($0.wallClock)" } ?? ""
         return "no peer on \(configuration.devicePath)\(since)"
@@ -122,7 +122,7 @@ extension LinkRuntime {
     /// without a word (docs/protocol.md §5.5).
     func startWaitingForLink(_ waiter: LinkWaiter) {
         let wait = LinkDuration.seconds(configuration.effectiveLinkWaitSeconds)
-        waitingForLink.append((waiter, monotonicNow() + wait))
+        waitingForLink.append((waiter, loop.linkNow + wait))
         armLinkWait()
     }
 
@@ -152,7 +152,7 @@ extension LinkRuntime {
 
     private func linkWaitExpired() {
         guard !shuttingDown else { return }
-        let now = monotonicNow()
+        let now = loop.linkNow
         var expired: [LinkWaiter] = []
         while let first = waitingForLink.first, first.deadline <= now {
             waitingForLink.removeFirst()
@@ -205,7 +205,7 @@ extension LinkRuntime {
     /// (for that `key`), and at info (-d 1) while it repeats, so that a client retrying in a loop
     /// cannot flood the log.
     func logRepeatable(_ key: String, _ message: @autoclosure () -> String) {
-        let now = monotonicNow()
+        let now = loop.linkNow
         if let last = lastWarnings[key], now - last < Self.repeatedWarningInterval {
             logger.info("\(message())")
             return

@@ -26,8 +26,7 @@ extension LinkRuntime {
                 }
                 self.serial = SerialAttachment(channel: channel, fd: fd, generation: generation,
                                                reportsOutputQueue: !isPseudoTerminal(fd))
-                self.bytesInSerialChannel = 0
-                self.lineModel.reset(now: monotonicNow())
+                self.pacer.reset(now: self.loop.linkNow)
                 self.scheduleService()
             }
     }
@@ -37,7 +36,7 @@ extension LinkRuntime {
         if logger.logLevel <= .trace {
             logger.trace("line in  \(buffer.readableBytes) B: \(hexDump(buffer.readableBytesView))")
         }
-        let now = monotonicNow()
+        let now = loop.linkNow
         buffer.withUnsafeReadableBytes { link.receive($0, now: now) }
         if frameTrace != nil { buffer.withUnsafeReadableBytes { traceFrames($0, inbound: true) } }
         scheduleService()
@@ -54,13 +53,12 @@ extension LinkRuntime {
         guard generation == serialGeneration, generation > lostGeneration else { return }
         lostGeneration = generation
         serial = nil
-        bytesInSerialChannel = 0
-        lineModel.reset(now: monotonicNow())
+        pacer.reset(now: loop.linkNow)
         topUpTask?.cancel()
         topUpTask = nil
         guard !shuttingDown else { return }
         if deviceGoneAt == nil {
-            deviceGoneAt = monotonicNow()
+            deviceGoneAt = loop.linkNow
             let why = " (\(lastSerialError ?? "the line hung up"))"
             logger.warning("""
                 serial device \(configuration.devicePath) is gone\(why); holding \(link.streamCount) stream(s) \
@@ -99,7 +97,7 @@ extension LinkRuntime {
                     self.scheduleReopen()
                     return
                 }
-                let away = self.deviceGoneAt.map { monotonicNow() - $0 }
+                let away = self.deviceGoneAt.map { self.loop.linkNow - $0 }
                 self.deviceGoneAt = nil
                 self.reconnectDelay = LinkRuntime.initialReconnectDelay
                 let seconds = away.map { " after \((($0.seconds) * 10).rounded() / 10) s" } ?? ""
@@ -115,38 +113,25 @@ extension LinkRuntime {
 
     // MARK: Pacing
 
-    /// Bytes queued below the core: in the serial channel, in the kernel's tty buffer (TIOCOUTQ)
-    /// or, where the driver cannot say (a pty), in the line as modelled from its rate.
+    /// What the driver says its output queue holds (TIOCOUTQ); 0 where it cannot say (a pty).
+    func reportedQueue(_ attachment: SerialAttachment) -> Int {
+        attachment.reportsOutputQueue ? ttyOutputQueueBytes(attachment.fd) : 0
+    }
+
+    /// Bytes queued below the core: in the serial channel, in the kernel's tty buffer or, where
+    /// the driver cannot say, in the line as modelled from its rate.
     func queuedBelowCore(now: LinkTime, attachment: SerialAttachment) -> Int {
-        let reported = attachment.reportsOutputQueue ? ttyOutputQueueBytes(attachment.fd) : 0
-        return max(reported, lineModel.queued(at: now)) + bytesInSerialChannel
+        pacer.queued(now: now, reported: reportedQueue(attachment))
     }
 
-    /// What to keep queued below the core: what the core asks for, plus the line time of a late
-    /// wake-up of this loop. The top-up timer fires every 1–5 ms, but on a busy machine it fires
-    /// late; without the slack the UART runs dry between top-ups and the line idles.
-    var queueTarget: Int {
-        let slack = lineRate > 0 ? lineRate * LinkRuntime.wakeUpSlackMilliseconds / 1000 : 0
-        return link.preferredQueueBelow + slack
-    }
-
-    /// Line time allowed for a late wake-up of the event loop.
-    static let wakeUpSlackMilliseconds = 12
-
-    /// Pulls bytes from the core for the line, keeping `preferredQueueBelow` bytes queued below it
-    /// and no more: every byte queued in the kernel delays an urgent frame by a byte time, while
+    /// Pulls bytes from the core for the line, as much as the pacer allows (`preferredQueueBelow`
+    /// plus its slack) and no more: every byte queued in the kernel delays an urgent frame by a byte time, while
     /// frames are built just in time inside the core (docs/protocol.md §8.3).
     func transmit(now: LinkTime) {
         guard let serial, serial.channel.isActive else { return }
         // Not writable: NIO holds more than its high-water mark; the writability change calls back.
         guard serial.channel.isWritable else { return }
-        let target = queueTarget
-        let queued = queuedBelowCore(now: now, attachment: serial)
-        var budget = target - queued
-        if queued > 0 && budget < target / 2 {
-            // Nearly full: a few bytes now would cost a syscall each; the top-up comes soon.
-            budget = 0
-        }
+        var budget = pacer.budget(now: now, preferred: link.preferredQueueBelow, reported: reportedQueue(serial))
         var wrote = 0
         while budget > 0 {
             let chunk = link.pollTransmit(maxBytes: budget, now: now)
@@ -157,7 +142,7 @@ extension LinkRuntime {
         }
         if wrote > 0 { serial.channel.flush() }
         coreMayHaveMore = budget <= 0
-        if coreMayHaveMore { armTopUp(now: now, target: target, attachment: serial) }
+        if coreMayHaveMore { armTopUp(now: now, attachment: serial) }
     }
 
     func writeToSerial(_ chunk: [UInt8], attachment: SerialAttachment) {
@@ -166,13 +151,14 @@ extension LinkRuntime {
             if frameTrace != nil { chunk.withUnsafeBytes { traceFrames($0, inbound: false) } }
         }
         let count = chunk.count
-        bytesInSerialChannel += count
+        pacer.handedDown(count)
         let generation = attachment.generation
         let promise = loop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { result in
             guard generation == self.serial?.generation else { return }
-            self.bytesInSerialChannel -= count
-            if case .success = result { self.lineModel.add(count, now: monotonicNow()) }
+            var succeeded = false
+            if case .success = result { succeeded = true }
+            self.pacer.written(count, succeeded: succeeded, now: self.loop.linkNow)
             // Unpaced, the kernel's buffer is the only limit, so its taking bytes is the cue to
             // write more. Paced, the top-up timer is: a pass per completion would spin, writing
             // the few bytes the line sent in the meantime.
@@ -183,18 +169,12 @@ extension LinkRuntime {
 
     /// NIO cannot say when the tty queue drains, so while the core has more to send, look again
     /// after a few milliseconds of line time: about when half the queue has gone out.
-    private func armTopUp(now: LinkTime, target: Int, attachment: SerialAttachment) {
+    private func armTopUp(now: LinkTime, attachment: SerialAttachment) {
         guard topUpTask == nil else { return }
-        let delay: Int64
-        if lineRate > 0 {
-            let excess = max(0, queuedBelowCore(now: now, attachment: attachment) - target / 2)
-            delay = min(5_000_000, max(1_000_000, Int64(excess) * 1_000_000_000 / Int64(lineRate)))
-        } else {
-            delay = 2_000_000
-        }
-        topUpTask = loop.scheduleTask(in: .nanoseconds(delay)) {
+        let delay = pacer.topUpDelay(now: now, preferred: link.preferredQueueBelow, reported: reportedQueue(attachment))
+        topUpTask = loop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) {
             self.topUpTask = nil
-            self.service()
+            self.driver.runPass()
         }
     }
 }

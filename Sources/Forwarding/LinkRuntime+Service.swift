@@ -4,27 +4,25 @@ import NIOCore
 
 // MARK: - Service passes and the core's timer
 
-extension LinkRuntime {
-    /// Asks for a service pass soon (later in this loop iteration). Cheap to call often.
-    func scheduleService() {
-        guard !serviceScheduled else { return }
-        serviceScheduled = true
-        loop.execute { self.service() }
-    }
+extension LinkRuntime: LinkDriverDelegate {
+    /// Asks the driver for a service pass soon (later in this loop iteration). Cheap to call often.
+    func scheduleService() { driver.schedulePass() }
 
-    /// Acts on the core's events, moves bytes to the line, flushes sockets and re-arms the timer.
-    func service() {
-        loop.assertInEventLoop()
-        serviceScheduled = false
-        guard !stopped else { return }
-        let now = monotonicNow()
+    /// One service pass (run by `driver`): acts on the core's events, moves bytes to the line,
+    /// flushes sockets; the driver re-arms its timer for the deadline returned.
+    func servicePass(now: LinkTime) -> LinkTime? {
+        guard !stopped else { return nil }
         drainEvents(now: now)
         transmit(now: now)
         // Building frames can finish streams and free send space: act on that in another pass.
         if drainEvents(now: now) > 0 { scheduleService() }
         flushSockets()
-        rearmTimer(now: now)
         announceLinkUpIfDue()
+        return link.nextDeadline
+    }
+
+    func deadlinePassed(now: LinkTime) {
+        link.handleTimeout(now: now)
     }
 
     /// Handles every queued event; returns how many there were.
@@ -45,29 +43,6 @@ extension LinkRuntime {
         for connection in pending where connection.needsFlush {
             connection.needsFlush = false
             connection.channel?.flush()
-        }
-    }
-
-    /// One timer, always for the core's earliest deadline (`Link.nextDeadline`).
-    func rearmTimer(now: LinkTime) {
-        guard let deadline = link.nextDeadline, !stopped else {
-            timerTask?.cancel()
-            timerTask = nil
-            timerDeadline = nil
-            return
-        }
-        // A deadline already due fires almost at once, but never in a tight loop.
-        let at = deadline < now + .milliseconds(1) ? now + .milliseconds(1) : deadline
-        if timerTask != nil, let armed = timerDeadline, armed <= at {
-            return  // an earlier (or equal) wake-up is already armed; it re-arms after firing
-        }
-        timerTask?.cancel()
-        timerDeadline = at
-        timerTask = loop.scheduleTask(deadline: NIODeadline(at)) {
-            self.timerTask = nil
-            self.timerDeadline = nil
-            self.link.handleTimeout(now: monotonicNow())
-            self.service()
         }
     }
 

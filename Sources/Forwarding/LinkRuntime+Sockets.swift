@@ -108,7 +108,8 @@ extension LinkRuntime {
             return
         }
         handler.pauseReading()
-        var accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target)
+        var accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target,
+                                      acceptedAt: loop.linkNow)
         accepted.socks = handler.socks
         connectionsTotal += 1
         if link.isEstablished {
@@ -411,7 +412,7 @@ extension LinkRuntime {
     func releaseIfDone(_ connection: Connection) {
         guard !connection.streamAlive, connection.isSocketGone,
               connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
-        let seconds = ((monotonicNow() - connection.openedAt).seconds * 10).rounded() / 10
+        let seconds = ((loop.linkNow - connection.openedAt).seconds * 10).rounded() / 10
         logger.info("""
             stream \(connection.id) closed (\(connection.closeReason ?? "closed")): \
             \(connection.bytesFromSocket) B read from the socket, \(connection.bytesToSocket) B written to it, \(seconds) s

@@ -8,9 +8,9 @@ import SerialPort
 /// on one event loop.
 ///
 /// Every input (bytes from the line, a socket read, a write completing, a timer) is handed to
-/// the core at once; its outputs are then collected in one *service pass* (`service()`): events
-/// are acted on, bytes are pulled for the line as far as the queue below allows, and the single
-/// timer is re-armed for `Link.nextDeadline`. Passes are coalesced, so a burst of socket reads in
+/// the core at once; its outputs are then collected in one *service pass* (`servicePass(now:)`,
+/// run by `driver`): events are acted on, bytes are pulled for the line as far as the pacer
+/// allows, and the driver's single timer is re-armed for `Link.nextDeadline`. Passes are coalesced, so a burst of socket reads in
 /// one loop iteration costs one pass.
 ///
 /// Concurrency: the class is confined to `loop`. It is `@unchecked Sendable` only so that
@@ -38,10 +38,8 @@ final class LinkRuntime: @unchecked Sendable {
     /// Incremented for every attach attempt, so late events of an old channel are ignored.
     var serialGeneration = 0
     var lostGeneration = 0
-    /// Written to the serial channel and not yet taken by the kernel.
-    var bytesInSerialChannel = 0
-    /// The tty queue as modelled from the line rate (a pty's TIOCOUTQ always says 0).
-    var lineModel: LineQueueModel
+    /// What is queued below the core, and how much to hand down next (TransmitPacer.swift).
+    var pacer: TransmitPacer
     /// The last transmit pass filled the queue: the core probably has more.
     var coreMayHaveMore = false
     var topUpTask: Scheduled<Void>?
@@ -54,9 +52,8 @@ final class LinkRuntime: @unchecked Sendable {
     static let maximumReconnectDelay = TimeAmount.seconds(2)
 
     // MARK: Core timer and service passes
-    var timerTask: Scheduled<Void>?
-    var timerDeadline: LinkTime?
-    var serviceScheduled = false
+    /// Runs the service passes and the core's one timer (LinkDriver.swift).
+    let driver: LinkDriver
 
     // MARK: Connections
     /// Connections whose stream the core still holds, by stream ID.
@@ -114,8 +111,9 @@ final class LinkRuntime: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.loop = loop
+        driver = LinkDriver(loop: loop)
         lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
-        lineModel = LineQueueModel(bytesPerSecond: lineRate)
+        pacer = TransmitPacer(lineRate: lineRate)
         policy = configuration.targetPolicy
         let linkConfiguration = LinkConfiguration(
             usesOddStreamIDs: configuration.form != .server,
@@ -123,12 +121,14 @@ final class LinkRuntime: @unchecked Sendable {
             maxStreams: configuration.maxStreams,
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
             negotiatesStreamIDHalves: true,
+            queueSlackBelow: pacer.slack,
             seed: UInt64.random(in: 1...UInt64.max))
         link = Link(configuration: linkConfiguration)
         if configuration.verbosity >= 4 {
             let decoder = COBSDecoder(maxFrameLength: linkConfiguration.maxFrameBody + 64)
             frameTrace = (decoder, decoder)
         }
+        driver.delegate = self
     }
 }
 
@@ -141,7 +141,7 @@ extension LinkRuntime {
     /// closed.
     func start(serialFD fd: CInt) -> EventLoopFuture<Int?> {
         loop.assertInEventLoop()
-        noLinkSince = (monotonicNow(), wallClockTime())
+        noLinkSince = (loop.linkNow, wallClockTime())
         let interval = TimeAmount.nanoseconds(Int64(max(0.5, configuration.statisticsLogIntervalSeconds) * 1e9))
         statisticsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             self.logStatisticsIfChanged()
@@ -191,7 +191,7 @@ extension LinkRuntime {
         if open > 0 { logger.info("shutting down: reset \(open) stream(s)") }
 
         // Push the RESETs out regardless of the usual queue target: nothing else is coming.
-        let now = monotonicNow()
+        let now = loop.linkNow
         if let serial, serial.channel.isActive {
             var wrote = 0
             while wrote < 1 << 20 {
@@ -204,7 +204,7 @@ extension LinkRuntime {
         }
 
         let promise = loop.makePromise(of: Void.self)
-        waitForLineToDrain(until: NIODeadline.now() + flushTime, promise: promise)
+        waitForLineToDrain(until: loop.now + flushTime, promise: promise)
         return promise.futureResult
     }
 
@@ -212,11 +212,11 @@ extension LinkRuntime {
     private func waitForLineToDrain(until deadline: NIODeadline, promise: EventLoopPromise<Void>) {
         let drained: Bool
         if let serial, serial.channel.isActive {
-            drained = bytesInSerialChannel == 0 && queuedBelowCore(now: monotonicNow(), attachment: serial) == 0
+            drained = pacer.inChannel == 0 && queuedBelowCore(now: loop.linkNow, attachment: serial) == 0
         } else {
             drained = true
         }
-        if drained || NIODeadline.now() >= deadline {
+        if drained || loop.now >= deadline {
             closeEverything().cascade(to: promise)
         } else {
             loop.scheduleTask(in: .milliseconds(5)) { self.waitForLineToDrain(until: deadline, promise: promise) }
@@ -224,8 +224,7 @@ extension LinkRuntime {
     }
 
     private func closeEverything() -> EventLoopFuture<Void> {
-        timerTask?.cancel()
-        timerTask = nil
+        driver.stop()
         topUpTask?.cancel()
         topUpTask = nil
         var closing: [EventLoopFuture<Void>] = []

@@ -8,10 +8,18 @@ import NIOCore
 
 // MARK: - Clock
 
-/// Now on the monotonic clock NIO schedules its timers with, as the core's `LinkTime`. Using the
-/// same clock for both means a deadline from `Link.nextDeadline` maps onto `NIODeadline` exactly.
-func monotonicNow() -> LinkTime {
-    LinkTime(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds))
+extension EventLoop {
+    /// The loop's own clock (`EventLoop.now`) as the core's `LinkTime`. The shell reads time only
+    /// here: a deadline from `Link.nextDeadline` then maps onto the `NIODeadline` the loop
+    /// schedules with exactly, and on NIO's `EmbeddedEventLoop` time is virtual
+    /// (`advanceTime(by:)`), so handlers and the driver can be tested deterministically.
+    var linkNow: LinkTime { LinkTime(loop: now) }
+}
+
+extension LinkTime {
+    init(loop deadline: NIODeadline) {
+        self.init(nanoseconds: Int64(clamping: deadline.uptimeNanoseconds))
+    }
 }
 
 extension NIODeadline {

@@ -33,7 +33,7 @@ extension Link {
     /// and of one peer frame (the acknowledgement rides in its trailer), doubled per consecutive timeout up to a cap, so that after an outage the line is
     /// probed at least every two seconds (§4.5).
     func retransmissionDeadline(of frame: SentFrame) -> LinkTime {
-        let base = rtt.baseRTO + lineTime(frame.lineBytes + preferredQueueBelow + peerFrameAllowance)
+        let base = rtt.baseRTO + lineTime(frame.lineBytes + queueBelow + peerFrameAllowance)
         let cap = max(LinkDuration.seconds(2), base)
         var rto = base
         for _ in 0..<min(rtoBackoff, 8) { rto = min(rto * 2, cap) }

@@ -104,7 +104,7 @@ extension Link {
         guard rate > 0 else { return true }
         let rttEstimate = rtt.srtt.map { $0 + rtt.rttvar * 4 } ?? .seconds(1)
         let bdp = Int(Double(rate) * rttEstimate.seconds * 2)
-        let limit = bdp + 4 * max(statistics.currentFrameTarget, 1024) + preferredQueueBelow
+        let limit = bdp + 4 * max(statistics.currentFrameTarget, 1024) + queueBelow
         return bytesInFlight < limit
     }
 

@@ -227,6 +227,10 @@ extension Link {
         return max(16, rate / 1000)
     }
 
+    /// What is queued below the core when the I/O layer keeps what it was asked for: the
+    /// preferred queue plus the layer's declared slack. The timer and the window count this.
+    var queueBelow: Int { preferredQueueBelow + configuration.queueSlackBelow }
+
     /// Largest frame body both ends accept: our configuration and the peer's HELLO.
     var effectiveMaxFrameBody: Int {
         min(configuration.maxFrameBody, peerHello.map { max(64, Int($0.maxFrame)) } ?? configuration.maxFrameBody)

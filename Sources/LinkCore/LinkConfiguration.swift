@@ -10,6 +10,10 @@ public struct LinkConfiguration: Sendable {
     /// Payload bytes per second the line carries (baud/10 for 8N1); 0 when unknown or unpaced.
     /// Used for frame sizing, retransmission timeouts and the queue the core wants below it.
     public var lineBytesPerSecond: Int
+    /// Bytes the I/O layer keeps queued below the core beyond `Link.preferredQueueBelow` (the
+    /// forwarder's allowance for a late wake-up). Counted in the retransmission timeout and the
+    /// send window, so that the core's timer and the shell agree on the queue (§4.4, §4.5).
+    public var queueSlackBelow: Int
     /// Largest frame body this end sends, and the largest it accepts (§2).
     public var maxFrameBody: Int
     /// Smallest body the adaptive frame size goes down to on a noisy line.
@@ -42,10 +46,11 @@ public struct LinkConfiguration: Sendable {
                 receiveBudget: Int = 32 << 20, sendBufferLimit: Int = 65_536, quantum: Int = 1024,
                 gracePeriod: LinkDuration = .seconds(30), keepaliveInterval: LinkDuration = .seconds(1),
                 silenceTimeout: LinkDuration = .seconds(3), helloInterval: LinkDuration = .milliseconds(500),
-                negotiatesStreamIDHalves: Bool = false, seed: UInt64) {
+                negotiatesStreamIDHalves: Bool = false, queueSlackBelow: Int = 0, seed: UInt64) {
         self.usesOddStreamIDs = usesOddStreamIDs
         self.negotiatesStreamIDHalves = negotiatesStreamIDHalves
         self.lineBytesPerSecond = lineBytesPerSecond
+        self.queueSlackBelow = max(0, queueSlackBelow)
         self.maxFrameBody = maxFrameBody
         self.minFrameBody = minFrameBody
         self.maxStreams = maxStreams

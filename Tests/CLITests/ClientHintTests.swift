@@ -40,7 +40,7 @@ struct ClientHintTests {
         #expect(hint == ClientHint.Hint(primary: ".build/debug/socket2ser connect 127.0.0.1:4000", alternative: nil))
         // A file that is there but not executable does not count.
         let directory = try searchPath(with: [])
-        FileManager.default.createFile(atPath: directory + "/nc", contents: Data(), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: directory + "/nc", contents: Data(), attributes: [.posixPermissions: 0o644])
         #expect(ClientHint.hint(port: 1, searchPath: directory, executable: "x").alternative == nil)
     }
 

@@ -111,6 +111,20 @@ struct ARQTests {
         #expect(maxOutstanding <= Wire.sackBits)
     }
 
+    @Test("the slack the I/O layer declares below the core lengthens the retransmission timeout by its line time")
+    func queueSlackCountsInTimeout() throws {
+        var plain = LinkConfiguration(usesOddStreamIDs: true, lineBytesPerSecond: 11_520, seed: 3)
+        var slack = plain
+        slack.queueSlackBelow = 138  // 12 ms at 115200 baud
+        plain.queueSlackBelow = 0
+        let frame = SentFrame(sequence: SequenceNumber(0), body: [], lastSentAt: .zero, transmission: 0,
+                              transmissions: 1, lineBytes: 100)
+        let without = Link(configuration: plain).retransmissionDeadline(of: frame)
+        let with = Link(configuration: slack).retransmissionDeadline(of: frame)
+        #expect(abs((with - without).nanoseconds - 138 * 1_000_000_000 / 11_520) <= 1)  // integer division
+        #expect(Link(configuration: slack).queueBelow == Link(configuration: slack).preferredQueueBelow + 138)
+    }
+
     @Test("nextDeadline: a retransmission time while frames are unacknowledged, the keepalive when idle")
     func deadlines() throws {
         let pair = Pair(seed: 65) { _, c in
