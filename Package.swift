@@ -61,6 +61,7 @@ let package = Package(
             "Forwarding", "LinkCore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EndToEndTests", dependencies: [
             "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort", "TestSupport",
