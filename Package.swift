@@ -37,9 +37,14 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Command line: the original's S/C form plus cable, demo and bench.
+        // The benchmark harness behind `socket2ser bench`, kept apart from the command line the way
+        // swift-nio keeps its performance tester: it drives the real executable (cable, S and C as
+        // child processes, found through /proc/self/exe) with blocking sockets and threads of its
+        // own, so it needs Foundation and, for the descriptor limit, Forwarding.
+        .target(name: "Socket2SerBench", dependencies: ["Forwarding"]),
+        // Command line: the original's S/C form plus cable, demo and the bench command (options only).
         .target(name: "Socket2SerCLI", dependencies: [
-            "Forwarding", "VirtualCable", "SerialPort", "LinkCore",
+            "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -55,6 +60,8 @@ let package = Package(
         // Helpers shared by the test targets that run the real executable.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestSupport"]),
+        // The bench's own pieces (its SHA-256), without running a scenario.
+        .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
         // event loop, with virtual time) its handlers.
         .testTarget(name: "ForwardingTests", dependencies: [

@@ -1,19 +1,12 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import ArgumentParser
-import Dispatch
-import Forwarding
 import Foundation
+import Socket2SerBench
 
 /// `socket2ser bench`: reproducible measurements of the whole path.
 ///
-/// Every scenario starts a fresh `socket2ser cable` and a fresh pair of `socket2ser S` and
-/// `socket2ser C` processes on its two ends, runs real TCP clients through C to a target service
-/// inside this process (behind S), and checks every byte with SHA-256. The results go to a table
-/// on stdout and to a JSON file. See docs/benchmarks.md for the method and current figures.
+/// Only the command line lives here: its options, their checks and `--list`. The harness itself
+/// (scenarios, rigs, clients, the target service, the report) is the `Socket2SerBench` module;
+/// see `Bench` there and docs/benchmarks.md for the method and current figures.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
@@ -86,126 +79,9 @@ struct BenchCommand: AsyncParsableCommand {
             }
             return
         }
-        let selected = try selectedScenarios()
-        // The measurements block threads for minutes; keep them off Swift's cooperative pool.
-        let status = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            BenchThread("bench main", stackSize: 8 << 20) { [self] in
-                continuation.resume(returning: runBlocking(selected))
-            }
-        }
+        let bench = Bench(baud: baud, seed: seed, scenarios: try selectedScenarios(), quick: quick, json: json,
+                          strict: strict, keepLogs: keepLogs, forwarderDebug: forwarderDebug)
+        let status = await bench.run(diagnostics: { StandardError.write($0) })
         if status != 0 { throw ExitCode(status) }
-    }
-
-    // MARK: - Running
-
-    private func runBlocking(_ selected: [BenchScenario]) -> Int32 {
-        signal(SIGPIPE, SIG_IGN)
-        // 1000 streams cost the bench two thousand sockets (both sides of each connection).
-        raiseOpenFileLimit()
-        let interrupts = installInterruptHandlers()
-        defer { interrupts.forEach { $0.cancel() } }
-
-        let executable = BenchHost.executablePath()
-        if executable.contains("/debug/") {
-            StandardError.write("bench: warning: \(executable) is a debug build; figures will be pessimistic\n")
-        }
-        let logDirectory = NSTemporaryDirectory() + "socket2ser-bench-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        var settings = BenchSettings(baud: baud, seed: seed, quick: quick, executable: executable,
-                                     logDirectory: logDirectory)
-        settings.forwarderDebug = forwarderDebug
-
-        let started = BenchClock.now()
-        var reports: [BenchScenarioReport] = []
-        for scenario in selected {
-            StandardError.write("bench: \(scenario.name): \(scenario.summary)...\n")
-            let report = Self.run(scenario, settings: settings)
-            reports.append(report)
-            let counts = Dictionary(grouping: report.rows, by: \.result).mapValues(\.count)
-            let tally = [BenchResult.pass, .miss, .fail].compactMap { r in counts[r].map { "\($0) \(r.rawValue)" } }
-            StandardError.write("bench: \(scenario.name) took \(String(format: "%.1f", report.seconds)) s: "
-                + tally.joined(separator: ", ") + (report.error.map { " (\($0))" } ?? "") + "\n")
-        }
-        let seconds = BenchClock.seconds(BenchClock.now() - started)
-
-        let rows = reports.flatMap(\.rows)
-        let failures = rows.filter { $0.result == .fail }.count
-        let misses = rows.filter { $0.result == .miss }.count
-        let report = BenchReport(
-            date: ISO8601DateFormatter().string(from: Date()),
-            host: .init(processors: BenchHost.processors, cpu: BenchHost.cpuModel, kernel: BenchHost.kernel),
-            options: .init(baud: baud, seed: seed, quick: quick, scenarios: selected.map(\.name),
-                           lineBytesPerSecond: settings.lineRate),
-            seconds: seconds, scenarios: reports,
-            summary: Dictionary(grouping: rows, by: { $0.result.rawValue }).mapValues(\.count),
-            correctnessFailures: failures, targetsMissed: misses)
-
-        print(BenchTable.render(rows, quick: quick), terminator: "")
-        let line = baud > 0 ? "\(baud) baud 8N1, line rate \(Int(settings.lineRate)) B/s" : "unpaced cable"
-        print("\n\(line); seed \(seed); \(BenchHost.processors) CPUs (\(BenchHost.cpuModel)); "
-            + String(format: "%.0f s", seconds))
-        print("\(rows.filter { $0.result == .pass }.count) PASS, \(misses) MISS, \(failures) FAIL"
-            + (quick ? " (quick: speed targets in parentheses are reported, not asserted)" : ""))
-
-        if let json {
-            do {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                try encoder.encode(report).write(to: URL(fileURLWithPath: json))
-                print("results written to \(json)")
-            } catch {
-                StandardError.write("bench: cannot write \(json): \(error.localizedDescription)\n")
-            }
-        }
-        fflush(nil)
-
-        let failed = failures > 0 || (strict && !quick && misses > 0)
-        if failed || keepLogs || forwarderDebug > 0 {
-            StandardError.write("bench: logs of the cable, S and C are in \(logDirectory)\n")
-        } else {
-            try? FileManager.default.removeItem(atPath: logDirectory)
-        }
-        return failed ? 1 : 0
-    }
-
-    /// Runs one scenario; whatever it throws becomes a FAIL row, and its rigs are always stopped.
-    private static func run(_ scenario: BenchScenario, settings: BenchSettings) -> BenchScenarioReport {
-        let run = BenchRun(name: scenario.name, settings: settings)
-        let started = BenchClock.now()
-        var failure: String?
-        do {
-            try scenario.run(run)
-        } catch {
-            failure = "\(error)"
-            run.fail("scenario ran", "\(error)")
-        }
-        run.stopRigs()
-        for (label, rig) in run.rigReports {
-            for (end, sample) in [("S", rig.server), ("C", rig.client)] {
-                if let sample { run.details["\(label == run.name ? "" : label + ".")\(end)PeakRSSKiB"] = Double(sample.peakRSSKiB) }
-            }
-            for (end, status) in rig.exits where status == -SIGKILL && end != "cable" {
-                run.info("\(end) shutdown", "needed SIGKILL (no clean exit within 2 s)")
-            }
-        }
-        return BenchScenarioReport(
-            name: scenario.name, summary: scenario.summary, seconds: BenchClock.seconds(BenchClock.now() - started),
-            rows: run.rows, details: run.details, rigs: run.rigReports, error: failure)
-    }
-
-    /// On SIGINT or SIGTERM, kill every child so no forwarder or cable outlives the bench.
-    private func installInterruptHandlers() -> [DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "socket2ser.bench.signals")
-        return [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                StandardError.write("bench: interrupted; stopping the children\n")
-                BenchChildren.shared.killAll()
-                _exit(130)
-            }
-            source.resume()
-            return source
-        }
     }
 }

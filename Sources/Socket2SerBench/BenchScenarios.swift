@@ -7,15 +7,15 @@ import Foundation
 
 /// A reproducible measurement: a fresh cable and pair of forwarders, real TCP clients through C,
 /// the in-process target behind S, and rows for the table.
-struct BenchScenario: Sendable {
-    let name: String
-    let summary: String
+public struct BenchScenario: Sendable {
+    public let name: String
+    public let summary: String
     let run: @Sendable (BenchRun) throws -> Void
 }
 
 extension BenchScenario {
     /// In the order they run; `--scenario` picks from these by name.
-    static let all: [BenchScenario] = [
+    public static let all: [BenchScenario] = [
         BenchScenario(name: "bulk", summary: "one stream, each direction in turn", run: bulk),
         BenchScenario(name: "duplex", summary: "one stream, bulk both directions at once", run: duplex),
         BenchScenario(name: "streams8", summary: "8 downloads at once: total and Jain fairness", run: { try streams($0, count: 8) }),
@@ -40,7 +40,7 @@ extension BenchScenario {
                       run: manyLines),
     ]
 
-    static var names: [String] { all.map(\.name) }
+    public static var names: [String] { all.map(\.name) }
 }
 
 // MARK: - Throughput
