@@ -42,40 +42,46 @@ final class Connection: @unchecked Sendable {
     // @unchecked: confined to the event loop, like `LinkRuntime`.
 
     enum Socket {
-        /// S end: the connect to the target is in progress.
-        case connecting
+        /// S end: the connect to the target is in progress. `held`: bytes that arrived meanwhile
+        /// (the core allows DATA before OPEN-OK), bounded by the stream's initial window because
+        /// nothing is consumed until written.
+        case connecting(held: [ByteBuffer])
         case active(Channel, StreamChannelHandler)
         /// Closed, or never connected.
         case gone
+    }
+
+    /// The socket-to-link half: what the client sends, on its way into the core.
+    enum ToLink {
+        /// Reading. `pending`: bytes `Link.send` had no room for yet; while there are any the
+        /// socket is not read, so this holds at most one read's worth.
+        case reading(pending: ByteBuffer?)
+        /// The client shut down its output (TCP half-close); FIN goes once `pending` is given.
+        case draining(pending: ByteBuffer)
+        /// FIN was given to the core, or the stream ended: nothing more goes in.
+        case done
+    }
+
+    /// The link-to-socket half: what the peer sends, on its way out to the client.
+    enum ToSocket {
+        /// Writing; `inFlight` socket writes not completed yet (credit is granted as each does).
+        case open(inFlight: Int)
+        /// The peer finished its direction: the output is shut down once `inFlight` reaches 0.
+        case finishing(inFlight: Int)
+        /// The socket's output is shut down (after the peer's FIN and every byte before it).
+        case shutDown
     }
 
     let id: StreamID
     let openedAt: LinkTime
     /// The peer's address (C) or the target's (S), for logs.
     var peerDescription: String
-    var socket: Socket = .connecting
+    var socket: Socket = .connecting(held: [])
     /// The core still has the stream. Once false, `id` may be reused by a new stream and nothing
     /// more may be said to the core about this connection.
     var streamAlive = true
-
-    // MARK: Socket to link
-    /// Bytes read from the socket that `Link.send` had no room for yet. While non-empty the
-    /// socket is not read, so this holds at most one read's worth.
-    var pendingToLink: ByteBuffer?
-    /// The socket's input ended (the client shut down its write side); FIN goes to the core once
-    /// `pendingToLink` is drained.
-    var inputEnded = false
-    var finishSent = false
-
-    // MARK: Link to socket
-    /// S end: bytes that arrived before the connect completed (the core allows DATA before
-    /// OPEN-OK). Bounded by the stream's initial window, because nothing is consumed until written.
-    var heldForSocket: [ByteBuffer] = []
-    /// Socket writes not yet completed. Credit for them is granted when each one completes.
-    var writesInFlight = 0
-    /// The peer finished its direction; the socket's output is shut down once writes complete.
-    var remoteFinished = false
-    var outputClosed = false
+    var toLink = ToLink.reading(pending: nil)
+    var toSocket = ToSocket.open(inFlight: 0)
     /// Written to the socket since the last flush of this pass.
     var needsFlush = false
 
@@ -97,6 +103,54 @@ final class Connection: @unchecked Sendable {
         self.peerDescription = peerDescription
     }
 
+    /// Socket bytes waiting for room in the core.
+    var pendingToLink: ByteBuffer? {
+        switch toLink {
+        case .reading(let pending): return pending
+        case .draining(let pending): return pending
+        case .done: return nil
+        }
+    }
+
+    /// A socket write was handed to NIO.
+    func writeStarted() {
+        switch toSocket {
+        case .open(let n): toSocket = .open(inFlight: n + 1)
+        case .finishing(let n): toSocket = .finishing(inFlight: n + 1)
+        case .shutDown: break  // the core delivers nothing after the peer's FIN
+        }
+    }
+
+    /// A socket write completed (or failed).
+    func writeCompleted() {
+        switch toSocket {
+        case .open(let n): toSocket = .open(inFlight: max(0, n - 1))
+        case .finishing(let n): toSocket = .finishing(inFlight: max(0, n - 1))
+        case .shutDown: break
+        }
+    }
+
+    /// The peer's FIN arrived (or the stream closed with both FINs).
+    func peerFinished() {
+        if case .open(let n) = toSocket { toSocket = .finishing(inFlight: n) }
+    }
+
+    /// What is left of `pending` after an offer to the core: the half stays where it was, or
+    /// (draining, all given) is ready for its FIN. Returns whether FIN is due now.
+    func offered(leaving rest: ByteBuffer?) -> Bool {
+        switch toLink {
+        case .reading:
+            toLink = .reading(pending: rest)
+            return false
+        case .draining:
+            guard let rest else { return true }
+            toLink = .draining(pending: rest)
+            return false
+        case .done:
+            return false
+        }
+    }
+
     var channel: Channel? {
         if case .active(let channel, _) = socket { return channel }
         return nil
@@ -110,7 +164,13 @@ final class Connection: @unchecked Sendable {
     /// Both directions ended with FIN and every byte for the socket is written: closing it
     /// normally tells the client the truth. Anything else must end with a reset.
     var isCompleteForSocket: Bool {
-        endedCleanly && remoteFinished && writesInFlight == 0 && outputClosed
+        guard endedCleanly, case .shutDown = toSocket else { return false }
+        return true
+    }
+
+    var outputShutDown: Bool {
+        if case .shutDown = toSocket { return true }
+        return false
     }
 
     var isSocketGone: Bool {

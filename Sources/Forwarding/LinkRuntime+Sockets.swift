@@ -84,6 +84,8 @@ extension LinkRuntime {
     func socketActive(_ handler: StreamChannelHandler, channel: Channel) {
         if let connection = handler.connection {
             // S end: the connect to the target succeeded.
+            var held: [ByteBuffer] = []
+            if case .connecting(let early) = connection.socket { held = early }
             connection.socket = .active(channel, handler)
             connectionsTotal += 1
             guard connection.streamAlive, !shuttingDown else {
@@ -93,8 +95,6 @@ extension LinkRuntime {
             forgetRepeatable(prefix: "connect:\(connection.peerDescription):")
             try? link.accept(connection.id)
             logger.info("stream \(connection.id): connected to \(connection.peerDescription)")
-            let held = connection.heldForSocket
-            connection.heldForSocket = []
             for buffer in held { writeToSocket(buffer, connection: connection, channel: channel) }
             closeOutputIfFinished(connection)
             scheduleService()
@@ -157,22 +157,25 @@ extension LinkRuntime {
         if logger.logLevel <= .trace {
             logger.trace("stream \(connection.id) socket in \(buffer.readableBytes) B: \(hexDump(buffer.readableBytesView))")
         }
-        guard connection.streamAlive, !connection.finishSent else { return }  // closing; nobody to give it to
-        if var pending = connection.pendingToLink {
+        guard connection.streamAlive else { return }  // closing; nobody to give it to
+        switch connection.toLink {
+        case .reading(pending: nil):
+            offer(buffer, from: connection)
+        case .reading(pending: var pending?):
             // A read that was already under way when reading paused.
             var more = buffer
             pending.writeBuffer(&more)
-            connection.pendingToLink = pending
-            return
+            connection.toLink = .reading(pending: pending)
+        case .draining, .done:
+            return  // nothing is read after the input ended
         }
-        offer(buffer, from: connection)
     }
 
     /// Gives socket bytes to the core. What it has no room for waits in `pendingToLink`, and the
     /// socket is not read again until `.writable` says there is room.
     func offer(_ buffer: ByteBuffer, from connection: Connection) {
         guard connection.streamAlive else {
-            connection.pendingToLink = nil
+            connection.toLink = .done
             return
         }
         var buffer = buffer
@@ -181,31 +184,36 @@ extension LinkRuntime {
             taken = try link.send(buffer.readableBytesView, on: connection.id)
         } catch {
             logger.debug("stream \(connection.id): \(error); dropping \(buffer.readableBytes) B")
-            connection.pendingToLink = nil
+            connection.toLink = .done
             return
         }
         buffer.moveReaderIndex(forwardBy: taken)
-        if buffer.readableBytes > 0 {
-            connection.pendingToLink = buffer
+        let rest = buffer.readableBytes > 0 ? buffer : nil
+        let finishNow = connection.offered(leaving: rest)
+        if rest != nil {
             connection.handler?.pauseReading()
         } else {
-            connection.pendingToLink = nil
             connection.handler?.resumeReading()
-            if connection.inputEnded { sendFinish(connection) }
+            if finishNow { sendFinish(connection) }
         }
         if taken > 0 { scheduleService() }
     }
 
     /// The client shut down its sending side (TCP half-close): FIN follows its last bytes.
     func socketInputEnded(_ connection: Connection) {
-        guard !connection.inputEnded else { return }
-        connection.inputEnded = true
-        if connection.pendingToLink == nil { sendFinish(connection) }
+        switch connection.toLink {
+        case .reading(pending: nil):
+            sendFinish(connection)
+        case .reading(pending: let pending?):
+            connection.toLink = .draining(pending: pending)
+        case .draining, .done:
+            return
+        }
     }
 
     private func sendFinish(_ connection: Connection) {
-        guard connection.streamAlive, !connection.finishSent else { return }
-        connection.finishSent = true
+        connection.toLink = .done
+        guard connection.streamAlive else { return }
         try? link.finish(connection.id)
         scheduleService()
     }
@@ -223,7 +231,7 @@ extension LinkRuntime {
             // then reports no separate end of input): that, with no error, is a clean end, and
             // the stream finishes by itself once the FINs have crossed. Anything else (RST, an
             // error, a close while our output was still open) aborts the stream.
-            if connection.outputClosed && !connection.failed {
+            if connection.outputShutDown && !connection.failed {
                 socketInputEnded(connection)
             } else {
                 if connection.closeReason == nil { connection.closeReason = "socket closed" }
@@ -248,8 +256,9 @@ extension LinkRuntime {
             return
         }
         switch connection.socket {
-        case .connecting:
-            connection.heldForSocket.append(ByteBuffer(bytes: bytes))
+        case .connecting(var held):
+            held.append(ByteBuffer(bytes: bytes))
+            connection.socket = .connecting(held: held)
         case .active(let channel, _):
             writeToSocket(channel.allocator.buffer(bytes: bytes), connection: connection, channel: channel)
         case .gone:
@@ -262,10 +271,10 @@ extension LinkRuntime {
         if logger.logLevel <= .trace {
             logger.trace("stream \(connection.id) socket out \(count) B: \(hexDump(buffer.readableBytesView))")
         }
-        connection.writesInFlight += 1
+        connection.writeStarted()
         let promise = loop.makePromise(of: Void.self)
         promise.futureResult.whenComplete { result in
-            connection.writesInFlight -= 1
+            connection.writeCompleted()
             if case .success = result {
                 connection.bytesToSocket += count
                 if connection.streamAlive {
@@ -285,15 +294,14 @@ extension LinkRuntime {
     /// Once the peer finished and every byte before its FIN is written, shut down the socket's
     /// output (TCP half-close). If the input already ended, NIO closes the socket altogether.
     func closeOutputIfFinished(_ connection: Connection) {
-        guard connection.remoteFinished, !connection.outputClosed, connection.writesInFlight == 0,
-              let channel = connection.channel else { return }
-        connection.outputClosed = true
+        guard case .finishing(inFlight: 0) = connection.toSocket, let channel = connection.channel else { return }
+        connection.toSocket = .shutDown
         channel.close(mode: .output, promise: nil)
     }
 
     func remoteFinished(_ id: StreamID) {
         guard let connection = streams[id] else { return }
-        connection.remoteFinished = true
+        connection.peerFinished()
         closeOutputIfFinished(connection)
     }
 
@@ -367,7 +375,7 @@ extension LinkRuntime {
         connection.closeReason = connection.closeReason ?? "closed"
         connection.endedCleanly = true
         streamEnded(connection)
-        connection.remoteFinished = true
+        connection.peerFinished()
         closeOutputIfFinished(connection)
         releaseIfDone(connection)
     }
@@ -403,8 +411,8 @@ extension LinkRuntime {
     func streamEnded(_ connection: Connection) {
         guard connection.streamAlive else { return }
         connection.streamAlive = false
-        connection.pendingToLink = nil
-        connection.heldForSocket = []
+        connection.toLink = .done
+        if case .connecting = connection.socket { connection.socket = .connecting(held: []) }
         if streams[connection.id] === connection { streams[connection.id] = nil }
     }
 
