@@ -41,7 +41,7 @@ let package = Package(
         // swift-nio keeps its performance tester: it drives the real executable (cable, S and C as
         // child processes, found through /proc/self/exe) with blocking sockets and threads of its
         // own, so it needs Foundation and, for the descriptor limit, Forwarding.
-        .target(name: "Socket2SerBench", dependencies: ["Forwarding"]),
+        .target(name: "Socket2SerBench", dependencies: ["Forwarding", "TestKit"]),
         // Command line: the original's S/C form plus cable, demo and the bench command (options only).
         .target(name: "Socket2SerCLI", dependencies: [
             "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench",
@@ -57,9 +57,10 @@ let package = Package(
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
-        // Helpers shared by the test targets that run the real executable.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestSupport"]),
+        // The one test kit of the tests and the bench: payloads, free ports, waiting for a
+        // condition, the executable's path.
+        .target(name: "TestKit"),
+        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit"]),
         // The bench's own pieces (its SHA-256), without running a scenario.
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
@@ -71,7 +72,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "EndToEndTests", dependencies: [
-            "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort", "TestSupport",
+            "VirtualCable", "CSerialShim", "Forwarding", "LinkCore", "SerialPort", "TestKit",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

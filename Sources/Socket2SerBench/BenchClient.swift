@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 /// One direction of one measured transfer, with both ends' view combined.
 struct DirectionOutcome: Codable, Sendable {

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 /// What every scenario needs to know about the run.
 struct BenchSettings: Sendable {

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 /// A reproducible measurement: a fresh cable and pair of forwarders, real TCP clients through C,
 /// the in-process target behind S, and rows for the table.

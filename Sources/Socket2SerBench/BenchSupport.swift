@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 // Plumbing shared by the benchmark: a clock, blocking POSIX sockets, threads that can be joined,
 // deterministic payloads with byte-exact verification, and readers for /proc.
@@ -83,22 +84,6 @@ final class BenchThread: @unchecked Sendable {
     }
 }
 
-/// A lock-protected value, for results that several threads fill in.
-final class Locked<Value>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: Value
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-
-    var current: Value { withLock { $0 } }
-}
-
 // MARK: - Sockets
 
 /// Blocking IPv4 sockets on 127.0.0.1, with timeouts on every call so that nothing in the bench
@@ -157,12 +142,13 @@ enum BenchSocket {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    /// A port nobody listens on right now, for C to listen on. (Another process could take it
-    /// before C does; on a test machine that is rare enough, and C would fail loudly.)
+    /// A port nobody listens on right now, for C to listen on (the test kit's).
     static func freePort() throws -> Int {
-        let (fd, port) = try listen(port: 0, backlog: 1)
-        close(fd)
-        return port
+        do {
+            return try freeLoopbackPort()
+        } catch {
+            throw BenchError("no free port: \(error)")
+        }
     }
 
     /// Connects to 127.0.0.1:`port`. `timeout` bounds the connect (SYN retries when a backlog is
@@ -307,24 +293,15 @@ struct BenchPayload: Sendable {
         key = BenchPayload.mix(seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(connection) << 8 ^ UInt64(direction))
     }
 
-    static func mix(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    static func mix(_ value: UInt64) -> UInt64 { SplitMix64.mix(value) }
 
     /// Fills `buffer` (blockSize bytes) with block number `index`.
     func fill(block index: Int, into buffer: inout [UInt8]) {
         if buffer.count != Self.blockSize { buffer = [UInt8](repeating: 0, count: Self.blockSize) }
-        var state = BenchPayload.mix(key ^ UInt64(index) &* 0xD6E8_FEB8_6659_FD93)
+        var generator = SplitMix64(seed: BenchPayload.mix(key ^ UInt64(index) &* 0xD6E8_FEB8_6659_FD93))
         buffer.withUnsafeMutableBytes { raw in
             for word in 0..<(Self.blockSize / 8) {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                raw.storeBytes(of: (z ^ (z >> 31)).littleEndian, toByteOffset: word * 8, as: UInt64.self)
+                raw.storeBytes(of: generator.next().littleEndian, toByteOffset: word * 8, as: UInt64.self)
             }
         }
     }

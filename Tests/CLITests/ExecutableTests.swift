@@ -1,7 +1,7 @@
 import CSerialShim
 import Foundation
 import Testing
-import TestSupport
+import TestKit
 @testable import Socket2SerCLI
 
 /// The real executable, run as a subprocess: exit codes and exactly what reaches stderr.

@@ -1,6 +1,6 @@
 import Dispatch
 import Foundation
-import TestSupport
+import TestKit
 
 /// Runs the built `socket2ser` executable (found by `Socket2SerExecutable`) as a real subprocess.
 struct Socket2SerProcess {

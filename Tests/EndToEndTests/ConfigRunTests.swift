@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 import Testing
 
 /// `socket2ser run --config FILE` with the real executable (issue 9): several lines in one
@@ -35,9 +36,9 @@ struct ConfigRunTests {
         defer { first.stop() }
         let second = try E2ETarget(.echo)
         defer { second.stop() }
-        let port1 = try e2eFreePort()
-        let port2 = try e2eFreePort()
-        let data = e2eBytes(200_000, seed: 101)  // 4 s each way at 500 kbaud
+        let port1 = try freeLoopbackPort()
+        let port2 = try freeLoopbackPort()
+        let data = Payload.bytes(200_000, seed: 101)  // 4 s each way at 500 kbaud
         let (result, elapsed, log) = try await e2eOffload { () -> (E2EReadResult, Duration, String) in
             // Line one's ends are named by links the cable removes when it stops, as a USB
             // adapter's node goes away when it is unplugged. (A bare /dev/pts/N would be handed
@@ -79,7 +80,7 @@ struct ConfigRunTests {
                 return client.sendWhileReadingToEnd(data, timeout: 30)
             }
             // Line one's cable is pulled out while line two carries its transfer.
-            try e2eWait("line two's transfer to be under way", timeout: .seconds(5)) { second.accepted > 0 }
+            try waitUntil("line two's transfer to be under way", timeout: .seconds(5)) { second.accepted > 0 }
             cable1.signal(SIGTERM)
             try run.waitForError(containing: "serial device \(a1) is gone")
             let result = try transfer.value(timeout: .seconds(35))
@@ -101,7 +102,7 @@ struct ConfigRunTests {
         let page = Array("<html><body>behind the board</body></html>\n".utf8)
         let web = try E2ETarget(.http(body: page))
         defer { web.stop() }
-        let socksPort = try e2eFreePort()
+        let socksPort = try freeLoopbackPort()
         let password = "s3cret-\(UUID().uuidString.prefix(8))"
         struct Outcome: Sendable {
             var withCredentials: (status: Int32, output: [UInt8])
@@ -131,7 +132,7 @@ struct ConfigRunTests {
             let peer = try E2EChild("peer", ["link", "-com", b, "--baudrate", "2000000", "--allow", "localhost:\(web.port)"])
             defer { peer.forceKill() }
             try run.waitForError(containing: "link up: peer found on \(a)")
-            try e2eWait("the SOCKS listener", timeout: .seconds(10)) { E2EClient.accepts(port: socksPort) }
+            try waitUntil("the SOCKS listener", timeout: .seconds(10)) { E2EClient.accepts(port: socksPort) }
             let url = "http://localhost:\(web.port)/"
             let good = try e2eRunTool("curl", ["--silent", "--show-error", "--max-time", "20",
                                                "--proxy", "socks5h://tester:\(password)@127.0.0.1:\(socksPort)", url])
@@ -162,9 +163,9 @@ struct ConfigRunTests {
         defer { bulk.stop() }
         let extra = try E2ETarget(.echo)
         defer { extra.stop() }
-        let bulkPort = try e2eFreePort()
-        let extraPort = try e2eFreePort()
-        let data = e2eBytes(250_000, seed: 102)  // 5 s each way at 500 kbaud
+        let bulkPort = try freeLoopbackPort()
+        let extraPort = try freeLoopbackPort()
+        let data = Payload.bytes(250_000, seed: 102)  // 5 s each way at 500 kbaud
         struct Outcome: Sendable {
             var transfer: E2EReadResult
             var extraEcho: [UInt8]
@@ -197,12 +198,12 @@ struct ConfigRunTests {
                 defer { client.close() }
                 return client.sendWhileReadingToEnd(data, timeout: 40)
             }
-            try e2eWait("the bulk transfer to be under way", timeout: .seconds(5)) { bulk.accepted > 0 }
+            try waitUntil("the bulk transfer to be under way", timeout: .seconds(5)) { bulk.accepted > 0 }
 
             try file.write(config(withExtra: true))
             run.signal(SIGHUP)
             try run.waitForError(containing: "reloaded \(file.path): ~board (forwards)")
-            try e2eWait("the added forward to listen", timeout: .seconds(5)) { E2EClient.accepts(port: extraPort) }
+            try waitUntil("the added forward to listen", timeout: .seconds(5)) { E2EClient.accepts(port: extraPort) }
             let extraEcho = try e2eExchange(port: extraPort, Array("added".utf8), timeout: 10).bytes
 
             try file.write("lines:\n  board:\n    device: \(a)\n    bauds: 1\n")
@@ -213,7 +214,7 @@ struct ConfigRunTests {
             try file.write(config(withExtra: false))
             run.signal(SIGHUP)
             try run.waitForError(containing: "reloaded \(file.path): ~board (forwards)", count: 2)
-            try e2eWait("the removed forward to stop listening", timeout: .seconds(5)) { !E2EClient.accepts(port: extraPort) }
+            try waitUntil("the removed forward to stop listening", timeout: .seconds(5)) { !E2EClient.accepts(port: extraPort) }
 
             let result = try transfer.value(timeout: .seconds(45))
             let reports = E2EChild.terminate([run, peer])

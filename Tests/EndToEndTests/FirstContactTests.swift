@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 import Testing
 
 /// What a new user meets, with the real executable over the virtual cable (issue 8):
@@ -24,7 +25,7 @@ struct FirstContactTests {
     private func downloadCutOff(by stop: @escaping @Sendable (E2ERig) -> E2EChild) async throws
         -> (rest: E2EReadResult, total: Int, targetResets: Int)
     {
-        let download = e2eBytes(3_000_000, seed: 71)  // 15 s of line time at 2 Mbaud
+        let download = Payload.bytes(3_000_000, seed: 71)  // 15 s of line time at 2 Mbaud
         let target = try E2ETarget(.exchange(download: download))
         defer { target.stop() }
         return try await e2eOffload {
@@ -41,7 +42,7 @@ struct FirstContactTests {
             guard let exit = stopped.waitForExit(timeout: .seconds(5)) else { throw E2EFailure("\(stopped.name) did not stop") }
             guard exit.isCleanExitZero else { throw E2EFailure("\(stopped.name): \(exit)\n\(rig.logs)") }
             // The target's end of the stream, at S, is cut off too.
-            try? e2eWait("the target to see its connection reset", timeout: .seconds(5)) { target.resets > 0 }
+            try? waitUntil("the target to see its connection reset", timeout: .seconds(5)) { target.resets > 0 }
             return (rest, first.bytes.count + rest.bytes.count, target.resets)
         }
     }
@@ -98,16 +99,16 @@ struct FirstContactTests {
             // The peer believes C's initial window is 1 MiB; C gave 64 KiB. Sending 300 KB to a
             // client that does not read exceeds the real credit.
             let peer = try E2EFakePeer(path: pathA, usesOddStreamIDs: false, baud: Self.fastBaud,
-                                       sendOnAccept: e2eBytes(300_000, seed: 72),
+                                       sendOnAccept: Payload.bytes(300_000, seed: 72),
                                        rewriteIncoming: E2EFakePeer.inflatingInitialWindow(to: 1 << 20))
             defer { peer.stop() }
-            let port = try e2eFreePort()
+            let port = try freeLoopbackPort()
             let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
             defer { client.forceKill() }
             try client.waitForError(containing: "link up: peer found")
             let connection = try E2EClient.connect(port: port, receiveBuffer: 4_096)
             defer { connection.close() }
-            try e2eWait("C to reset the stream", timeout: .seconds(10)) {
+            try waitUntil("C to reset the stream", timeout: .seconds(10)) {
                 peer.events.contains { if case .streamReset = $0 { return true } else { return false } }
             }
             let result = connection.readToEnd(timeout: 10)
@@ -130,7 +131,7 @@ struct FirstContactTests {
         let outcome = try await e2eOffload { () -> (E2EReadResult, Duration, String, String, Int) in
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let port = try e2eFreePort()
+            let port = try freeLoopbackPort()
             let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)",
                                             "--link-wait", "1"])
             defer { client.forceKill() }
@@ -175,7 +176,7 @@ struct FirstContactTests {
         let result = try await e2eOffload { () -> E2EReadResult in
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let port = try e2eFreePort()
+            let port = try freeLoopbackPort()
             let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
             defer { client.forceKill() }
             try client.waitForError(containing: "C: listening on")
@@ -199,11 +200,11 @@ struct FirstContactTests {
         let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
-            let port = try e2eFreePort()
+            let port = try freeLoopbackPort()
             let first = try E2EChild("C1", ["C", "-port", "\(port)", "-com", pathA, "--baudrate", "\(Self.fastBaud)",
                                             "--link-wait", "1"])
             defer { first.forceKill() }
-            let second = try E2EChild("C2", ["C", "-port", "\(try e2eFreePort())", "-com", pathB,
+            let second = try E2EChild("C2", ["C", "-port", "\(try freeLoopbackPort())", "-com", pathB,
                                              "--baudrate", "\(Self.fastBaud)"])
             defer { second.forceKill() }
             // The ID halves are negotiated (docs/protocol.md §3.4), so the link itself works.
@@ -265,7 +266,7 @@ struct FirstContactTests {
 
     @Test("A refused target: one plain line at S (no library internals), and C's client is reset")
     func refusedTargetLogLine() async throws {
-        let closedPort = try e2eFreePort()
+        let closedPort = try freeLoopbackPort()
         let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
             let rig = try E2ERig.start(targetPort: closedPort, baud: Self.fastBaud,
                                        serverOptions: ["-d", "0"], clientOptions: ["-d", "0"])
@@ -298,7 +299,7 @@ struct FirstContactTests {
             let child = try E2EChild("connect", ["connect", "127.0.0.1:\(port)"], input: input)
             defer { child.forceKill() }
             let exit = child.waitForExit(timeout: .seconds(10))
-            try e2eWait("connect's stdout to end", timeout: .seconds(5)) { child.output.hasEnded }
+            try waitUntil("connect's stdout to end", timeout: .seconds(5)) { child.output.hasEnded }
             return (child.output.text, exit)
         }
         #expect(output == "line one\nline two\n")
@@ -307,14 +308,14 @@ struct FirstContactTests {
 
     @Test("socket2ser connect: a reset is reported in one line with exit 1")
     func connectReportsReset() async throws {
-        let closedPort = try e2eFreePort()
+        let closedPort = try freeLoopbackPort()
         let (errors, exit) = try await e2eOffload { () -> (String, E2EChild.Exit?) in
             let rig = try E2ERig.start(targetPort: closedPort, baud: Self.fastBaud)
             defer { rig.forceKill() }
             let child = try E2EChild("connect", ["connect", "127.0.0.1:\(rig.port)"], input: Array("hi\n".utf8))
             defer { child.forceKill() }
             let exit = child.waitForExit(timeout: .seconds(10))
-            try e2eWait("connect's stderr to end", timeout: .seconds(5)) { child.errors.hasEnded }
+            try waitUntil("connect's stderr to end", timeout: .seconds(5)) { child.errors.hasEnded }
             _ = rig.shutdown()
             return (child.errors.text, exit)
         }

@@ -6,6 +6,7 @@ import Darwin
 import CSerialShim
 import Forwarding
 import Foundation
+import TestKit
 import LinkCore
 import Logging
 import NIOCore
@@ -22,7 +23,7 @@ struct ForwarderInProcessTests {
     @Test func transfers200KBBothWaysByteForByte() async throws {
         try await withTargetServer(.echo) { targetPort in
             try await withForwarderPair(targetPort: targetPort) { pair in
-                let data = testBytes(200_000, seed: 1)
+                let data = Payload.bytes(200_000, seed: 1)
                 let client = try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup)
                 try await client.send(data)
                 try await client.shutdownOutput()
@@ -35,7 +36,7 @@ struct ForwarderInProcessTests {
     @Test func halfCloseStillDeliversTheReply() async throws {
         try await withTargetServer(.replyAfterEndOfInput) { targetPort in
             try await withForwarderPair(targetPort: targetPort) { pair in
-                let data = testBytes(10_000, seed: 2)
+                let data = Payload.bytes(10_000, seed: 2)
                 let client = try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup)
                 try await client.send(data)
                 // The server replies only once it has seen our end of input.
@@ -48,7 +49,7 @@ struct ForwarderInProcessTests {
     }
 
     @Test func refusedTargetClosesTheClientWithinOneSecond() async throws {
-        let closedPort = try unusedPort()
+        let closedPort = try freeLoopbackPort()
         try await withForwarderPair(targetPort: closedPort) { pair in
             let started = ContinuousClock.now
             // Reset at once: on this unpaced cable the reset may even beat the end of the connect.
@@ -74,7 +75,7 @@ struct ForwarderInProcessTests {
     @Test func fiftyConcurrentConnections() async throws {
         try await withTargetServer(.echo) { targetPort in
             try await withForwarderPair(targetPort: targetPort) { pair in
-                let payloads = (0..<50).map { testBytes(4_000 + $0 * 100, seed: UInt64(100 + $0)) }
+                let payloads = (0..<50).map { Payload.bytes(4_000 + $0 * 100, seed: UInt64(100 + $0)) }
                 var clients: [TestClient] = []
                 for _ in payloads {
                     clients.append(try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup))
@@ -107,7 +108,7 @@ struct ForwarderInProcessTests {
         try await withTargetServer(.echo) { targetPort in
             try await withForwarderPair(targetPort: targetPort) { pair in
                 let client = try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup)
-                let first = testBytes(3_000, seed: 3)
+                let first = Payload.bytes(3_000, seed: 3)
                 try await client.send(first)
                 try await waitUntil("first echo") { try await client.receivedCount() == first.count }
 
@@ -116,7 +117,7 @@ struct ForwarderInProcessTests {
                 try pair.cable.plugA()
                 try await waitUntil("S reopens the device") { await pair.server.status().deviceOpen }
 
-                let second = testBytes(5_000, seed: 4)
+                let second = Payload.bytes(5_000, seed: 4)
                 try await client.send(second)
                 try await client.shutdownOutput()
                 let result = try await client.result(within: 10)
@@ -166,7 +167,7 @@ struct ForwarderInProcessTests {
                     await pair.client.status().bufferedReceiveBytes > 0
                 }
                 // Another connection goes through meanwhile.
-                let data = testBytes(100_000, seed: 5)
+                let data = Payload.bytes(100_000, seed: 5)
                 let other = try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup)
                 try await other.send(data)
                 try await other.shutdownOutput()
@@ -196,7 +197,7 @@ struct ForwarderInProcessTests {
     @Test func pacedLineKeepsInteractiveTrafficResponsiveDuringBulk() async throws {
         try await withTargetServer(.echo) { targetPort in
             try await withForwarderPair(targetPort: targetPort, cable: .paced(baud: 230_400)) { pair in
-                let bulkData = testBytes(60_000, seed: 6)
+                let bulkData = Payload.bytes(60_000, seed: 6)
                 let bulk = try await TestClient.connect(port: pair.listeningPort, on: pair.clientGroup)
                 let started = ContinuousClock.now
                 try await bulk.send(bulkData)
@@ -207,7 +208,7 @@ struct ForwarderInProcessTests {
                 for i in 0..<5 {
                     let sent = ContinuousClock.now
                     try await keys.send([UInt8(65 + i)])
-                    try await waitUntil("keystroke echo", timeout: 5) { try await keys.receivedCount() == i + 1 }
+                    try await waitUntil("keystroke echo", timeout: .seconds(5)) { try await keys.receivedCount() == i + 1 }
                     worst = max(worst, ContinuousClock.now - sent)
                 }
                 let bulkReceived = try await bulk.receivedCount()
@@ -324,7 +325,7 @@ func withForwarderPair(targetPort: Int, cable kind: CableKind = .unpacedPump, cl
 
     do {
         let port = try await client.waitUntilListening()
-        try await waitUntil("link up", timeout: 10) {
+        try await waitUntil("link up", timeout: .seconds(10)) {
             let s = await server.status()
             let c = await client.status()
             return s.linkUp && c.linkUp
@@ -353,45 +354,6 @@ func expectSameBytes(_ actual: [UInt8], _ expected: [UInt8], _ what: String,
                  sourceLocation: sourceLocation)
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Polls `condition` every 10 ms until it holds, failing after `timeout` seconds.
-func waitUntil(_ what: String, timeout: Double = 5, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TimedOut(description: "timed out waiting for \(what)") }
-        try await Task.sleep(for: .milliseconds(10))
-    }
-}
-
-/// Reproducible test data.
-func testBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var generator = SplitMix64(seed: seed)
-    return (0..<count).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
-}
-
-/// A TCP port nothing listens on (bound once, then released).
-func unusedPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TimedOut(description: "socket failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw -> Int32 in
-            guard bind(fd, raw, length) == 0 else { return -1 }
-            return getsockname(fd, raw, &length)
-        }
-    }
-    guard bound == 0 else { throw TimedOut(description: "bind failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 // MARK: - Target servers
 
 enum TargetBehaviour: Sendable {
@@ -400,7 +362,7 @@ enum TargetBehaviour: Sendable {
     /// Collects everything until the client's end of input, then answers (`ReplyAfterEndOfInput`).
     case replyAfterEndOfInput
     /// Echoes, except that a connection whose first bytes are `FloodOrEcho.floodRequest` gets
-    /// `FloodOrEcho.floodSize` bytes of `testBytes(_, seed: 7)` instead.
+    /// `FloodOrEcho.floodSize` bytes of `Payload.bytes(_, seed: 7)` instead.
     case floodOrEcho
 }
 
@@ -460,7 +422,7 @@ final class FloodOrEcho: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
     static let floodRequest = Array("FLOOD\n".utf8)
     static let floodSize = 2_000_000
-    static let flood = testBytes(floodSize, seed: 7)
+    static let flood = Payload.bytes(floodSize, seed: 7)
     private var decided = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -565,7 +527,7 @@ final class TestClient: Sendable {
     func result(within seconds: Double) async throws -> ClientResult {
         let done = self.done
         let timeout = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
-            done.fail(TimedOut(description: "no end of the connection within \(seconds) s"))
+            done.fail(E2EFailure("no end of the connection within \(seconds) s"))
         }
         defer { timeout.cancel() }
         let result = try await done.futureResult.get()
@@ -635,7 +597,7 @@ final class PtyCable: @unchecked Sendable {
 
     init() throws {
         var template = Array("/tmp/sfs-e2e-XXXXXX".utf8CString)
-        guard let dir = mkdtemp(&template) else { throw TimedOut(description: "mkdtemp failed") }
+        guard let dir = mkdtemp(&template) else { throw E2EFailure("mkdtemp failed") }
         directory = String(cString: dir)
         pathA = directory + "/a"
         pathB = directory + "/b"
@@ -654,12 +616,12 @@ final class PtyCable: @unchecked Sendable {
         var slave: Int32 = -1
         var name = [CChar](repeating: 0, count: 128)
         guard sfs_openpty(&master, &slave, &name, name.count) == 0 else {
-            throw TimedOut(description: "openpty failed: errno \(errno)")
+            throw E2EFailure("openpty failed: errno \(errno)")
         }
         _ = fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK)
         let path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         unlink(link)
-        guard symlink(path, link) == 0 else { throw TimedOut(description: "symlink failed: errno \(errno)") }
+        guard symlink(path, link) == 0 else { throw E2EFailure("symlink failed: errno \(errno)") }
         return End(master: master, slave: slave)
     }
 

@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Foundation
 import Testing
-import TestSupport
+import TestKit
 
 /// Forwards both ways with the real executable over the virtual cable (issue 9): `-L`, `-R` and
 /// `--allow` on `link` ends and on the original's S and C, with traffic in all of them at once.
@@ -36,22 +36,22 @@ struct ForwardsTests {
 
     /// Waits until `port` accepts connections (a forward's listener is up). Blocking.
     private static func waitForListener(_ port: Int, _ what: String) throws {
-        try e2eWait(what, timeout: .seconds(10)) { E2EClient.accepts(port: port) }
+        try waitUntil(what, timeout: .seconds(10)) { E2EClient.accepts(port: port) }
     }
 
     @Test("link ↔ link: -L from A to beside B, -R from A exposing beside A, -D at B to beside A, all at once, byte for byte")
     func bothWaysAtOnce() async throws {
         let besideB = try E2ETarget(.echo)
         defer { besideB.stop() }
-        let download = e2eBytes(400_000, seed: 81)
+        let download = Payload.bytes(400_000, seed: 81)
         let besideA = try E2ETarget(.exchange(download: download))
         defer { besideA.stop() }
         let socksTarget = try E2ETarget(.echo)
         defer { socksTarget.stop() }
-        let localPort = try e2eFreePort()
-        let remotePort = try e2eFreePort()
-        let socksPort = try e2eFreePort()
-        let socksData = e2eBytes(200_000, seed: 84)
+        let localPort = try freeLoopbackPort()
+        let remotePort = try freeLoopbackPort()
+        let socksPort = try freeLoopbackPort()
+        let socksData = Payload.bytes(200_000, seed: 84)
         let socksResult = E2EBox<E2EReadResult>()
         let (echo, exchange, uploadAtA, logs) = try await e2eOffload { () -> (E2EReadResult, E2EReadResult, [UInt8], String) in
             let ends = try Ends(
@@ -63,8 +63,8 @@ struct ForwardsTests {
             try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(remotePort)")
             try Self.waitForListener(remotePort, "B's listener for A's -R")
             try Self.waitForListener(socksPort, "B's SOCKS listener")
-            let upload = e2eBytes(300_000, seed: 82)
-            let echoData = e2eBytes(300_000, seed: 83)
+            let upload = Payload.bytes(300_000, seed: 82)
+            let echoData = Payload.bytes(300_000, seed: 83)
             let exchange = E2EBackground("-R transfer") { () -> E2EReadResult in
                 let client = try E2EClient.connect(port: remotePort)
                 defer { client.close() }
@@ -82,7 +82,7 @@ struct ForwardsTests {
             let echo = client.sendWhileReadingToEnd(echoData, timeout: 30)
             let exchanged = try exchange.value(timeout: .seconds(35))
             try socks.value(timeout: .seconds(35))
-            try e2eWait("A's target to get the whole upload", timeout: .seconds(10)) {
+            try waitUntil("A's target to get the whole upload", timeout: .seconds(10)) {
                 besideA.uploads.contains { $0.count == upload.count }
             }
             let uploadAtA = besideA.uploads.first { $0.count == upload.count } ?? []
@@ -91,10 +91,10 @@ struct ForwardsTests {
             return (echo, exchanged, uploadAtA, ends.logs)
         }
         #expect(echo.end == .endOfFile)
-        #expect(e2eDifference(echo.bytes, e2eBytes(300_000, seed: 83)) == nil, "-L: \(logs)")
+        #expect(e2eDifference(echo.bytes, Payload.bytes(300_000, seed: 83)) == nil, "-L: \(logs)")
         #expect(exchange.end == .endOfFile)
         #expect(e2eDifference(exchange.bytes, download) == nil, "-R download: \(logs)")
-        #expect(e2eDifference(uploadAtA, e2eBytes(300_000, seed: 82)) == nil, "-R upload")
+        #expect(e2eDifference(uploadAtA, Payload.bytes(300_000, seed: 82)) == nil, "-R upload")
         let socks = try #require(socksResult.value)
         #expect(socks.end == .endOfFile)
         #expect(e2eDifference(socks.bytes, socksData) == nil, "-D: \(logs)")
@@ -104,7 +104,7 @@ struct ForwardsTests {
     func notAllowed() async throws {
         let besideB = try E2ETarget(.echo)
         defer { besideB.stop() }
-        let localPort = try e2eFreePort()
+        let localPort = try freeLoopbackPort()
         let (end, log) = try await e2eOffload { () -> (E2EEnd, String) in
             let ends = try Ends(a: ["link", "-com", "PATH", "-L", "\(localPort):127.0.0.1:\(besideB.port)"],
                                 b: ["link", "-com", "PATH"])
@@ -129,8 +129,8 @@ struct ForwardsTests {
         let busy = try BusyPort()
         defer { busy.release() }
         let busyPort = busy.port
-        let goodPort = try e2eFreePort()
-        let openPort = try e2eFreePort()
+        let goodPort = try freeLoopbackPort()
+        let openPort = try freeLoopbackPort()
         let (echo, logA) = try await e2eOffload { () -> (E2EReadResult, String) in
             let ends = try Ends(
                 a: ["link", "-com", "PATH",
@@ -160,8 +160,8 @@ struct ForwardsTests {
         defer { first.stop() }
         let second = try E2ETarget(.replyAfterEndOfInput)
         defer { second.stop() }
-        let clientPort = try e2eFreePort()
-        let extraPort = try e2eFreePort()
+        let clientPort = try freeLoopbackPort()
+        let extraPort = try freeLoopbackPort()
         let (viaPort, viaForward) = try await e2eOffload { () -> (E2EReadResult, E2EReadResult) in
             let ends = try Ends(
                 a: ["S", "-ip", "127.0.0.1", "-port", "\(first.port)", "-com", "PATH", "--allow", "127.0.0.1:\(second.port)"],
@@ -182,10 +182,10 @@ struct ForwardsTests {
 
     @Test("SOCKS5: the real curl --socks5-hostname fetches a page from beside the far end")
     func curlThroughSOCKS() async throws {
-        let page = Array("<html><body>a board's web page</body></html>\n".utf8) + e2eBytes(50_000, seed: 91).map { 0x41 + $0 % 26 }
+        let page = Array("<html><body>a board's web page</body></html>\n".utf8) + Payload.bytes(50_000, seed: 91).map { 0x41 + $0 % 26 }
         let web = try E2ETarget(.http(body: page))
         defer { web.stop() }
-        let socksPort = try e2eFreePort()
+        let socksPort = try freeLoopbackPort()
         let (output, status, errors) = try await e2eOffload { () -> ([UInt8], Int32, String) in
             let ends = try Ends(a: ["link", "-com", "PATH", "--allow", "localhost:\(web.port)"],
                                 b: ["link", "-com", "PATH", "-D", "\(socksPort)"])
@@ -204,8 +204,8 @@ struct ForwardsTests {
     func socksByHand() async throws {
         let echo = try E2ETarget(.echo)
         defer { echo.stop() }
-        let closedPort = try e2eFreePort()
-        let socksPort = try e2eFreePort()
+        let closedPort = try freeLoopbackPort()
+        let socksPort = try freeLoopbackPort()
         struct Outcome: Sendable {
             var name: UInt8?
             var nameEcho: [UInt8]

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 import Testing
 
 /// The built `socket2ser` executable, run as real processes: `socket2ser cable` joins two
@@ -25,8 +26,8 @@ struct ProcessEndToEndTests {
 
     @Test("1 MB each way at once, byte for byte")
     func bulkBothWaysAtOnce() async throws {
-        let upload = e2eBytes(1_000_000, seed: 11)
-        let download = e2eBytes(1_000_000, seed: 12)
+        let upload = Payload.bytes(1_000_000, seed: 11)
+        let download = Payload.bytes(1_000_000, seed: 12)
         let target = try E2ETarget(.exchange(download: download))
         defer { target.stop() }
         try await withE2ERig(targetPort: target.port, baud: Self.fastBaud) { rig in
@@ -37,7 +38,7 @@ struct ProcessEndToEndTests {
                 defer { client.close() }
                 let result = client.sendWhileReadingToEnd(upload, timeout: 30)
                 // The readiness probe made an empty connection to the target too; ours has data.
-                try e2eWait("the target to receive the whole upload", timeout: .seconds(10)) {
+                try waitUntil("the target to receive the whole upload", timeout: .seconds(10)) {
                     target.uploads.contains { !$0.isEmpty }
                 }
                 return (result, target.uploads.first { !$0.isEmpty } ?? [], ContinuousClock.now - started)
@@ -55,7 +56,7 @@ struct ProcessEndToEndTests {
         defer { target.stop() }
         try await withE2ERig(targetPort: target.port, baud: Self.fastBaud) { rig in
             let port = rig.port
-            let payloads = (0..<300).map { e2eBytes(200 + ($0 * 7) % 1_500, seed: UInt64(1_000 + $0)) }
+            let payloads = (0..<300).map { Payload.bytes(200 + ($0 * 7) % 1_500, seed: UInt64(1_000 + $0)) }
             let (results, elapsed) = try await e2eOffload { () -> ([E2EReadResult], Duration) in
                 let started = ContinuousClock.now
                 // All 300 open at once, all sending, before any reply is read.
@@ -86,7 +87,7 @@ struct ProcessEndToEndTests {
         let target = try E2ETarget(.replyAfterEndOfInput)
         defer { target.stop() }
         try await withE2ERig(targetPort: target.port, baud: Self.fastBaud) { rig in
-            let request = e2eBytes(50_000, seed: 21)
+            let request = Payload.bytes(50_000, seed: 21)
             let port = rig.port
             let result = try await e2eOffload { try e2eExchange(port: port, request, timeout: 10) }
             #expect(result.end == .endOfFile)
@@ -97,7 +98,7 @@ struct ProcessEndToEndTests {
 
     @Test("A refused target resets the client within 1 s")
     func refusedTarget() async throws {
-        let closedPort = try e2eFreePort()
+        let closedPort = try freeLoopbackPort()
         try await withE2ERig(targetPort: closedPort, baud: Self.fastBaud) { rig in
             let port = rig.port
             let (result, elapsed) = try await e2eOffload { () -> (E2EReadResult, Duration) in
@@ -118,7 +119,7 @@ struct ProcessEndToEndTests {
 
     @Test("A stalled reader does not hold up another connection, and gets its data later")
     func stalledReader() async throws {
-        let flood = e2eBytes(1_000_000, seed: 31)
+        let flood = Payload.bytes(1_000_000, seed: 31)
         let target = try E2ETarget(.floodOrEcho(flood: flood))
         defer { target.stop() }
         try await withE2ERig(targetPort: target.port, baud: Self.fastBaud) { rig in
@@ -128,9 +129,9 @@ struct ProcessEndToEndTests {
             defer { stalled.close() }
             try stalled.send(E2ETarget.floodRequest)
 
-            let data = e2eBytes(200_000, seed: 32)
+            let data = Payload.bytes(200_000, seed: 32)
             let (other, elapsed) = try await e2eOffload { () -> (E2EReadResult, Duration) in
-                try e2eWait("the flood to start", timeout: .seconds(5)) { target.floodBytesWritten > 0 }
+                try waitUntil("the flood to start", timeout: .seconds(5)) { target.floodBytesWritten > 0 }
                 let started = ContinuousClock.now
                 let other = try e2eExchange(port: port, data, timeout: 15)
                 return (other, ContinuousClock.now - started)
@@ -193,7 +194,7 @@ struct ProcessEndToEndTests {
                 var recovery: Duration?
                 while ContinuousClock.now < restarted + .seconds(10) {
                     attempts += 1
-                    let probe = e2eBytes(1_000, seed: UInt64(40 + attempts))
+                    let probe = Payload.bytes(1_000, seed: UInt64(40 + attempts))
                     if let result = try? e2eExchange(port: port, probe, timeout: 1.5),
                        result.end == .endOfFile, result.bytes == probe {
                         recovery = ContinuousClock.now - restarted
@@ -215,7 +216,7 @@ struct ProcessEndToEndTests {
                   + "\(outcome.heldClosedAfter.e2eMilliseconds) after the restart")
 
             // And it is a full service again.
-            let data = e2eBytes(100_000, seed: 49)
+            let data = Payload.bytes(100_000, seed: 49)
             let after = try await e2eOffload { try e2eExchange(port: port, data, timeout: 10) }
             #expect(e2eDifference(after.bytes, data) == nil, "\(e2eDifference(after.bytes, data) ?? "")")
         }
@@ -228,7 +229,7 @@ struct ProcessEndToEndTests {
         let outageStart = 2.0
         let outageSeconds = 3.0
         let baud = 1_000_000  // 100 KB/s each way: the echo below needs ~4 s of line time
-        let data = e2eBytes(400_000, seed: 51)
+        let data = Payload.bytes(400_000, seed: 51)
         let target = try E2ETarget(.echo)
         defer { target.stop() }
         let transfer = E2EBox<E2EBackground<(started: ContinuousClock.Instant, result: E2EReadResult)>>()
@@ -272,7 +273,7 @@ struct ProcessEndToEndTests {
     func bitErrors() async throws {
         let target = try E2ETarget(.echo)
         defer { target.stop() }
-        let data = e2eBytes(1_000_000, seed: 61)
+        let data = Payload.bytes(1_000_000, seed: 61)
         let rig = try await withE2ERig(targetPort: target.port, baud: Self.fastBaud,
                                        cableOptions: ["--ber", "0.00001"], seed: 7) { rig in
             let port = rig.port
@@ -289,7 +290,7 @@ struct ProcessEndToEndTests {
         }
         // The cable prints its counters when it stops: the faults must really have happened.
         try await e2eOffload {
-            try e2eWait("the cable's counters", timeout: .seconds(5)) { rig.cable.errors.hasEnded }
+            try waitUntil("the cable's counters", timeout: .seconds(5)) { rig.cable.errors.hasEnded }
         }
         let words = rig.cable.errors.text.split(whereSeparator: \.isWhitespace)
         let flipped = words.indices.dropLast().filter { words[$0] == "bits-flipped" }.compactMap { Int(words[$0 + 1]) }

@@ -4,7 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
-import TestSupport
+import TestKit
 
 // Support for ProcessEndToEndTests: the real `socket2ser` executable run as subprocesses.
 // Every name here starts with `E2E` so it cannot collide with the helpers of the in-process tests
@@ -13,16 +13,6 @@ import TestSupport
 struct E2EFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Polls `condition` every 10 ms until it holds; throws after `timeout`. Waiting for a condition,
-/// never for a fixed time. Blocking: call it from an `e2eOffload` thread.
-func e2eWait(_ what: String, timeout: Duration, _ condition: () throws -> Bool) throws {
-    let deadline = ContinuousClock.now + timeout
-    while try !condition() {
-        guard ContinuousClock.now < deadline else { throw E2EFailure("timed out after \(timeout) waiting for \(what)") }
-        usleep(10_000)
-    }
 }
 
 /// Runs blocking work (socket reads, process waits, thread joins) on a thread of its own.
@@ -115,7 +105,7 @@ final class E2EChild: @unchecked Sendable {
 
     /// Waits up to `timeout` for the process to end. Blocking.
     func waitForExit(timeout: Duration) -> Exit? {
-        try? e2eWait("\(name) to exit", timeout: timeout) { exit != nil }
+        try? waitUntil("\(name) to exit", timeout: timeout) { exit != nil }
         return exit
     }
 
@@ -125,7 +115,7 @@ final class E2EChild: @unchecked Sendable {
                            where predicate: (Substring) -> Bool) throws -> Substring {
         var found: Substring?
         do {
-            try e2eWait("\(name): \(what)", timeout: timeout) {
+            try waitUntil("\(name): \(what)", timeout: timeout) {
                 found = output.text.split(separator: "\n").first(where: predicate)
                 if found == nil, let exit { throw E2EFailure("\(name) ended (\(exit)) before \(what)") }
                 return found != nil
@@ -139,7 +129,7 @@ final class E2EChild: @unchecked Sendable {
     /// Waits until stderr has contained `text` at least `count` times. Blocking.
     func waitForError(containing text: String, count: Int = 1, timeout: Duration = .seconds(10)) throws {
         do {
-            try e2eWait("\(name): '\(text)' on stderr", timeout: timeout) {
+            try waitUntil("\(name): '\(text)' on stderr", timeout: timeout) {
                 if errors.text.components(separatedBy: text).count - 1 >= count { return true }
                 if let exit { throw E2EFailure("\(name) ended (\(exit)) before '\(text)'") }
                 return false

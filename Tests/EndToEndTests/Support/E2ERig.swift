@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 import Testing
 
 /// Three real processes: `socket2ser cable`, `socket2ser S` on end A (connecting to a target on
@@ -53,11 +54,11 @@ final class E2ERig: @unchecked Sendable {
 
             let server = try startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
             started.append(server)
-            let port = try e2eFreePort()
+            let port = try freeLoopbackPort()
             let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + clientOptions)
             started.append(client)
 
-            try e2eWait("C to accept connections on \(port)", timeout: .seconds(10)) {
+            try waitUntil("C to accept connections on \(port)", timeout: .seconds(10)) {
                 if let exit = client.exit {
                     throw E2EFailure("C ended (\(exit)): \(client.errors.text.suffix(1000))")
                 }

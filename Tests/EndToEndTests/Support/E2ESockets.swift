@@ -4,29 +4,11 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 // Plain blocking POSIX sockets for ProcessEndToEndTests: TCP clients, and target services that
 // serve each connection on a thread of its own. Blocking calls are made from `e2eOffload` threads
 // (or from the services' own threads), never from Swift's cooperative pool.
-
-/// Reproducible test data (SplitMix64).
-func e2eBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var state = seed &+ 0x9E37_79B9_7F4A_7C15
-    var bytes = [UInt8](repeating: 0, count: count)
-    var index = 0
-    while index < count {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        for shift in stride(from: 0, to: 64, by: 8) where index < count {
-            bytes[index] = UInt8(truncatingIfNeeded: z >> UInt64(shift))
-            index += 1
-        }
-    }
-    return bytes
-}
 
 /// Describes how `actual` differs from `expected`, or nil when they are equal.
 func e2eDifference(_ actual: [UInt8], _ expected: [UInt8]) -> String? {
@@ -73,14 +55,6 @@ private func bindLoopback(_ fd: Int32, port: Int) -> Int32 {
             bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
     }
-}
-
-/// A port on 127.0.0.1 that nothing listens on: bound to port 0, read, and released.
-func e2eFreePort() throws -> Int {
-    let fd = try newTCPSocket()
-    defer { close(fd) }
-    guard bindLoopback(fd, port: 0) == 0 else { throw E2EFailure("bind: \(errnoText())") }
-    return try localPort(of: fd)
 }
 
 /// Writes all of `bytes`, without SIGPIPE; false if the connection failed first.

@@ -16,7 +16,8 @@ public final class BusyPort {
 
     public init() throws {
         #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a child spawned meanwhile (the bench starts many) must not inherit it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
@@ -44,4 +45,13 @@ public final class BusyPort {
     }
 
     deinit { release() }
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now: bound, read and released. (Another
+/// process could take it before the caller does; on a test machine that is rare, and whoever
+/// then listens there fails loudly.)
+public func freeLoopbackPort() throws -> Int {
+    let held = try BusyPort()
+    defer { held.release() }
+    return held.port
 }
