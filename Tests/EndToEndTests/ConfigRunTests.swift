@@ -9,7 +9,7 @@ import Testing
 
 /// `socket2ser run --config FILE` with the real executable (issue 9): several lines in one
 /// process, independent of each other, and SIGHUP reloading forwards under a running transfer.
-@Suite("Config file", .serialized, .timeLimit(.minutes(3)))
+@Suite("Config file", .serialized, .timeLimit(.minutes(3)), .tags(.timing))
 struct ConfigRunTests {
     /// A config file in a fresh temporary folder.
     private final class ConfigFileOnDisk: @unchecked Sendable {

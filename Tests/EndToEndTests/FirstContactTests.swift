@@ -15,7 +15,7 @@ import Testing
 ///   that says why;
 /// - at the default level each end says what it does and what the link does, and nothing per
 ///   connection.
-@Suite("First contact", .serialized, .timeLimit(.minutes(3)))
+@Suite("First contact", .serialized, .timeLimit(.minutes(3)), .tags(.timing))
 struct FirstContactTests {
     static let fastBaud = 2_000_000
 

@@ -18,7 +18,7 @@ import VirtualCable
 /// Two `Forwarder`s (S and C) in this process, joined by two real pseudo-terminals whose masters
 /// a small pump thread connects back to back, with real TCP clients and target servers on
 /// 127.0.0.1. The line is unpaced, so these tests measure correctness, not speed.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(2)), .tags(.timing))
 struct ForwarderInProcessTests {
     @Test func transfers200KBBothWaysByteForByte() async throws {
         try await withTargetServer(.echo) { targetPort in

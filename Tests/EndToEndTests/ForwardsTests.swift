@@ -9,7 +9,7 @@ import TestKit
 
 /// Forwards both ways with the real executable over the virtual cable (issue 9): `-L`, `-R` and
 /// `--allow` on `link` ends and on the original's S and C, with traffic in all of them at once.
-@Suite("Forwards", .serialized, .timeLimit(.minutes(3)))
+@Suite("Forwards", .serialized, .timeLimit(.minutes(3)), .tags(.timing))
 struct ForwardsTests {
     static let fastBaud = 2_000_000
 

@@ -20,7 +20,7 @@ import Testing
 ///
 /// Serialized: each test runs three processes and many threads, and the timings it checks should
 /// not depend on another test of this suite competing for the two cores.
-@Suite("Process end to end", .serialized, .timeLimit(.minutes(3)))
+@Suite("Process end to end", .serialized, .timeLimit(.minutes(3)), .tags(.timing))
 struct ProcessEndToEndTests {
     static let fastBaud = 2_000_000
 

@@ -12,7 +12,7 @@ import Testing
 ///
 /// Serialized: several tests measure time, and on a two-core machine they would otherwise
 /// compete with each other for the CPU.
-@Suite(.serialized) struct VirtualCableTests {
+@Suite(.serialized, .tags(.timing)) struct VirtualCableTests {
     /// 8N1 at 115200 baud: 11520 bytes per second.
     static let bytesPerSecond115200 = 11_520.0
 
