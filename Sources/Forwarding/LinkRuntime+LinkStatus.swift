@@ -104,7 +104,7 @@ extension LinkRuntime {
     /// Why there is no link, for a message: "no peer on /dev/ttyUSB0 since 12:03:01 UTC".
     var whyNoLink: String {
         if let peerProblem { return peerProblem }
-        if serial == nil, let gone = deviceGoneAt {
+        if !serial.isAttached, let gone = serial.goneSince {
             return "the serial device \(configuration.devicePath) is gone (for \(Self.seconds(gone, loop.linkNow)) s)"
         }
         let since = noLinkSince.map { " since \($0.wallClock)" } ?? ""

@@ -26,30 +26,11 @@ final class LinkRuntime: @unchecked Sendable {
     let lineRate: Int
 
     // MARK: Serial line
-    struct SerialAttachment {
-        let channel: Channel
-        /// The descriptor NIO reads from; valid while `channel` is active.
-        let fd: CInt
-        let generation: Int
-        /// TIOCOUTQ says something (not a pseudo-terminal).
-        let reportsOutputQueue: Bool
-    }
-    var serial: SerialAttachment?
-    /// Incremented for every attach attempt, so late events of an old channel are ignored.
-    var serialGeneration = 0
-    var lostGeneration = 0
-    /// What is queued below the core, and how much to hand down next (TransmitPacer.swift).
-    var pacer: TransmitPacer
+    /// The device: attach, reopen, paced writes (SerialLine.swift).
+    let serial: SerialLine
     /// The last transmit pass filled the queue: the core probably has more.
     var coreMayHaveMore = false
     var topUpTask: Scheduled<Void>?
-    var reconnectTask: Scheduled<Void>?
-    var reconnectDelay = LinkRuntime.initialReconnectDelay
-    var deviceGoneAt: LinkTime?
-    var lastSerialError: String?
-
-    static let initialReconnectDelay = TimeAmount.milliseconds(100)
-    static let maximumReconnectDelay = TimeAmount.seconds(2)
 
     // MARK: Core timer and service passes
     /// Runs the service passes and the core's one timer (LinkDriver.swift).
@@ -113,7 +94,8 @@ final class LinkRuntime: @unchecked Sendable {
         self.loop = loop
         driver = LinkDriver(loop: loop)
         lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
-        pacer = TransmitPacer(lineRate: lineRate)
+        serial = SerialLine(path: configuration.devicePath, settings: configuration.serial, lineRate: lineRate,
+                            loop: loop, logger: logger)
         policy = configuration.targetPolicy
         let linkConfiguration = LinkConfiguration(
             usesOddStreamIDs: configuration.form != .server,
@@ -121,7 +103,7 @@ final class LinkRuntime: @unchecked Sendable {
             maxStreams: configuration.maxStreams,
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
             negotiatesStreamIDHalves: true,
-            queueSlackBelow: pacer.slack,
+            queueSlackBelow: serial.pacer.slack,
             seed: UInt64.random(in: 1...UInt64.max))
         link = Link(configuration: linkConfiguration)
         if configuration.verbosity >= 4 {
@@ -129,6 +111,7 @@ final class LinkRuntime: @unchecked Sendable {
             frameTrace = (decoder, decoder)
         }
         driver.delegate = self
+        serial.delegate = self
     }
 }
 
@@ -146,7 +129,7 @@ extension LinkRuntime {
         statisticsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             self.logStatisticsIfChanged()
         }
-        return attachSerial(fd: fd)
+        return serial.attach(fd: fd)
             .flatMapError { error in
                 SerialPort.releaseExclusiveUse(fileDescriptor: fd)
                 _ = closeDescriptor(fd)
@@ -169,8 +152,7 @@ extension LinkRuntime {
         guard !shuttingDown else { return loop.makeSucceededVoidFuture() }
         shuttingDown = true
         closeListeners()
-        reconnectTask?.cancel()
-        reconnectTask = nil
+        serial.stopReopening()
         statisticsTask?.cancel()
         statisticsTask = nil
         linkWaitTask?.cancel()
@@ -192,15 +174,15 @@ extension LinkRuntime {
 
         // Push the RESETs out regardless of the usual queue target: nothing else is coming.
         let now = loop.linkNow
-        if let serial, serial.channel.isActive {
+        if serial.isAttached {
             var wrote = 0
             while wrote < 1 << 20 {
                 let chunk = link.pollTransmit(maxBytes: 1 << 16, now: now)
                 if chunk.isEmpty { break }
-                writeToSerial(chunk, attachment: serial)
+                writeToSerial(chunk)
                 wrote += chunk.count
             }
-            serial.channel.flush()
+            serial.flush()
         }
 
         let promise = loop.makePromise(of: Void.self)
@@ -210,13 +192,7 @@ extension LinkRuntime {
 
     /// Polls every 5 ms until the frames written so far have left (or `deadline`), then closes.
     private func waitForLineToDrain(until deadline: NIODeadline, promise: EventLoopPromise<Void>) {
-        let drained: Bool
-        if let serial, serial.channel.isActive {
-            drained = pacer.inChannel == 0 && queuedBelowCore(now: loop.linkNow, attachment: serial) == 0
-        } else {
-            drained = true
-        }
-        if drained || loop.now >= deadline {
+        if serial.isDrained(now: loop.linkNow) || loop.now >= deadline {
             closeEverything().cascade(to: promise)
         } else {
             loop.scheduleTask(in: .milliseconds(5)) { self.waitForLineToDrain(until: deadline, promise: promise) }
@@ -239,12 +215,7 @@ extension LinkRuntime {
                 releaseIfDone(connection)
             }
         }
-        if let serial {
-            self.serial = nil
-            lostGeneration = serial.generation
-            if serial.channel.isActive { SerialPort.releaseExclusiveUse(fileDescriptor: serial.fd) }
-            closing.append(serial.channel.close().recover { _ in })
-        }
+        closing.append(serial.close())
         linkState = .stopped
         stopped = true
         return EventLoopFuture.andAllComplete(closing, on: loop)
@@ -255,7 +226,7 @@ extension LinkRuntime {
         let statistics = link.statistics
         var status = ForwarderStatus()
         status.linkState = linkState
-        status.deviceOpen = serial != nil
+        status.deviceOpen = serial.isAttached
         status.streamsOpen = link.streamCount
         status.connectionsOpen = connections.count
         status.connectionsTotal = connectionsTotal

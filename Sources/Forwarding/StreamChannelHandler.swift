@@ -116,37 +116,3 @@ final class StreamChannelHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 }
-
-/// The handler on the serial line's pipe channel: bytes in go to the core, and writability
-/// and the end of the device go to the runtime.
-final class SerialChannelHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    private let runtime: LinkRuntime
-    /// Which attachment of the device this is; a stale channel's late events are ignored.
-    private let generation: Int
-
-    init(runtime: LinkRuntime, generation: Int) {
-        self.runtime = runtime
-        self.generation = generation
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        runtime.serialRead(Self.unwrapInboundIn(data), generation: generation)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { runtime.scheduleService() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        runtime.serialFailed(error: error, generation: generation)
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        runtime.serialGone(generation: generation)
-        context.fireChannelInactive()
-    }
-}
