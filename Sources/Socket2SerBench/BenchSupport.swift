@@ -108,39 +108,7 @@ enum BenchSocket {
         return fd
     }
 
-    /// A listening socket on 127.0.0.1:`port` (0: any free port). Returns the descriptor and port.
-    static func listen(port: Int = 0, backlog: Int32 = 4096) throws -> (fd: Int32, port: Int) {
-        let fd = try makeSocket()
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = loopbackAddress(port: port)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard bound == 0 else {
-            let code = errno
-            close(fd)
-            throw BenchError("bind 127.0.0.1:\(port): \(errnoText(code))", code: code)
-        }
-        guard systemListen(fd, backlog) == 0 else {
-            let code = errno
-            close(fd)
-            throw BenchError("listen: \(errnoText(code))", code: code)
-        }
-        return (fd, try localPort(fd))
-    }
 
-    static func localPort(_ fd: Int32) throws -> Int {
-        var address = sockaddr_in()
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let result = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard result == 0 else { throw BenchError("getsockname: \(errnoText(errno))", code: errno) }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 
     /// A port nobody listens on right now, for C to listen on (the test kit's).
     static func freePort() throws -> Int {
@@ -194,23 +162,6 @@ enum BenchSocket {
         }
     }
 
-    /// Accepts one connection; nil once the listening socket has been shut down.
-    static func accept(_ listener: Int32) -> Int32? {
-        while true {
-            let fd = systemAccept(listener)
-            if fd >= 0 {
-                _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-                return fd
-            }
-            switch errno {
-            case EINTR, ECONNABORTED, EMFILE, ENFILE, ENOBUFS, ENOMEM:
-                if errno != EINTR && errno != ECONNABORTED { BenchClock.sleep(seconds: 0.01) }
-                continue
-            default:
-                return nil
-            }
-        }
-    }
 
     static func setTimeouts(_ fd: Int32, seconds: Double) {
         var value = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
@@ -272,11 +223,9 @@ enum BenchSocket {
 }
 
 // The C library's calls, under names the enum's own methods do not shadow.
-private func systemListen(_ fd: Int32, _ backlog: Int32) -> Int32 { listen(fd, backlog) }
 private func systemConnect(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) -> Int32 {
     connect(fd, address, length)
 }
-private func systemAccept(_ fd: Int32) -> Int32 { accept(fd, nil, nil) }
 
 // MARK: - Payload
 

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
 /// What a bench connection asks the target for, in its first byte.
 ///
@@ -74,43 +75,32 @@ struct TargetRecord: Sendable {
 /// Plain blocking sockets and a thread per connection: simple to get exactly right, and the
 /// thousand-stream scenario needs no more than a couple of thousand small threads.
 final class BenchTarget: @unchecked Sendable {
-    let port: Int
     let seed: UInt64
     /// Bound on any single read or write; a link that stalls longer than this is a failure.
     let ioTimeout: Double
 
-    private let listener: Int32
+    /// The listener, accept loop and connection threads (the test kit's).
+    private var service: TCPService?
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var records: [UInt32: TargetRecord] = [:]
-    private var open: Set<Int32> = []
-    private var stopped = false
-    private var acceptThread: BenchThread?
-    private var connectionsAccepted = 0
 
     init(seed: UInt64, ioTimeout: Double) throws {
         self.seed = seed
         self.ioTimeout = ioTimeout
-        (listener, port) = try BenchSocket.listen()
-        acceptThread = BenchThread("bench target accept") { [self] in acceptLoop() }
+        do {
+            service = try TCPService(name: "bench target") { [weak self] fd in self?.serve(fd) }
+        } catch {
+            throw BenchError("\(error)")
+        }
     }
 
-    var accepted: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return connectionsAccepted
-    }
+    var port: Int { service?.port ?? 0 }
+    var accepted: Int { service?.accepted ?? 0 }
 
-    /// Stops accepting and cuts every open connection; the handler threads then finish on their own.
+    /// Stops accepting and cuts every open connection; waits up to 2 s for the handler threads.
     func stop() {
-        condition.lock()
-        stopped = true
-        let fds = open
-        condition.unlock()
-        shutdown(listener, Int32(SHUT_RDWR))
-        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
-        acceptThread?.join(deadline: BenchClock.deadline(after: 2))
-        close(listener)
+        service?.stop(timeout: .seconds(2))
     }
 
     /// Waits until the `transfer` connection `id` has finished, or the deadline passes.
@@ -137,27 +127,6 @@ final class BenchTarget: @unchecked Sendable {
         body(&records[id, default: TargetRecord()])
         condition.broadcast()
         condition.unlock()
-    }
-
-    private func acceptLoop() {
-        while let fd = BenchSocket.accept(listener) {
-            condition.lock()
-            if stopped {
-                condition.unlock()
-                close(fd)
-                break
-            }
-            open.insert(fd)
-            connectionsAccepted += 1
-            condition.unlock()
-            BenchThread("bench target", stackSize: 256 << 10) { [self] in
-                serve(fd)
-                condition.lock()
-                open.remove(fd)
-                condition.unlock()
-                close(fd)
-            }
-        }
     }
 
     private func serve(_ fd: Int32) {

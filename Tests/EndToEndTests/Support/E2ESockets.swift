@@ -48,15 +48,6 @@ private func localPort(of fd: Int32) throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-private func bindLoopback(_ fd: Int32, port: Int) -> Int32 {
-    var address = loopbackAddress(port: port)
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-        }
-    }
-}
-
 /// Writes all of `bytes`, without SIGPIPE; false if the connection failed first.
 private func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>, progress: ((Int) -> Void)? = nil) -> Bool {
     var offset = bytes.startIndex
@@ -246,38 +237,26 @@ final class E2ETarget: @unchecked Sendable {
         Array("GOT \(data.count)\n".utf8) + data.reversed()
     }
 
-    let port: Int
     let behaviour: Behaviour
-    private let listener: Int32
+    private var service: TCPService?
     private let lock = NSLock()
-    private var connections: Set<Int32> = []
-    private var acceptedCount = 0
     private var completedUploads: [[UInt8]] = []
     private var floodWritten = 0
     private var resetCount = 0
-    private var stopping = false
-    private let threads = DispatchGroup()
 
+    /// Listens (through the test kit's `TCPService`) and serves every connection as `behaviour` says.
     init(_ behaviour: Behaviour) throws {
         self.behaviour = behaviour
-        let fd = try newTCPSocket()
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard bindLoopback(fd, port: 0) == 0, listen(fd, 1024) == 0 else {
-            let code = errno
-            Glibc.close(fd)
-            throw E2EFailure("target bind/listen: \(errnoText(code))")
-        }
-        listener = fd
-        port = try localPort(of: fd)
-        spawn("e2e target accept") { [self] in acceptLoop() }
+        service = nil
+        service = try TCPService(name: "e2e target") { [weak self] fd in self?.serve(fd) }
     }
 
     deinit {
         stop()
     }
 
-    var accepted: Int { lock.withLock { acceptedCount } }
+    var port: Int { service!.port }
+    var accepted: Int { service?.accepted ?? 0 }
     var uploads: [[UInt8]] { lock.withLock { completedUploads } }
     var floodBytesWritten: Int { lock.withLock { floodWritten } }
     /// Connections whose reads ended with ECONNRESET: S cut them off rather than closing.
@@ -285,55 +264,7 @@ final class E2ETarget: @unchecked Sendable {
 
     /// Stops accepting, breaks every open connection, and waits for all threads.
     func stop() {
-        let open: Set<Int32>? = lock.withLock {
-            guard !stopping else { return nil }
-            stopping = true
-            return connections
-        }
-        guard let open else { return }
-        shutdown(listener, Int32(SHUT_RDWR))  // wakes the blocked accept()
-        for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
-        threads.wait()
-        Glibc.close(listener)
-    }
-
-    private func spawn(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        threads.enter()
-        let thread = Thread { [threads] in
-            body()
-            threads.leave()
-        }
-        thread.name = name
-        thread.stackSize = 256 * 1024
-        thread.start()
-    }
-
-    private func acceptLoop() {
-        while true {
-            // accept4 (with SOCK_CLOEXEC) is not visible through Glibc; children of this process
-            // are spawned by Foundation's Process, which closes inherited descriptors anyway.
-            let fd = accept(listener, nil, nil)
-            if fd < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                return
-            }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            let admitted = lock.withLock {
-                guard !stopping else { return false }
-                acceptedCount += 1
-                connections.insert(fd)
-                return true
-            }
-            guard admitted else {
-                Glibc.close(fd)
-                return
-            }
-            spawn("e2e target connection") { [self] in
-                serve(fd)
-                lock.withLock { _ = connections.remove(fd) }
-                Glibc.close(fd)
-            }
-        }
+        service?.stop()
     }
 
     /// Reads up to `count` bytes; fewer only at end of file or on error.
