@@ -344,25 +344,14 @@ extension LinkRuntime {
     /// Every address `host` resolves to, in the resolver's order.
     static func resolve(_ host: String) -> [IPAddress] {
         if let literal = IPAddress(host) { return [literal] }
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-        hints.ai_socktype = SOCK_STREAM
-        #endif
-        var list: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, nil, &hints, &list) == 0 else { return [] }
-        defer { freeaddrinfo(list) }
         var result: [IPAddress] = []
-        var entry = list
-        while let info = entry {
-            entry = info.pointee.ai_next
+        forEachStreamAddress(host: host) { info in
             var text = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-            guard getnameinfo(info.pointee.ai_addr, info.pointee.ai_addrlen, &text, socklen_t(text.count), nil, 0,
-                              NI_NUMERICHOST) == 0 else { continue }
+            guard getnameinfo(info.ai_addr, info.ai_addrlen, &text, socklen_t(text.count), nil, 0,
+                              NI_NUMERICHOST) == 0 else { return true }
             let name = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if let address = IPAddress(name), !result.contains(address) { result.append(address) }
+            return true
         }
         return result
     }

@@ -89,3 +89,29 @@ func hexDump<C: Collection>(_ bytes: C, limit: Int = 512) -> String where C.Elem
     if bytes.count > limit { text += " …(+\(bytes.count - limit))" }
     return text
 }
+
+// MARK: - Name lookup
+
+/// getaddrinfo for TCP, any address family: calls `body` with each entry, in the resolver's
+/// order, until it returns false. Returns getaddrinfo's status (0 when the name resolved), for
+/// `gai_strerror`. One copy of the lookup for the forwarder's policy and `socket2ser connect`.
+@discardableResult
+public func forEachStreamAddress(host: String, port: Int? = nil, _ body: (addrinfo) -> Bool) -> Int32 {
+    var hints = addrinfo()
+    hints.ai_family = AF_UNSPEC
+    #if canImport(Glibc)
+    hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+    #else
+    hints.ai_socktype = SOCK_STREAM
+    #endif
+    var list: UnsafeMutablePointer<addrinfo>?
+    let status = getaddrinfo(host, port.map(String.init), &hints, &list)
+    guard status == 0 else { return status }
+    defer { freeaddrinfo(list) }
+    var entry = list
+    while let info = entry {
+        entry = info.pointee.ai_next
+        if !body(info.pointee) { break }
+    }
+    return 0
+}

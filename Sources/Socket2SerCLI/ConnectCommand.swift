@@ -76,33 +76,27 @@ struct ConnectCommand: ParsableCommand {
 
     /// Resolves and connects, trying every address in turn.
     static func connect(to endpoint: Endpoint) throws -> CInt {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        #if canImport(Glibc)
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        #else
-        hints.ai_socktype = SOCK_STREAM
-        #endif
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(endpoint.host, "\(endpoint.port)", &hints, &list)
-        guard status == 0, let first = list else {
+        var lastError: CInt = ECONNREFUSED
+        var connected: CInt?
+        let status = forEachStreamAddress(host: endpoint.host, port: endpoint.port) { info in
+            let fd = socket(info.ai_family, info.ai_socktype, info.ai_protocol)
+            guard fd >= 0 else {
+                lastError = errno
+                return true
+            }
+            if systemConnect(fd, info.ai_addr, info.ai_addrlen) == 0 {
+                connected = fd
+                return false
+            }
+            lastError = errno
+            close(fd)
+            return true
+        }
+        guard status == 0 else {
             let reason = String(cString: gai_strerror(status))
             throw ConnectError(description: "cannot resolve \(endpoint.host): \(reason.prefix(1).lowercased() + reason.dropFirst())")
         }
-        defer { freeaddrinfo(list) }
-        var lastError: CInt = ECONNREFUSED
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let info = entry {
-            entry = info.pointee.ai_next
-            let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
-            guard fd >= 0 else {
-                lastError = errno
-                continue
-            }
-            if systemConnect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 { return fd }
-            lastError = errno
-            close(fd)
-        }
+        if let connected { return connected }
         throw ConnectError(description: "cannot connect to \(endpoint.host):\(endpoint.port): \(PlainErrors.phrase(errno: lastError))")
     }
 
