@@ -29,12 +29,9 @@ extension LinkRuntime {
         ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
-            .childChannelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try LinkRuntime.configureStreamSocket(channel)
                     if socks {
                         // Read for every connection, so that a reload's credentials and timeout
                         // apply at once, to listeners that did not change as well.

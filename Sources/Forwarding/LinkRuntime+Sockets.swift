@@ -19,18 +19,26 @@ extension LinkRuntime {
 }
 
 extension LinkRuntime {
+    /// The options of every TCP connection a stream carries, accepted or made: half-close kept
+    /// (a FIN is a stream's FIN, not its end), no Nagle delay, and kernel buffers of
+    /// `socketBufferBytes`, so a stalled reader holds little beyond its stream's window.
+    static func configureStreamSocket(_ channel: Channel) throws {
+        guard let options = channel.syncOptions else { return }
+        try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
+        try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
+    }
+
     /// Connects the stream's connection to `address` (the target's name, or an address a rule
     /// allowed) on `connection`'s target port. Bytes the peer sends meanwhile are held.
     func connect(_ connection: Connection, address: String, port: Int) {
         let timeout = TimeAmount.nanoseconds(Int64(max(0.001, configuration.connectTimeoutSeconds) * 1e9))
         ClientBootstrap(group: loop)
             .connectTimeout(timeout)
-            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
-            .channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try LinkRuntime.configureStreamSocket(channel)  // before connect: SO_RCVBUF sets the window scale
                     try channel.pipeline.syncOperations.addHandler(
                         StreamChannelHandler(runtime: self, connection: connection))
                 }
