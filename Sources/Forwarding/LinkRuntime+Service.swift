@@ -37,10 +37,7 @@ extension LinkRuntime: LinkDriverDelegate {
     }
 
     func flushSockets() {
-        guard !socketsToFlush.isEmpty else { return }
-        let pending = socketsToFlush
-        socketsToFlush.removeAll(keepingCapacity: true)
-        for connection in pending where connection.needsFlush {
+        for connection in table.takeFlushList() where connection.needsFlush {
             connection.needsFlush = false
             connection.channel?.flush()
         }
@@ -80,7 +77,7 @@ extension LinkRuntime: LinkDriverDelegate {
         case .streamClosed(let id):
             streamClosed(id)
         case .writable(let id):
-            if let connection = streams[id], let pending = connection.pendingToLink {
+            if let connection = table[id], let pending = connection.pendingToLink {
                 offer(pending, from: connection)
             }
         case .listenRequested(let id, let bind, let port, let target):

@@ -95,7 +95,7 @@ extension LinkRuntime {
             var held: [ByteBuffer] = []
             if case .connecting(let early) = connection.socket { held = early }
             connection.socket = .active(channel, handler)
-            connectionsTotal += 1
+            table.counted()
             guard connection.streamAlive, !shuttingDown else {
                 abort(channel)
                 return
@@ -119,7 +119,7 @@ extension LinkRuntime {
         var accepted = AcceptedSocket(channel: channel, handler: handler, peerDescription: peer, target: handler.target,
                                       acceptedAt: loop.linkNow)
         accepted.socks = handler.socks
-        connectionsTotal += 1
+        table.counted()
         if link.isEstablished {
             openStream(for: accepted)
         } else {
@@ -256,7 +256,7 @@ extension LinkRuntime {
     /// Bytes from the peer for this stream's socket. Credit is granted only when the write
     /// completes, so a socket that stops reading stops only its own stream (§6).
     func deliver(_ bytes: [UInt8], on id: StreamID) {
-        guard let connection = streams[id] else {
+        guard let connection = table[id] else {
             // Cannot happen while this table mirrors the core's; if it does, do not leak credit.
             logger.debug("stream \(id): data for a stream without a connection; resetting it")
             link.consumed(bytes.count, on: id)
@@ -293,10 +293,7 @@ extension LinkRuntime {
             self.closeOutputIfFinished(connection)
         }
         channel.write(buffer, promise: promise)
-        if !connection.needsFlush {
-            connection.needsFlush = true
-            socketsToFlush.append(connection)
-        }
+        table.needsFlush(connection)
     }
 
     /// Once the peer finished and every byte before its FIN is written, shut down the socket's
@@ -308,7 +305,7 @@ extension LinkRuntime {
     }
 
     func remoteFinished(_ id: StreamID) {
-        guard let connection = streams[id] else { return }
+        guard let connection = table[id] else { return }
         connection.peerFinished()
         closeOutputIfFinished(connection)
     }
@@ -316,7 +313,7 @@ extension LinkRuntime {
     /// C end: the peer could not reach the target. Reset the client at once, so it neither
     /// hangs (the original left it open) nor mistakes the end for a complete, empty reply.
     func openRefused(_ id: StreamID, reason: OpenRefusal) {
-        guard let connection = streams[id] else { return }
+        guard let connection = table[id] else { return }
         connection.closeReason = "refused by the peer: \(reason)"
         streamEnded(connection)
         if connection.socksReplyPending, let channel = connection.channel {
@@ -340,13 +337,10 @@ extension LinkRuntime {
 
     /// The far end connected a stream of ours: a SOCKS client gets its success reply now.
     func openAccepted(_ id: StreamID) {
-        guard let connection = streams[id], connection.socksReplyPending, let channel = connection.channel else { return }
+        guard let connection = table[id], connection.socksReplyPending, let channel = connection.channel else { return }
         connection.socksReplyPending = false
         channel.write(channel.allocator.buffer(bytes: SOCKS5Negotiation.reply(.succeeded)), promise: nil)
-        if !connection.needsFlush {
-            connection.needsFlush = true
-            socketsToFlush.append(connection)
-        }
+        table.needsFlush(connection)
     }
 
     /// Tells a SOCKS client that waits for its reply why it gets no stream, then closes.
@@ -362,7 +356,7 @@ extension LinkRuntime {
     }
 
     func streamReset(_ id: StreamID, reason: ResetReason) {
-        guard let connection = streams[id] else { return }
+        guard let connection = table[id] else { return }
         connection.closeReason = "reset: \(reason)"
         if reason == .protocolViolation || reason == .creditExceeded {
             logRepeatable("violation:\(reason)", """
@@ -379,7 +373,7 @@ extension LinkRuntime {
 
     /// Both directions finished normally; the socket closes itself once its output is shut down.
     func streamClosed(_ id: StreamID) {
-        guard let connection = streams[id] else { return }
+        guard let connection = table[id] else { return }
         connection.closeReason = connection.closeReason ?? "closed"
         connection.endedCleanly = true
         streamEnded(connection)
@@ -410,24 +404,14 @@ extension LinkRuntime {
         return "\(ip):\(port)"
     }
 
-    func register(_ connection: Connection) {
-        streams[connection.id] = connection
-        connections[ObjectIdentifier(connection)] = connection
-    }
+    func register(_ connection: Connection) { table.add(connection) }
 
     /// The core no longer has the stream; its ID may be reused from now on.
-    func streamEnded(_ connection: Connection) {
-        guard connection.streamAlive else { return }
-        connection.streamAlive = false
-        connection.toLink = .done
-        if case .connecting = connection.socket { connection.socket = .connecting(held: []) }
-        if streams[connection.id] === connection { streams[connection.id] = nil }
-    }
+    func streamEnded(_ connection: Connection) { table.streamEnded(connection) }
 
     /// Forgets a connection whose stream and socket are both gone, and logs its summary.
     func releaseIfDone(_ connection: Connection) {
-        guard !connection.streamAlive, connection.isSocketGone,
-              connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
+        guard table.releaseIfDone(connection) else { return }
         let seconds = ((loop.linkNow - connection.openedAt).seconds * 10).rounded() / 10
         logger.info("""
             stream \(connection.id) closed (\(connection.closeReason ?? "closed")): \

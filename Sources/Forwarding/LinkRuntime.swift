@@ -37,13 +37,8 @@ final class LinkRuntime: @unchecked Sendable {
     let driver: LinkDriver
 
     // MARK: Connections
-    /// Connections whose stream the core still holds, by stream ID.
-    var streams: [StreamID: Connection] = [:]
-    /// Every connection, including those whose stream has ended but whose socket is still open.
-    var connections: [ObjectIdentifier: Connection] = [:]
-    /// Connections written to in this pass, to flush once at its end.
-    var socketsToFlush: [Connection] = []
-    var connectionsTotal = 0
+    /// Which connection carries which stream, and every connection still open (ConnectionTable.swift).
+    var table = ConnectionTable()
     /// This end's own listeners (-L, C's -port), bound at start.
     var listeners: [Listener] = []
     /// The first of them's port, for status and `waitUntilListening`.
@@ -164,9 +159,9 @@ extension LinkRuntime {
         linkUpAnnouncementTask?.cancel()
         linkUpAnnouncementTask = nil
 
-        let open = streams.count
+        let open = table.streamCount
         link.resetAll(reason: .shutdown)
-        for connection in Array(streams.values) {
+        for connection in table.streamConnections {
             connection.closeReason = connection.closeReason ?? "shutdown"
             streamEnded(connection)
         }
@@ -204,7 +199,7 @@ extension LinkRuntime {
         topUpTask?.cancel()
         topUpTask = nil
         var closing: [EventLoopFuture<Void>] = []
-        for connection in Array(connections.values) {
+        for connection in table.connections {
             if let channel = connection.channel {
                 // Only a connection that ended with both FINs and has written everything may see
                 // a clean end; any other was cut off, and its client must see a reset.
@@ -228,8 +223,8 @@ extension LinkRuntime {
         status.linkState = linkState
         status.deviceOpen = serial.isAttached
         status.streamsOpen = link.streamCount
-        status.connectionsOpen = connections.count
-        status.connectionsTotal = connectionsTotal
+        status.connectionsOpen = table.count
+        status.connectionsTotal = table.total
         status.listeningPort = listeningPort
         status.payloadBytesSent = statistics.payloadBytesSent
         status.payloadBytesReceived = statistics.payloadBytesReceived
