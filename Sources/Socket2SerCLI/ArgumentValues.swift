@@ -138,37 +138,20 @@ enum ArgumentValues {
     }
 }
 
-/// Parses a `--serial` spec: a baud rate, optionally followed by a comma and the character format
-/// in the usual data-bits/parity/stop-bits shorthand, e.g. `115200` or `115200,8N1` or `9600,7e2`.
-///
-/// It lives here rather than in `SerialPort` so the command line does not depend on when that
-/// module gains its own parser; the result is an ordinary `SerialSettings` with flow control off.
+/// Parses a `--serial` spec (or the config's `serial:`): a baud rate, optionally the character
+/// format and `rtscts`, e.g. `115200`, `115200,8N1`, `9600,7e2`, `115200,8N1,rtscts`. The one
+/// parser is `SerialSettings.parse`; this only words its error for the command line, and refuses
+/// an empty field (`115200,`), which is a typo rather than a shorthand.
 func parseSerialSpec(_ spec: String) throws -> SerialSettings {
-    let expected = "a serial spec is BAUD or BAUD,FORMAT such as 115200,8N1 (data bits 5-8, parity N/E/O, stop bits 1/2)"
-    let parts = spec.split(separator: ",", omittingEmptySubsequences: false)
-    guard parts.count == 1 || parts.count == 2 else { throw CommandLineError(expected) }
-
-    var settings = SerialSettings()
-    guard let baud = Int(parts[0]) else { throw CommandLineError(expected) }
-    guard ArgumentValues.baudRates.contains(baud) else {
+    let usage = "a serial spec is BAUD[,FORMAT][,rtscts] such as 115200,8N1 (data bits 5-8, parity N/E/O, stop bits 1/2)"
+    guard !spec.split(separator: ",", omittingEmptySubsequences: false).contains(where: { $0.isEmpty }) else {
+        throw CommandLineError(usage)
+    }
+    do {
+        return try SerialSettings.parse(spec)
+    } catch .baudRateOutOfRange {
         throw CommandLineError("a baud rate is a whole number from 50 to 20000000")
+    } catch {
+        throw CommandLineError("\(usage): \(error.reason)")
     }
-    settings.baudRate = baud
-
-    if parts.count == 2 {
-        let format = Array(parts[1].uppercased())
-        guard format.count == 3,
-              let dataBits = format[0].wholeNumberValue, (5...8).contains(dataBits),
-              let stopBits = format[2].wholeNumberValue, stopBits == 1 || stopBits == 2
-        else { throw CommandLineError(expected) }
-        switch format[1] {
-        case "N": settings.parity = .none
-        case "E": settings.parity = .even
-        case "O": settings.parity = .odd
-        default: throw CommandLineError(expected)
-        }
-        settings.dataBits = dataBits
-        settings.stopBits = stopBits
-    }
-    return settings
 }
