@@ -23,7 +23,7 @@ enum ArgumentValues {
     /// teleprinter rate in `termios`; the upper bound is above the fastest USB adapters (FTDI
     /// FT4232H tops out at 12 Mbaud). Anything in between is allowed because `termios2` with
     /// `BOTHER` sets arbitrary rates.
-    static let baudRates = 50...20_000_000
+    static let baudRates = SerialSettings.baudRateRange
 
     /// TCP ports a connection can use; port 0 means "any port" to `bind` and is never a useful target.
     static let ports = 1...65_535
