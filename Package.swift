@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
         // The one test kit of the tests and the bench: payloads, free ports, waiting for a
-        // condition, the executable's path.
+        // condition, the executable's path, child processes.
         .target(name: "TestKit"),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit"]),
         // The bench's own pieces (its SHA-256), without running a scenario.

@@ -161,7 +161,7 @@ public struct Bench: Sendable {
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
             source.setEventHandler {
                 diagnostics("bench: interrupted; stopping the children\n")
-                BenchChildren.shared.killAll()
+                benchChildren.killAll()
                 _exit(130)
             }
             source.resume()

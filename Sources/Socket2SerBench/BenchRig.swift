@@ -4,108 +4,22 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import TestKit
 
-/// A child process of the bench (`socket2ser cable`, `S` or `C`), with its stderr in a log file.
-final class BenchChild: @unchecked Sendable {
-    let name: String
-    let process = Process()
-    let logPath: String
-    /// The read end of stdout, when it is captured.
-    private let output: Pipe?
+/// Every child of the bench still running, so that an interrupted bench does not leave
+/// forwarders behind (`Bench` kills them all on SIGINT and SIGTERM).
+let benchChildren = ChildProcessRegistry()
 
-    init(name: String, executable: String, arguments: [String], logPath: String, captureOutput: Bool) throws {
-        self.name = name
-        self.logPath = logPath
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        guard FileManager.default.createFile(atPath: logPath, contents: Data()),
-              let log = FileHandle(forWritingAtPath: logPath)
-        else { throw BenchError("cannot create \(logPath)") }
-        process.standardError = log
-        output = captureOutput ? Pipe() : nil
-        process.standardOutput = output ?? FileHandle.nullDevice
-        try process.run()
-        try? log.close()
-        BenchChildren.shared.add(self)
-    }
-
-    var pid: Int32 { process.processIdentifier }
-    var isRunning: Bool { process.isRunning }
-
-    /// Reads stdout until `predicate` holds for the text so far, or the deadline passes.
-    func readOutput(until predicate: (String) -> Bool, deadline: UInt64) throws -> String {
-        guard let output else { throw BenchError("\(name): stdout is not captured") }
-        let fd = output.fileHandleForReading.fileDescriptor
-        var data = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let text = String(decoding: data, as: UTF8.self)
-            if predicate(text) { return text }
-            let now = BenchClock.now()
-            guard now < deadline else { throw BenchError("\(name) printed nothing usable in time (got '\(text)')") }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(min(1000, (deadline - now) / 1_000_000 + 1)))
-            if ready <= 0 { continue }
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { throw BenchError("\(name) exited or closed stdout (got '\(text)'); see \(logPath)") }
-            data += chunk[0..<n]
-        }
+extension ChildProcess {
+    /// A child of the bench (`socket2ser cable`, `S`, `C` or `run`), in `benchChildren`, with its
+    /// stderr in `logPath` and its stdout discarded unless `captureOutput`.
+    static func bench(_ name: String, executable: String, _ arguments: [String], logPath: String,
+                      captureOutput: Bool = false) throws -> ChildProcess {
+        try ChildProcess(name, arguments, executable: URL(fileURLWithPath: executable),
+                         output: .logFile(path: logPath, collectingOutput: captureOutput), registry: benchChildren)
     }
 
     func sample() -> ProcessSample? { isRunning ? ProcessSample.read(pid: pid) : nil }
-
-    /// SIGTERM, then SIGKILL if it has not exited within `grace` seconds. Returns the exit status
-    /// (or the signal, negated) and whether it had to be killed.
-    @discardableResult
-    /// `signalled`: SIGTERM was already sent (a second one would make a forwarder give up on its
-    /// clean shutdown and exit at once).
-    func terminate(grace: Double = 2, signalled: Bool = false) -> (status: Int32, killed: Bool) {
-        defer { BenchChildren.shared.remove(self) }
-        if process.isRunning && !signalled { kill(pid, SIGTERM) }
-        guard waitForExit(deadline: BenchClock.deadline(after: grace)) else {
-            kill(pid, SIGKILL)
-            _ = waitForExit(deadline: BenchClock.deadline(after: 5))
-            return (-SIGKILL, true)
-        }
-        let status = process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
-        return (status, false)
-    }
-
-    private func waitForExit(deadline: UInt64) -> Bool {
-        while process.isRunning {
-            if BenchClock.now() >= deadline { return false }
-            BenchClock.sleep(seconds: 0.005)
-        }
-        return true
-    }
-}
-
-/// Every child still running, so that an interrupted bench does not leave forwarders behind.
-final class BenchChildren: @unchecked Sendable {
-    static let shared = BenchChildren()
-    private let lock = NSLock()
-    private var children: [ObjectIdentifier: BenchChild] = [:]
-
-    func add(_ child: BenchChild) {
-        lock.lock()
-        children[ObjectIdentifier(child)] = child
-        lock.unlock()
-    }
-
-    func remove(_ child: BenchChild) {
-        lock.lock()
-        children[ObjectIdentifier(child)] = nil
-        lock.unlock()
-    }
-
-    /// SIGKILL to every child: used only when the bench itself is interrupted.
-    func killAll() {
-        lock.lock()
-        let all = Array(children.values)
-        lock.unlock()
-        for child in all where child.isRunning { kill(child.pid, SIGKILL) }
-    }
 }
 
 /// Counters `socket2ser cable` prints on stderr when it stops, parsed back.
@@ -145,13 +59,13 @@ struct RigReport: Codable, Sendable {
 /// on end A (connecting to the target) and `socket2ser C` on end B (listening on `clientPort`).
 final class BenchRig: @unchecked Sendable {
     let target: BenchTarget
-    let cable: BenchChild
+    let cable: ChildProcess
     let pathA: String
     let pathB: String
     /// When the cable announced its ends: its outage clock starts about then.
     let cableStartedAt: UInt64
-    private(set) var server: BenchChild?
-    private(set) var client: BenchChild?
+    private(set) var server: ChildProcess?
+    private(set) var client: ChildProcess?
     private(set) var clientPort = 0
     let logDirectory: String
     let name: String
@@ -165,18 +79,17 @@ final class BenchRig: @unchecked Sendable {
         self.logDirectory = settings.logDirectory
         target = try BenchTarget(seed: settings.seed, ioTimeout: settings.ioTimeout)
         do {
-            cable = try BenchChild(
-                name: "cable", executable: settings.executable,
-                arguments: ["cable", "--seed", "\(settings.seed)"] + cableArguments,
-                logPath: "\(settings.logDirectory)/\(name)-cable.log", captureOutput: true)
+            cable = try .bench("cable", executable: settings.executable,
+                               ["cable", "--seed", "\(settings.seed)"] + cableArguments,
+                               logPath: "\(settings.logDirectory)/\(name)-cable.log", captureOutput: true)
         } catch {
             target.stop()
             throw error
         }
         do {
-            let text = try cable.readOutput(until: { text in
+            let text = try cable.waitForOutput("the paths of ends A and B", timeout: .seconds(10)) { text in
                 text.split(separator: "\n").contains { $0.hasPrefix("A ") } && text.split(separator: "\n").contains { $0.hasPrefix("B ") }
-            }, deadline: BenchClock.deadline(after: 10))
+            }
             cableStartedAt = BenchClock.now()
             let lines = text.split(separator: "\n")
             pathA = String(lines.first { $0.hasPrefix("A ") }!.dropFirst(2))
@@ -194,15 +107,13 @@ final class BenchRig: @unchecked Sendable {
         clientPort = try BenchSocket.freePort()
         var extra = extra
         if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
-        server = try BenchChild(
-            name: "S", executable: settings.executable,
-            arguments: ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
-                        "--baudrate", "\(forwarderBaud)"] + extra + serverExtra,
-            logPath: "\(logDirectory)/\(name)-S.log", captureOutput: false)
-        client = try BenchChild(
-            name: "C", executable: settings.executable,
-            arguments: ["C", "-port", "\(clientPort)", "-com", pathB, "--baudrate", "\(forwarderBaud)"] + extra + clientExtra,
-            logPath: "\(logDirectory)/\(name)-C.log", captureOutput: false)
+        server = try .bench("S", executable: settings.executable,
+                            ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
+                             "--baudrate", "\(forwarderBaud)"] + extra + serverExtra,
+                            logPath: "\(logDirectory)/\(name)-S.log")
+        client = try .bench("C", executable: settings.executable,
+                            ["C", "-port", "\(clientPort)", "-com", pathB, "--baudrate", "\(forwarderBaud)"] + extra + clientExtra,
+                            logPath: "\(logDirectory)/\(name)-C.log")
         try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
     }
 
@@ -210,9 +121,7 @@ final class BenchRig: @unchecked Sendable {
     /// alone again. Returns their last samples.
     func stopForwarders() -> (server: ProcessSample?, client: ProcessSample?) {
         let last = samples()
-        let ends = [server, client].compactMap { $0 }
-        for end in ends where end.isRunning { kill(end.pid, SIGTERM) }
-        for end in ends { _ = end.terminate(signalled: true) }
+        ChildProcess.terminate([server, client].compactMap { $0 })
         server = nil
         client = nil
         return last
@@ -256,14 +165,9 @@ final class BenchRig: @unchecked Sendable {
         report.client = client?.sample()
         report.cable = cable.sample()
         // Both ends at once: each may spend up to a second draining its resets onto the line.
-        let ends = [server, client].compactMap { $0 }
-        for end in ends where end.isRunning { kill(end.pid, SIGTERM) }
-        for end in ends {
-            let exit = end.terminate(signalled: true)
-            report.exits[end.name] = exit.killed ? -SIGKILL : exit.status
-        }
-        report.exits["cable"] = cable.terminate().status
-        let log = (try? String(contentsOfFile: cable.logPath, encoding: .utf8)) ?? ""
+        for end in ChildProcess.terminate([server, client].compactMap { $0 }) { report.exits[end.name] = end.code }
+        report.exits["cable"] = cable.terminate().code
+        let log = cable.logPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
         report.cableCounters = CableReport(log: log)
         target.stop()
         return report

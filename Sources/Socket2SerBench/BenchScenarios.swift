@@ -827,19 +827,19 @@ private func manyLines(_ run: BenchRun) throws {
     }
     let configPath = "\(run.settings.logDirectory)/lines\(count).yaml"
     try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
-    let server = try BenchChild(name: "run", executable: run.settings.executable, arguments: ["run", "--config", configPath],
-                                logPath: "\(run.settings.logDirectory)/lines-run.log", captureOutput: false)
-    defer { _ = server.terminate() }
-    var clients: [BenchChild] = []
-    defer { for client in clients { _ = client.terminate() } }
+    let server = try ChildProcess.bench("run", executable: run.settings.executable, ["run", "--config", configPath],
+                                        logPath: "\(run.settings.logDirectory)/lines-run.log")
+    defer { server.terminate() }
+    var clients: [ChildProcess] = []
+    defer { for client in clients { client.terminate() } }
     var ports: [Int] = []
     for (index, rig) in rigs.enumerated() {
         let port = try BenchSocket.freePort()
         ports.append(port)
         var arguments = ["C", "-port", "\(port)", "-com", rig.pathB, "--baudrate", "\(run.settings.forwarderBaud)"]
         if run.settings.baud == 0 { arguments.append("--unpaced") }
-        clients.append(try BenchChild(name: "C\(index)", executable: run.settings.executable, arguments: arguments,
-                                      logPath: "\(run.settings.logDirectory)/lines-C\(index).log", captureOutput: false))
+        clients.append(try .bench("C\(index)", executable: run.settings.executable, arguments,
+                                  logPath: "\(run.settings.logDirectory)/lines-C\(index).log"))
     }
     for port in ports { try BenchClient.waitUntilReady(port: port, deadline: BenchClock.deadline(after: 60)) }
 

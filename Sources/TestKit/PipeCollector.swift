@@ -13,6 +13,13 @@ public final class PipeCollector: @unchecked Sendable {
 
     public init() {}
 
+    /// The collector of a stream that is not collected: empty, and ended already.
+    static func ended() -> PipeCollector {
+        let collector = PipeCollector()
+        collector.ended = true
+        return collector
+    }
+
     public var text: String {
         condition.lock()
         defer { condition.unlock() }

@@ -18,7 +18,7 @@ public func waitUntil(_ what: String, timeout: Duration, interval: Duration = .m
     let deadline = ContinuousClock.now + timeout
     while try !condition() {
         guard ContinuousClock.now < deadline else { throw WaitTimedOut(description: "timed out after \(timeout) waiting for \(what)") }
-        Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18 + Double(interval.components.seconds))
+        Thread.sleep(forTimeInterval: interval.inSeconds)
     }
 }
 
@@ -46,4 +46,14 @@ public final class Locked<Value>: @unchecked Sendable {
     }
 
     public var current: Value { withLock { $0 } }
+}
+
+extension Duration {
+    /// Seconds as a Double, for arithmetic, deadlines and messages.
+    public var inSeconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+
+    /// e.g. "412 ms".
+    public var millisecondsText: String { "\(Int((inSeconds * 1000).rounded())) ms" }
 }

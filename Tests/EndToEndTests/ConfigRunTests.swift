@@ -62,11 +62,11 @@ struct ConfigRunTests {
                     baud: 500000
                     local: [127.0.0.1:\(port2):127.0.0.1:\(second.port)]
                 """)
-            let run = try E2EChild("run", ["run", "--config", file.path])
+            let run = try ChildProcess("run", ["run", "--config", file.path])
             defer { run.forceKill() }
-            let peer1 = try E2EChild("peer1", ["link", "-com", b1, "--baudrate", "2000000", "--allow", "127.0.0.1:\(first.port)"])
+            let peer1 = try ChildProcess("peer1", ["link", "-com", b1, "--baudrate", "2000000", "--allow", "127.0.0.1:\(first.port)"])
             defer { peer1.forceKill() }
-            let peer2 = try E2EChild("peer2", ["link", "-com", b2, "--baudrate", "500000", "--allow", "127.0.0.1:\(second.port)"])
+            let peer2 = try ChildProcess("peer2", ["link", "-com", b2, "--baudrate", "500000", "--allow", "127.0.0.1:\(second.port)"])
             defer { peer2.forceKill() }
             try run.waitForError(containing: "link up: peer found on \(a1)")
             try run.waitForError(containing: "link up: peer found on \(a2)")
@@ -85,16 +85,16 @@ struct ConfigRunTests {
             try run.waitForError(containing: "serial device \(a1) is gone")
             let result = try transfer.value(timeout: .seconds(35))
             let elapsed = ContinuousClock.now - started
-            let reports = E2EChild.terminate([run, peer2])
+            let reports = ChildProcess.terminate([run, peer2])
             guard reports[0].isClean else { throw E2EFailure("\(reports)\n\(run.errors.text)") }
             return (result, elapsed, run.errors.text)
         }
         #expect(result.end == .endOfFile)
         #expect(e2eDifference(result.bytes, data) == nil, "\(e2eDifference(result.bytes, data) ?? "")")
-        #expect(elapsed < .seconds(15), "line two took \(elapsed.e2eMilliseconds)")
+        #expect(elapsed < .seconds(15), "line two took \(elapsed.millisecondsText)")
         // Each line's messages say which line they are about.
         #expect(log.split(separator: "\n").contains { $0.contains("is gone") && $0.contains("line=one") }, "\(log)")
-        print("config: line two moved 200 KB each way in \(elapsed.e2eMilliseconds) while line one was unplugged")
+        print("config: line two moved 200 KB each way in \(elapsed.millisecondsText) while line one was unplugged")
     }
 
     @Test("SOCKS5 with a username and password from the config: curl with them fetches, without them or with a wrong one it cannot")
@@ -127,9 +127,9 @@ struct ConfigRunTests {
                     socks-username: tester
                     socks-password-file: \(secret)
                 """)
-            let run = try E2EChild("run", ["run", "--config", file.path])
+            let run = try ChildProcess("run", ["run", "--config", file.path])
             defer { run.forceKill() }
-            let peer = try E2EChild("peer", ["link", "-com", b, "--baudrate", "2000000", "--allow", "localhost:\(web.port)"])
+            let peer = try ChildProcess("peer", ["link", "-com", b, "--baudrate", "2000000", "--allow", "localhost:\(web.port)"])
             defer { peer.forceKill() }
             try run.waitForError(containing: "link up: peer found on \(a)")
             try waitUntil("the SOCKS listener", timeout: .seconds(10)) { E2EClient.accepts(port: socksPort) }
@@ -142,7 +142,7 @@ struct ConfigRunTests {
             let noMethod = try E2ESOCKS.connect(port: socksPort, request: E2ESOCKS.request(host: "localhost", port: web.port))
             noMethod.client.close()
             let noMethodReply = noMethod.reply
-            let reports = E2EChild.terminate([run, peer])
+            let reports = ChildProcess.terminate([run, peer])
             guard reports.allSatisfy(\.isClean) else { throw E2EFailure("\(reports)\n\(run.errors.text)") }
             return Outcome(withCredentials: (good.status, good.output), withoutCredentials: none.status,
                            wrongPassword: (wrong.method, wrong.status), noMethod: (nil, noMethodReply),
@@ -187,10 +187,10 @@ struct ConfigRunTests {
                 """
             }
             let file = try ConfigFileOnDisk(config(withExtra: false))
-            let run = try E2EChild("run", ["run", "--config", file.path])
+            let run = try ChildProcess("run", ["run", "--config", file.path])
             defer { run.forceKill() }
-            let peer = try E2EChild("peer", ["link", "-com", b, "--baudrate", "500000",
-                                             "--allow", "127.0.0.1:\(bulk.port)", "--allow", "127.0.0.1:\(extra.port)"])
+            let peer = try ChildProcess("peer", ["link", "-com", b, "--baudrate", "500000",
+                                                 "--allow", "127.0.0.1:\(bulk.port)", "--allow", "127.0.0.1:\(extra.port)"])
             defer { peer.forceKill() }
             try run.waitForError(containing: "link up: peer found on \(a)")
             let transfer = E2EBackground("bulk transfer") { () -> E2EReadResult in
@@ -217,7 +217,7 @@ struct ConfigRunTests {
             try waitUntil("the removed forward to stop listening", timeout: .seconds(5)) { !E2EClient.accepts(port: extraPort) }
 
             let result = try transfer.value(timeout: .seconds(45))
-            let reports = E2EChild.terminate([run, peer])
+            let reports = ChildProcess.terminate([run, peer])
             guard reports[0].isClean else { throw E2EFailure("\(reports)\n\(run.errors.text)") }
             return Outcome(transfer: result, extraEcho: extraEcho, afterBadReload: afterBadReload,
                            log: run.errors.text)

@@ -22,7 +22,7 @@ struct FirstContactTests {
     // MARK: Resets on every abnormal end
 
     /// A download in progress when `stop` ends one of the processes: its client must see a reset.
-    private func downloadCutOff(by stop: @escaping @Sendable (E2ERig) -> E2EChild) async throws
+    private func downloadCutOff(by stop: @escaping @Sendable (E2ERig) -> ChildProcess) async throws
         -> (rest: E2EReadResult, total: Int, targetResets: Int)
     {
         let download = Payload.bytes(3_000_000, seed: 71)  // 15 s of line time at 2 Mbaud
@@ -85,10 +85,10 @@ struct FirstContactTests {
             return (held, rig.client.errors.text, held.endedAt - killed)
         }
         #expect(held.end == .reset, "\(held.end)")
-        #expect(elapsed > .seconds(3) && elapsed < .seconds(8), "reset \(elapsed.e2eMilliseconds) after S died")
+        #expect(elapsed > .seconds(3) && elapsed < .seconds(8), "reset \(elapsed.millisecondsText) after S died")
         #expect(client.contains("link down: nothing heard from the peer"), "\(client)")
         #expect(client.contains("link lost: the peer on "), "\(client)")
-        print("grace expiry: the held connection was reset \(elapsed.e2eMilliseconds) after S died (grace 4 s)")
+        print("grace expiry: the held connection was reset \(elapsed.millisecondsText) after S died (grace 4 s)")
     }
 
     @Test("A peer that breaks the protocol on a stream: that stream's client sees a reset")
@@ -103,7 +103,7 @@ struct FirstContactTests {
                                        rewriteIncoming: E2EFakePeer.inflatingInitialWindow(to: 1 << 20))
             defer { peer.stop() }
             let port = try freeLoopbackPort()
-            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
+            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
             defer { client.forceKill() }
             try client.waitForError(containing: "link up: peer found")
             let connection = try E2EClient.connect(port: port, receiveBuffer: 4_096)
@@ -112,7 +112,7 @@ struct FirstContactTests {
                 peer.events.contains { if case .streamReset = $0 { return true } else { return false } }
             }
             let result = connection.readToEnd(timeout: 10)
-            _ = E2EChild.terminate([client])
+            _ = ChildProcess.terminate([client])
             return (result.end, client.errors.text, peer.events.map { "\($0)" })
         }
         #expect(end == .reset, "\(end)")
@@ -132,8 +132,8 @@ struct FirstContactTests {
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
             let port = try freeLoopbackPort()
-            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)",
-                                            "--link-wait", "1"])
+            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)",
+                                                "--link-wait", "1"])
             defer { client.forceKill() }
             try client.waitForError(containing: "C: listening on")
             let started = ContinuousClock.now
@@ -146,19 +146,19 @@ struct FirstContactTests {
 
             // The peer arrives later: the abandoned stream never reaches it (no OPEN, no RESET),
             // and a new connection works.
-            let server = try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
-                                            "--baudrate", "\(Self.fastBaud)", "-d", "1"])
+            let server = try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
+                                                "--baudrate", "\(Self.fastBaud)", "-d", "1"])
             defer { server.forceKill() }
             try client.waitForError(containing: "link up: peer found")
             let echo = try e2eExchange(port: port, Array("now?".utf8), timeout: 5)
             guard echo.bytes == Array("now?".utf8) else { throw E2EFailure("no echo once S is up: \(echo.end)") }
-            let reports = E2EChild.terminate([client, server])
+            let reports = ChildProcess.terminate([client, server])
             guard reports.allSatisfy(\.isClean) else { throw E2EFailure("\(reports)") }
             return (result, waited, client.errors.text, server.errors.text, target.accepted)
         }
         let (result, waited, clientLog, serverLog, accepted) = outcome
         #expect(result.end == .reset, "\(result.end)")
-        #expect(waited >= .seconds(1) && waited < .seconds(4), "reset after \(waited.e2eMilliseconds)")
+        #expect(waited >= .seconds(1) && waited < .seconds(4), "reset after \(waited.millisecondsText)")
         let line = clientLog.split(separator: "\n").first { $0.contains("no peer on") } ?? ""
         #expect(line.contains(" warning: no peer on /dev/"), "\(clientLog)")
         #expect(line.contains(" since ") && line.contains(" UTC: reset 1 connection(s) that waited 1 s for the link"),
@@ -166,7 +166,7 @@ struct FirstContactTests {
         #expect(accepted == 1, "the target saw \(accepted) connections: the abandoned stream reached S")
         #expect(serverLog.components(separatedBy: ": connected to 127.0.0.1:").count == 2, "\(serverLog)")
         #expect(!serverLog.contains("protocol violation"), "\(serverLog)")
-        print("no peer: reset after \(waited.e2eMilliseconds): \(line)")
+        print("no peer: reset after \(waited.millisecondsText): \(line)")
     }
 
     @Test("A connection made before the peer starts, its request already sent, is carried once the link is up")
@@ -177,18 +177,18 @@ struct FirstContactTests {
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
             let port = try freeLoopbackPort()
-            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
+            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(Self.fastBaud)"])
             defer { client.forceKill() }
             try client.waitForError(containing: "C: listening on")
             let early = try E2EClient.connect(port: port)
             defer { early.close() }
             try early.send(Array("sent before S existed".utf8))
             early.shutdownWrite()
-            let server = try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
-                                            "--baudrate", "\(Self.fastBaud)"])
+            let server = try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
+                                                "--baudrate", "\(Self.fastBaud)"])
             defer { server.forceKill() }
             let result = early.readToEnd(timeout: 10)
-            _ = E2EChild.terminate([client, server])
+            _ = ChildProcess.terminate([client, server])
             return result
         }
         #expect(result.end == .endOfFile, "\(result.end)")
@@ -201,11 +201,11 @@ struct FirstContactTests {
             let (cable, pathA, pathB) = try e2eStartCable(baud: Self.fastBaud)
             defer { cable.forceKill() }
             let port = try freeLoopbackPort()
-            let first = try E2EChild("C1", ["C", "-port", "\(port)", "-com", pathA, "--baudrate", "\(Self.fastBaud)",
-                                            "--link-wait", "1"])
+            let first = try ChildProcess("C1", ["C", "-port", "\(port)", "-com", pathA, "--baudrate", "\(Self.fastBaud)",
+                                                "--link-wait", "1"])
             defer { first.forceKill() }
-            let second = try E2EChild("C2", ["C", "-port", "\(try freeLoopbackPort())", "-com", pathB,
-                                             "--baudrate", "\(Self.fastBaud)"])
+            let second = try ChildProcess("C2", ["C", "-port", "\(try freeLoopbackPort())", "-com", pathB,
+                                                 "--baudrate", "\(Self.fastBaud)"])
             defer { second.forceKill() }
             // The ID halves are negotiated (docs/protocol.md §3.4), so the link itself works.
             try first.waitForError(containing: "link up: peer found")
@@ -214,7 +214,7 @@ struct FirstContactTests {
             defer { connection.close() }
             let result = connection.readToEnd(timeout: 10)
             try second.waitForError(containing: "to this end's default target, but this end has none")
-            _ = E2EChild.terminate([first, second])
+            _ = ChildProcess.terminate([first, second])
             return (result.end, first.errors.text + second.errors.text)
         }
         #expect(end == .reset, "\(end)")
@@ -295,8 +295,8 @@ struct FirstContactTests {
         defer { target.stop() }
         let input = Array("line one\nline two\n".utf8)
         let port = target.port
-        let (output, exit) = try await e2eOffload { () -> (String, E2EChild.Exit?) in
-            let child = try E2EChild("connect", ["connect", "127.0.0.1:\(port)"], input: input)
+        let (output, exit) = try await e2eOffload { () -> (String, ChildProcess.Exit?) in
+            let child = try ChildProcess("connect", ["connect", "127.0.0.1:\(port)"], input: input)
             defer { child.forceKill() }
             let exit = child.waitForExit(timeout: .seconds(10))
             try waitUntil("connect's stdout to end", timeout: .seconds(5)) { child.output.hasEnded }
@@ -309,10 +309,10 @@ struct FirstContactTests {
     @Test("socket2ser connect: a reset is reported in one line with exit 1")
     func connectReportsReset() async throws {
         let closedPort = try freeLoopbackPort()
-        let (errors, exit) = try await e2eOffload { () -> (String, E2EChild.Exit?) in
+        let (errors, exit) = try await e2eOffload { () -> (String, ChildProcess.Exit?) in
             let rig = try E2ERig.start(targetPort: closedPort, baud: Self.fastBaud)
             defer { rig.forceKill() }
-            let child = try E2EChild("connect", ["connect", "127.0.0.1:\(rig.port)"], input: Array("hi\n".utf8))
+            let child = try ChildProcess("connect", ["connect", "127.0.0.1:\(rig.port)"], input: Array("hi\n".utf8))
             defer { child.forceKill() }
             let exit = child.waitForExit(timeout: .seconds(10))
             try waitUntil("connect's stderr to end", timeout: .seconds(5)) { child.errors.hasEnded }

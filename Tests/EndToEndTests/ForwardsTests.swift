@@ -15,21 +15,21 @@ struct ForwardsTests {
 
     /// Two processes on the two ends of a fresh cable. Blocking.
     private final class Ends: @unchecked Sendable {
-        let cable: E2EChild
-        let a: E2EChild
-        let b: E2EChild
+        let cable: ChildProcess
+        let a: ChildProcess
+        let b: ChildProcess
 
         init(a: [String], b: [String]) throws {
             let (cable, pathA, pathB) = try e2eStartCable(baud: ForwardsTests.fastBaud)
             self.cable = cable
             let rate = ["--baudrate", "\(ForwardsTests.fastBaud)"]
-            self.a = try E2EChild("A", a.map { $0 == "PATH" ? pathA : $0 } + rate)
-            self.b = try E2EChild("B", b.map { $0 == "PATH" ? pathB : $0 } + rate)
+            self.a = try ChildProcess("A", a.map { $0 == "PATH" ? pathA : $0 } + rate)
+            self.b = try ChildProcess("B", b.map { $0 == "PATH" ? pathB : $0 } + rate)
             try self.a.waitForError(containing: "link up: peer found")
             try self.b.waitForError(containing: "link up: peer found")
         }
 
-        func stop() -> [E2EStopReport] { E2EChild.terminate([a, b]) + E2EChild.terminate([cable]) }
+        func stop() -> [ChildProcess.StopReport] { ChildProcess.terminate([a, b]) + ChildProcess.terminate([cable]) }
         func kill() { for child in [a, b, cable] { child.forceKill() } }
         var logs: String { "--- A:\n\(a.errors.text.suffix(3000))\n--- B:\n\(b.errors.text.suffix(3000))" }
     }
@@ -256,7 +256,7 @@ struct ForwardsTests {
         #expect(outcome.socks4.isClosed && outcome.socks4 != .timedOut)
         #expect(outcome.stalled.isClosed, "a client that never sends a request is dropped")
         #expect(outcome.stalledAfter >= .milliseconds(900) && outcome.stalledAfter < .seconds(4),
-                "dropped after \(outcome.stalledAfter.e2eMilliseconds)")
+                "dropped after \(outcome.stalledAfter.millisecondsText)")
         #expect(outcome.log.contains("SOCKS client 127.0.0.1:"), "\(outcome.log)")
     }
 }

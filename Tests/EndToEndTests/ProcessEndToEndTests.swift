@@ -46,7 +46,7 @@ struct ProcessEndToEndTests {
             #expect(result.end == .endOfFile)
             #expect(e2eDifference(result.bytes, download) == nil, "download: \(e2eDifference(result.bytes, download) ?? "")")
             #expect(e2eDifference(received, upload) == nil, "upload: \(e2eDifference(received, upload) ?? "")")
-            print("bulk: 1 MB each way at once in \(elapsed.e2eMilliseconds)")
+            print("bulk: 1 MB each way at once in \(elapsed.millisecondsText)")
         }
     }
 
@@ -78,7 +78,7 @@ struct ProcessEndToEndTests {
             }
             #expect(wrong.isEmpty, "\(wrong.count) of 300 connections wrong: \(wrong.prefix(5))")
             #expect(target.accepted >= 300)
-            print("300 connections: all echoed in \(elapsed.e2eMilliseconds)")
+            print("300 connections: all echoed in \(elapsed.millisecondsText)")
         }
     }
 
@@ -112,8 +112,8 @@ struct ProcessEndToEndTests {
             // Reset, not a clean end: the client sent data, and an empty reply is not what it got.
             #expect(result.end == .reset, "\(result.end)")
             #expect(result.bytes.isEmpty)
-            #expect(elapsed < .seconds(1), "closed after \(elapsed.e2eMilliseconds)")
-            print("refused target: client closed after \(elapsed.e2eMilliseconds) (\(result.end))")
+            #expect(elapsed < .seconds(1), "closed after \(elapsed.millisecondsText)")
+            print("refused target: client closed after \(elapsed.millisecondsText) (\(result.end))")
         }
     }
 
@@ -148,7 +148,7 @@ struct ProcessEndToEndTests {
             let delivered = (atC?.send ?? 0) + (atClient?.receive ?? 0)
             #expect(atC != nil && atClient != nil, "the stalled connection is not in /proc/net/tcp")
             #expect(delivered + 65_536 < flood.count, "the stalled stream took the whole flood across the cable")
-            print("stalled reader: 200 KB echo beside it in \(elapsed.e2eMilliseconds); \(delivered) B of the "
+            print("stalled reader: 200 KB echo beside it in \(elapsed.millisecondsText); \(delivered) B of the "
                   + "unread 1 MB had crossed the cable (C socket \(atC.map { "\($0.send)" } ?? "?") B, client "
                   + "socket \(atClient.map { "\($0.receive)" } ?? "?") B), the target had written "
                   + "\(target.floodBytesWritten) B")
@@ -163,7 +163,7 @@ struct ProcessEndToEndTests {
     @Test("S killed with SIGKILL and restarted: new connections work again within a few seconds")
     func serverKilledAndRestarted() async throws {
         struct Outcome: Sendable {
-            var killed: E2EChild.Exit
+            var killed: ChildProcess.Exit
             var recovery: Duration?
             var attempts: Int
             var held: E2EReadResult
@@ -209,11 +209,11 @@ struct ProcessEndToEndTests {
             }
             #expect(outcome.killed.reason == .uncaughtSignal)
             let recovery = try #require(outcome.recovery, "no working connection within 10 s of the restart")
-            #expect(recovery < .seconds(5), "recovered after \(recovery.e2eMilliseconds)")
+            #expect(recovery < .seconds(5), "recovered after \(recovery.millisecondsText)")
             #expect(outcome.held.end == .reset, "the connection held across the restart: \(outcome.held.end)")
-            print("restart: new connections work \(recovery.e2eMilliseconds) after S restarted (attempt "
+            print("restart: new connections work \(recovery.millisecondsText) after S restarted (attempt "
                   + "\(outcome.attempts)); the connection held across it ended (\(outcome.held.end)) "
-                  + "\(outcome.heldClosedAfter.e2eMilliseconds) after the restart")
+                  + "\(outcome.heldClosedAfter.millisecondsText) after the restart")
 
             // And it is a full service again.
             let data = Payload.bytes(100_000, seed: 49)
@@ -252,7 +252,7 @@ struct ProcessEndToEndTests {
             #expect(e2eDifference(result.bytes, data) == nil, "\(e2eDifference(result.bytes, data) ?? "")")
 
             // The timeline, in seconds on the cable's clock.
-            func seconds(_ instant: ContinuousClock.Instant) -> Double { (instant - rig.cableStartedAt).e2eSeconds }
+            func seconds(_ instant: ContinuousClock.Instant) -> Double { (instant - rig.cableStartedAt).inSeconds }
             let beforeOutage = result.arrivals.last { seconds($0.at) < outageStart }?.total ?? 0
             let duringOutage = result.arrivals.filter {
                 seconds($0.at) > outageStart + 0.3 && seconds($0.at) < outageStart + outageSeconds - 0.1
@@ -286,7 +286,7 @@ struct ProcessEndToEndTests {
             }
             #expect(result.end == .endOfFile)
             #expect(e2eDifference(result.bytes, data) == nil, "\(e2eDifference(result.bytes, data) ?? "")")
-            print("BER 1e-5: 1 MB echo intact in \(elapsed.e2eMilliseconds)")
+            print("BER 1e-5: 1 MB echo intact in \(elapsed.millisecondsText)")
         }
         // The cable prints its counters when it stops: the faults must really have happened.
         try await e2eOffload {
@@ -301,10 +301,10 @@ struct ProcessEndToEndTests {
 
     @Test("socket2ser demo --seconds 3: prints a client hint that works here, relays an echo, exits 0")
     func demo() async throws {
-        let demo = try E2EChild("demo", ["demo", "--seconds", "3"])
+        let demo = try ChildProcess("demo", ["demo", "--seconds", "3"])
         defer { demo.forceKill() }
         let message = Array("hello through the demo\n".utf8)
-        let (hint, result, exit) = try await e2eOffload { () -> (Substring, E2EReadResult, E2EChild.Exit?) in
+        let (hint, result, exit) = try await e2eOffload { () -> (Substring, E2EReadResult, ChildProcess.Exit?) in
             let hint = try demo.waitForOutputLine("the client hint") { $0.contains("; try:  ") }
             let port = try e2eDemoPort(hint)
             let result = try e2eExchange(port: port, message, timeout: 5)
@@ -326,7 +326,7 @@ struct ProcessEndToEndTests {
         #expect(result.bytes == message)
         let ended = try #require(exit, "demo still running 8 s after it started")
         #expect(ended.isCleanExitZero, "\(ended); stderr: \(demo.errors.text)")
-        #expect(ended.at - demo.startedAt < .seconds(6), "ran \((ended.at - demo.startedAt).e2eMilliseconds)")
+        #expect(ended.at - demo.startedAt < .seconds(6), "ran \((ended.at - demo.startedAt).millisecondsText)")
         // Counter lines, one per second; plain lines on a pipe (no \r updating in place).
         #expect(demo.output.text.contains("| link up"), "stdout: \(demo.output.text)")
         #expect(!demo.output.text.contains("\r"))
@@ -335,10 +335,10 @@ struct ProcessEndToEndTests {
     @Test("socket2ser demo stops on SIGTERM or SIGINT within 2 s, exit 0, resetting a connection still open",
           arguments: [SIGTERM, SIGINT])
     func demoStopsOnSignal(signal: Int32) async throws {
-        let demo = try E2EChild("demo", ["demo", "--baud", "\(Self.fastBaud)"])
+        let demo = try ChildProcess("demo", ["demo", "--baud", "\(Self.fastBaud)"])
         defer { demo.forceKill() }
         let (echo, afterSignal, exit, sent) = try await e2eOffload {
-            () -> (E2EReadResult, E2EReadResult, E2EChild.Exit?, ContinuousClock.Instant) in
+            () -> (E2EReadResult, E2EReadResult, ChildProcess.Exit?, ContinuousClock.Instant) in
             let hint = try demo.waitForOutputLine("the client hint") { $0.contains("; try:  ") }
             let port = try e2eDemoPort(hint)
             // A stream open through both ends when the signal arrives.
@@ -353,10 +353,10 @@ struct ProcessEndToEndTests {
         }
         #expect(echo.bytes == Array("ping".utf8))
         let ended = try #require(exit, "demo still running 5 s after the signal")
-        #expect(ended.at - sent < .seconds(2), "exited \((ended.at - sent).e2eMilliseconds) after the signal")
+        #expect(ended.at - sent < .seconds(2), "exited \((ended.at - sent).millisecondsText) after the signal")
         #expect(ended.isCleanExitZero, "\(ended); stderr: \(demo.errors.text)")
         #expect(afterSignal.end == .reset, "the connection open when the demo stopped: \(afterSignal.end)")
-        print("demo: exited \((ended.at - sent).e2eMilliseconds) after signal \(signal) with a stream open")
+        print("demo: exited \((ended.at - sent).millisecondsText) after signal \(signal) with a stream open")
     }
 }
 

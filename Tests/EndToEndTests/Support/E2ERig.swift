@@ -13,22 +13,22 @@ final class E2ERig: @unchecked Sendable {
     // @unchecked: `server` is replaced only by `restartServer()`, which the test calls from one task.
     let baud: Int
     let targetPort: Int
-    let cable: E2EChild
+    let cable: ChildProcess
     let pathA: String
     let pathB: String
     /// When the cable printed its paths; it starts carrying bytes (and counting outage time)
     /// just before.
     let cableStartedAt: ContinuousClock.Instant
-    private(set) var server: E2EChild
-    let client: E2EChild
+    private(set) var server: ChildProcess
+    let client: ChildProcess
     /// The port C listens on.
     let port: Int
-    private var retired: [E2EChild] = []
+    private var retired: [ChildProcess] = []
 
     let serverOptions: [String]
 
-    private init(baud: Int, targetPort: Int, cable: E2EChild, pathA: String, pathB: String,
-                 cableStartedAt: ContinuousClock.Instant, server: E2EChild, client: E2EChild, port: Int,
+    private init(baud: Int, targetPort: Int, cable: ChildProcess, pathA: String, pathB: String,
+                 cableStartedAt: ContinuousClock.Instant, server: ChildProcess, client: ChildProcess, port: Int,
                  serverOptions: [String]) {
         self.serverOptions = serverOptions
         self.baud = baud
@@ -46,7 +46,7 @@ final class E2ERig: @unchecked Sendable {
     /// accepts connections and both ends report "link up" (logged at every level). Blocking.
     static func start(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1,
                       serverOptions: [String] = ["-d", "1"], clientOptions: [String] = ["-d", "1"]) throws -> E2ERig {
-        var started: [E2EChild] = []
+        var started: [ChildProcess] = []
         do {
             let (cable, pathA, pathB) = try e2eStartCable(baud: baud, options: cableOptions + ["--seed", "\(seed)"])
             started.append(cable)
@@ -55,7 +55,7 @@ final class E2ERig: @unchecked Sendable {
             let server = try startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
             started.append(server)
             let port = try freeLoopbackPort()
-            let client = try E2EChild("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + clientOptions)
+            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + clientOptions)
             started.append(client)
 
             try waitUntil("C to accept connections on \(port)", timeout: .seconds(10)) {
@@ -75,13 +75,13 @@ final class E2ERig: @unchecked Sendable {
         }
     }
 
-    private static func startServer(path: String, targetPort: Int, baud: Int, options: [String]) throws -> E2EChild {
-        try E2EChild("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", path,
-                           "--baudrate", "\(baud)"] + options)
+    private static func startServer(path: String, targetPort: Int, baud: Int, options: [String]) throws -> ChildProcess {
+        try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", path,
+                               "--baudrate", "\(baud)"] + options)
     }
 
     /// SIGKILLs S (no clean shutdown: the peer is not told) and waits for it to be gone. Blocking.
-    func killServer() throws -> E2EChild.Exit {
+    func killServer() throws -> ChildProcess.Exit {
         server.signal(SIGKILL)
         guard let exit = server.waitForExit(timeout: .seconds(5)) else {
             throw E2EFailure("S did not die from SIGKILL")
@@ -96,8 +96,8 @@ final class E2ERig: @unchecked Sendable {
     }
 
     /// SIGTERM to C and S at once, then to the cable; each must exit 0 within 2 s. Blocking.
-    func shutdown() -> [E2EStopReport] {
-        E2EChild.terminate([client, server]) + E2EChild.terminate([cable])
+    func shutdown() -> [ChildProcess.StopReport] {
+        ChildProcess.terminate([client, server]) + ChildProcess.terminate([cable])
     }
 
     /// SIGKILL to every process still running; for `defer` after a failure.
@@ -140,14 +140,14 @@ func withE2ERig(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: U
         #expect(report.isClean, "\(report)", sourceLocation: sourceLocation)
         #expect(report.elapsed < .seconds(2), "\(report)", sourceLocation: sourceLocation)
     }
-    print("  shutdown after SIGTERM: " + reports.map { "\($0.name) \($0.elapsed.e2eMilliseconds)" }.joined(separator: ", "))
+    print("  shutdown after SIGTERM: " + reports.map { "\($0.name) \($0.elapsed.millisecondsText)" }.joined(separator: ", "))
     return rig
 }
 
 /// Starts `socket2ser cable` and returns it with the paths of its two ends, once it printed them.
 /// Blocking.
-func e2eStartCable(baud: Int, options: [String] = []) throws -> (cable: E2EChild, pathA: String, pathB: String) {
-    let cable = try E2EChild("cable", ["cable", "--baud", "\(baud)"] + options)
+func e2eStartCable(baud: Int, options: [String] = []) throws -> (cable: ChildProcess, pathA: String, pathB: String) {
+    let cable = try ChildProcess("cable", ["cable", "--baud", "\(baud)"] + options)
     do {
         let lineA = try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }
         let lineB = try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }

@@ -164,7 +164,7 @@ final class E2EClient: @unchecked Sendable {
                 return E2EReadResult(bytes: bytes, end: .timedOut, endedAt: .now, arrivals: arrivals)
             }
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, Int32(max(1, min(remaining.e2eSeconds * 1000, 1000))))
+            let ready = poll(&descriptor, 1, Int32(max(1, min(remaining.inSeconds * 1000, 1000))))
             if ready < 0 && errno == EINTR { continue }
             if ready <= 0 { continue }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min($0.count, limit - bytes.count), 0) }

@@ -1,0 +1,291 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// A child process of a test or of the bench (`socket2ser cable`, `S`, `C`, `run`, …): started at
+/// once, its output collected in memory or its stderr written to a log file, its end recorded
+/// (when, how, with what status) as soon as it happens.
+///
+/// Every wait here is for a condition, with a timeout, and blocks: call it from a thread of its
+/// own, not from Swift's cooperative pool.
+public final class ChildProcess: @unchecked Sendable {
+    // @unchecked: `exitRecord` is guarded by `exited`; everything else is set in init.
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// How the process ended.
+    public struct Exit: Sendable, CustomStringConvertible {
+        public var at: ContinuousClock.Instant
+        public var reason: Process.TerminationReason
+        /// The exit status, or the number of the signal that ended it.
+        public var status: Int32
+
+        public var isCleanExitZero: Bool { reason == .exit && status == 0 }
+        /// The exit status, or the signal's number negated.
+        public var code: Int32 { reason == .exit ? status : -status }
+        public var description: String {
+            reason == .exit ? "exit status \(status)" : "killed by signal \(status)"
+        }
+    }
+
+    /// Where stdout and stderr go.
+    public enum Output: Sendable {
+        /// Both collected in memory as they arrive (`output`, `errors`).
+        case collected
+        /// stderr written to a file created (or emptied) at `path`; stdout collected in memory
+        /// when `collectingOutput` (to read a readiness line from), otherwise discarded.
+        case logFile(path: String, collectingOutput: Bool)
+    }
+
+    /// How a process ended when asked to by `terminate`.
+    public struct StopReport: Sendable, CustomStringConvertible {
+        public var name: String
+        /// It had ended before SIGTERM was sent.
+        public var alreadyExited: Bool
+        /// From SIGTERM to its end.
+        public var elapsed: Duration
+        public var exit: Exit?
+        /// It did not end within the grace after SIGTERM, so it was sent SIGKILL.
+        public var timedOut = false
+
+        /// Ended by SIGTERM within the grace, with status 0.
+        public var isClean: Bool { !alreadyExited && !timedOut && exit?.isCleanExitZero == true }
+        /// The exit status, or the signal's number negated; -SIGKILL when it had to be killed.
+        public var code: Int32 { timedOut ? -SIGKILL : exit?.code ?? -SIGKILL }
+
+        public var description: String {
+            if alreadyExited { return "\(name) had already ended (\(exit.map { "\($0)" } ?? "?"))" }
+            if timedOut { return "\(name) did not exit within the limit after SIGTERM; killed" }
+            return "\(name) exited \(elapsed.millisecondsText) after SIGTERM with \(exit.map { "\($0)" } ?? "?")"
+        }
+    }
+
+    public let name: String
+    public let arguments: [String]
+    public let startedAt: ContinuousClock.Instant
+    /// stdout as it arrives; empty and ended when it is not collected.
+    public let output: PipeCollector
+    /// stderr as it arrives; empty and ended when it goes to a log file.
+    public let errors: PipeCollector
+    /// The file stderr goes to, with `.logFile`.
+    public let logPath: String?
+
+    private let process = Process()
+    private let outputCollected: Bool
+    private let registry: ChildProcessRegistry?
+    /// The child's standard input when `input` was given: a file, held open for the child's
+    /// lifetime (a file rather than a pipe, so no handle of ours is closed behind our back).
+    private var inputFile: FileHandle?
+    private let exited = NSCondition()
+    private var exitRecord: Exit?
+
+    /// Starts `executable arguments` (the built `socket2ser` by default, see
+    /// `Socket2SerExecutable`). `input`, if given, is its standard input (then its end); without
+    /// it stdin is /dev/null. A `registry` holds the process until it ends, so that all can be
+    /// killed at once.
+    public init(_ name: String, _ arguments: [String], executable: URL? = nil, input: [UInt8]? = nil,
+                output: Output = .collected, registry: ChildProcessRegistry? = nil) throws {
+        self.name = name
+        self.arguments = arguments
+        self.registry = registry
+        process.executableURL = try executable ?? Socket2SerExecutable.url()
+        process.arguments = arguments
+        if let input {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("child-input-\(UUID().uuidString)").path
+            guard FileManager.default.createFile(atPath: path, contents: Data(input)),
+                  let file = FileHandle(forReadingAtPath: path) else { throw Failure("\(name): cannot write \(path)") }
+            unlink(path)  // open already; nothing to clean up later
+            inputFile = file
+            process.standardInput = file
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
+
+        let log: FileHandle?
+        switch output {
+        case .collected:
+            log = nil
+            logPath = nil
+            outputCollected = true
+            errors = Self.collect(into: process, \.standardError, name: "\(name) stderr")
+        case let .logFile(path, collectingOutput):
+            guard FileManager.default.createFile(atPath: path, contents: Data()),
+                  let file = FileHandle(forWritingAtPath: path) else { throw Failure("\(name): cannot create \(path)") }
+            log = file
+            logPath = path
+            outputCollected = collectingOutput
+            process.standardError = file
+            errors = .ended()
+        }
+        if outputCollected {
+            self.output = Self.collect(into: process, \.standardOutput, name: "\(name) stdout")
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+            self.output = .ended()
+        }
+        defer { try? log?.close() }  // the child has its own copy
+
+        startedAt = .now
+        process.terminationHandler = { [weak self] process in
+            guard let self else { return }
+            let record = Exit(at: .now, reason: process.terminationReason, status: process.terminationStatus)
+            exited.lock()
+            exitRecord = record
+            exited.broadcast()
+            exited.unlock()
+            registry?.remove(self)
+        }
+        // Registered before it runs, so that one ending at once is not left in the registry.
+        registry?.add(self)
+        do {
+            try process.run()
+        } catch {
+            registry?.remove(self)
+            throw Failure("\(name): cannot start \(process.executableURL?.path ?? "?"): \(error)")
+        }
+    }
+
+    /// A pipe for one of the process's streams, drained as data arrives so a chatty child can
+    /// never block on a full pipe.
+    private static func collect(into process: Process, _ stream: ReferenceWritableKeyPath<Process, Any?>,
+                                name: String) -> PipeCollector {
+        let pipe = Pipe()
+        process[keyPath: stream] = pipe
+        let collector = PipeCollector()
+        collector.drain(pipe.fileHandleForReading, name: name)
+        return collector
+    }
+
+    deinit {
+        forceKill()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+    /// How it ended; nil while it runs.
+    public var exit: Exit? {
+        exited.lock()
+        defer { exited.unlock() }
+        return exitRecord
+    }
+
+    /// Sends `number` unless the process has ended.
+    public func signal(_ number: Int32) {
+        if exit == nil { kill(pid, number) }
+    }
+
+    /// SIGKILL if still running. Synchronous, so it can run from `defer` and `deinit`.
+    public func forceKill() {
+        if exit == nil, process.isRunning { kill(pid, SIGKILL) }
+    }
+
+    /// Waits up to `timeout` for the process to end; nil if it has not.
+    @discardableResult
+    public func waitForExit(timeout: Duration) -> Exit? {
+        let deadline = Date(timeIntervalSinceNow: timeout.inSeconds)
+        exited.lock()
+        defer { exited.unlock() }
+        while exitRecord == nil, exited.wait(until: deadline) {}
+        return exitRecord
+    }
+
+    /// Waits until `predicate` holds for all of stdout so far, and returns that text.
+    @discardableResult
+    public func waitForOutput(_ what: String, timeout: Duration = .seconds(10),
+                              until predicate: (String) -> Bool) throws -> String {
+        guard outputCollected else { throw Failure("\(name): stdout is not collected, so cannot wait for \(what)") }
+        return try wait(for: what, timeout: timeout) { predicate(output.text) ? output.text : nil }
+    }
+
+    /// Waits for a line of stdout matching `predicate` and returns it.
+    @discardableResult
+    public func waitForOutputLine(_ what: String, timeout: Duration = .seconds(10),
+                                  where predicate: (Substring) -> Bool) throws -> Substring {
+        guard outputCollected else { throw Failure("\(name): stdout is not collected, so cannot wait for \(what)") }
+        return try wait(for: what, timeout: timeout) { output.text.split(separator: "\n").first(where: predicate) }
+    }
+
+    /// Waits until stderr has contained `text` at least `count` times.
+    public func waitForError(containing text: String, count: Int = 1, timeout: Duration = .seconds(10)) throws {
+        if let logPath { throw Failure("\(name): stderr goes to \(logPath), so cannot wait for '\(text)' on it") }
+        try wait(for: "'\(text)' on stderr", timeout: timeout) {
+            errors.text.components(separatedBy: text).count - 1 >= count ? () : nil
+        }
+    }
+
+    /// Polls `found` until it gives a value; fails when the process ends first or at the timeout,
+    /// with the tails of its output.
+    private func wait<T>(for what: String, timeout: Duration, _ found: () -> T?) throws -> T {
+        var result: T?
+        do {
+            try waitUntil("\(name): \(what)", timeout: timeout) {
+                result = found()
+                if result == nil, let exit { throw Failure("\(name) ended (\(exit)) before \(what)") }
+                return result != nil
+            }
+        } catch {
+            let stdout = outputCollected ? "stdout: \(output.text.suffix(500))" : "stdout not collected"
+            let stderr = logPath.map { "stderr in \($0)" } ?? "stderr: \(errors.text.suffix(1500))"
+            throw Failure("\(error); \(stdout); \(stderr)")
+        }
+        return result!
+    }
+
+    /// SIGTERM to every process still running at once, then waits until `grace` has passed since
+    /// for each to end; one that has not is sent SIGKILL (and given 5 s more to go).
+    @discardableResult
+    public static func terminate(_ children: [ChildProcess], grace: Duration = .seconds(2)) -> [StopReport] {
+        let sent = ContinuousClock.now
+        let running = children.map { child -> Bool in
+            guard child.exit == nil else { return false }
+            kill(child.pid, SIGTERM)
+            return true
+        }
+        return zip(children, running).map { child, wasRunning in
+            guard wasRunning else {
+                return StopReport(name: child.name, alreadyExited: true, elapsed: .zero, exit: child.exit)
+            }
+            let remaining = grace - (ContinuousClock.now - sent)
+            if let exit = child.waitForExit(timeout: max(remaining, .zero)) {
+                return StopReport(name: child.name, alreadyExited: false, elapsed: exit.at - sent, exit: exit)
+            }
+            child.forceKill()
+            let exit = child.waitForExit(timeout: .seconds(5))
+            return StopReport(name: child.name, alreadyExited: false, elapsed: ContinuousClock.now - sent,
+                              exit: exit, timedOut: true)
+        }
+    }
+
+    /// `terminate` of this process alone.
+    @discardableResult
+    public func terminate(grace: Duration = .seconds(2)) -> StopReport {
+        Self.terminate([self], grace: grace)[0]
+    }
+}
+
+/// The child processes still running that were started with this registry, so that an
+/// interrupted program (the bench, on Ctrl-C) can kill them all and leave nothing behind.
+public final class ChildProcessRegistry: Sendable {
+    private let children = Locked<[ObjectIdentifier: ChildProcess]>([:])
+
+    public init() {}
+
+    func add(_ child: ChildProcess) {
+        children.withLock { $0[ObjectIdentifier(child)] = child }
+    }
+
+    func remove(_ child: ChildProcess) {
+        _ = children.withLock { $0.removeValue(forKey: ObjectIdentifier(child)) }
+    }
+
+    /// SIGKILL to every child still running.
+    public func killAll() {
+        for child in children.current.values where child.isRunning { kill(child.pid, SIGKILL) }
+    }
+}
