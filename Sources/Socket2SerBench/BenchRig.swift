@@ -79,23 +79,15 @@ final class BenchRig: @unchecked Sendable {
         self.logDirectory = settings.logDirectory
         target = try BenchTarget(seed: settings.seed, ioTimeout: settings.ioTimeout)
         do {
-            cable = try .bench("cable", executable: settings.executable,
-                               ["cable", "--seed", "\(settings.seed)"] + cableArguments,
-                               logPath: "\(settings.logDirectory)/\(name)-cable.log", captureOutput: true)
-        } catch {
-            target.stop()
-            throw error
-        }
-        do {
-            let text = try cable.waitForOutput("the paths of ends A and B", timeout: .seconds(10)) { text in
-                text.split(separator: "\n").contains { $0.hasPrefix("A ") } && text.split(separator: "\n").contains { $0.hasPrefix("B ") }
-            }
+            let started = try CableProcess(["--seed", "\(settings.seed)"] + cableArguments,
+                                           executable: URL(fileURLWithPath: settings.executable),
+                                           output: .logFile(path: "\(settings.logDirectory)/\(name)-cable.log", collectingOutput: true),
+                                           registry: benchChildren)
             cableStartedAt = BenchClock.now()
-            let lines = text.split(separator: "\n")
-            pathA = String(lines.first { $0.hasPrefix("A ") }!.dropFirst(2))
-            pathB = String(lines.first { $0.hasPrefix("B ") }!.dropFirst(2))
+            cable = started.process
+            pathA = started.pathA
+            pathB = started.pathB
         } catch {
-            cable.terminate()
             target.stop()
             throw error
         }

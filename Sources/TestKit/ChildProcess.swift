@@ -289,3 +289,34 @@ public final class ChildProcessRegistry: Sendable {
         for child in children.current.values where child.isRunning { kill(child.pid, SIGKILL) }
     }
 }
+
+// MARK: - The virtual cable as a child
+
+/// A running `socket2ser cable` and the paths of its two ends.
+public struct CableProcess: Sendable {
+    public let process: ChildProcess
+    public let pathA: String
+    public let pathB: String
+
+    /// Starts `socket2ser cable ARGUMENTS` (which needs its stdout collected) and waits until it
+    /// has named both ends; a cable that does not within `timeout` is stopped and the error
+    /// thrown. The one way the tests and the bench start a cable.
+    public init(_ arguments: [String], executable: URL? = nil, output: ChildProcess.Output = .collected,
+                registry: ChildProcessRegistry? = nil, timeout: Duration = .seconds(10)) throws {
+        let process = try ChildProcess("cable", ["cable"] + arguments, executable: executable, output: output,
+                                       registry: registry)
+        do {
+            let text = try process.waitForOutput("the paths of ends A and B", timeout: timeout) { text in
+                let lines = text.split(separator: "\n")
+                return lines.contains { $0.hasPrefix("A ") } && lines.contains { $0.hasPrefix("B ") }
+            }
+            let lines = text.split(separator: "\n")
+            self.process = process
+            pathA = String(lines.first { $0.hasPrefix("A ") }!.dropFirst(2))
+            pathB = String(lines.first { $0.hasPrefix("B ") }!.dropFirst(2))
+        } catch {
+            process.terminate()
+            throw error
+        }
+    }
+}

@@ -147,13 +147,6 @@ func withE2ERig(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: U
 /// Starts `socket2ser cable` and returns it with the paths of its two ends, once it printed them.
 /// Blocking.
 func e2eStartCable(baud: Int, options: [String] = []) throws -> (cable: ChildProcess, pathA: String, pathB: String) {
-    let cable = try ChildProcess("cable", ["cable", "--baud", "\(baud)"] + options)
-    do {
-        let lineA = try cable.waitForOutputLine("path of end A") { $0.hasPrefix("A ") }
-        let lineB = try cable.waitForOutputLine("path of end B") { $0.hasPrefix("B ") }
-        return (cable, String(lineA.dropFirst(2)), String(lineB.dropFirst(2)))
-    } catch {
-        cable.forceKill()
-        throw error
-    }
+    let cable = try CableProcess(["--baud", "\(baud)"] + options)
+    return (cable.process, cable.pathA, cable.pathB)
 }
