@@ -59,9 +59,10 @@ struct RigReport: Codable, Sendable {
 /// on end A (connecting to the target) and `socket2ser C` on end B (listening on `clientPort`).
 final class BenchRig: @unchecked Sendable {
     let target: BenchTarget
-    let cable: ChildProcess
-    let pathA: String
-    let pathB: String
+    let cableProcess: CableProcess
+    var cable: ChildProcess { cableProcess.process }
+    var pathA: String { cableProcess.pathA }
+    var pathB: String { cableProcess.pathB }
     /// When the cable announced its ends: its outage clock starts about then.
     let cableStartedAt: UInt64
     private(set) var server: ChildProcess?
@@ -84,9 +85,7 @@ final class BenchRig: @unchecked Sendable {
                                            output: .logFile(path: "\(settings.logDirectory)/\(name)-cable.log", collectingOutput: true),
                                            registry: benchChildren)
             cableStartedAt = BenchClock.now()
-            cable = started.process
-            pathA = started.pathA
-            pathB = started.pathB
+            cableProcess = started
         } catch {
             target.stop()
             throw error
@@ -99,13 +98,10 @@ final class BenchRig: @unchecked Sendable {
         clientPort = try BenchSocket.freePort()
         var extra = extra
         if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
-        server = try .bench("S", executable: settings.executable,
-                            ["S", "-ip", "127.0.0.1", "-port", "\(target.port)", "-com", pathA,
-                             "--baudrate", "\(forwarderBaud)"] + extra + serverExtra,
-                            logPath: "\(logDirectory)/\(name)-S.log")
-        client = try .bench("C", executable: settings.executable,
-                            ["C", "-port", "\(clientPort)", "-com", pathB, "--baudrate", "\(forwarderBaud)"] + extra + clientExtra,
-                            logPath: "\(logDirectory)/\(name)-C.log")
+        server = try cableProcess.startServer(targetPort: target.port, baud: forwarderBaud, extra + serverExtra,
+                                              output: .logFile(path: "\(logDirectory)/\(name)-S.log", collectingOutput: false))
+        client = try cableProcess.startClient(port: clientPort, baud: forwarderBaud, extra + clientExtra,
+                                              output: .logFile(path: "\(logDirectory)/\(name)-C.log", collectingOutput: false))
         try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
     }
 
@@ -156,9 +152,7 @@ final class BenchRig: @unchecked Sendable {
         report.server = server?.sample()
         report.client = client?.sample()
         report.cable = cable.sample()
-        // Both ends at once: each may spend up to a second draining its resets onto the line.
-        for end in ChildProcess.terminate([server, client].compactMap { $0 }) { report.exits[end.name] = end.code }
-        report.exits["cable"] = cable.terminate().code
+        for end in cableProcess.stop(ends: [server, client].compactMap { $0 }) { report.exits[end.name] = end.code }
         let log = cable.logPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
         report.cableCounters = CableReport(log: log)
         target.stop()

@@ -297,6 +297,9 @@ public struct CableProcess: Sendable {
     public let process: ChildProcess
     public let pathA: String
     public let pathB: String
+    /// The executable the cable runs, and its ends too.
+    public let executable: URL?
+    public let registry: ChildProcessRegistry?
 
     /// Starts `socket2ser cable ARGUMENTS` (which needs its stdout collected) and waits until it
     /// has named both ends; a cable that does not within `timeout` is stopped and the error
@@ -312,11 +315,35 @@ public struct CableProcess: Sendable {
             }
             let lines = text.split(separator: "\n")
             self.process = process
+            self.executable = executable
+            self.registry = registry
             pathA = String(lines.first { $0.hasPrefix("A ") }!.dropFirst(2))
             pathB = String(lines.first { $0.hasPrefix("B ") }!.dropFirst(2))
         } catch {
             process.terminate()
             throw error
         }
+    }
+}
+
+extension CableProcess {
+    /// The rig's `S`: on end A, connecting every stream to 127.0.0.1:`targetPort`, at `baud`.
+    public func startServer(targetPort: Int, baud: Int, _ extra: [String] = [],
+                            output: ChildProcess.Output = .collected) throws -> ChildProcess {
+        try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", pathA, "--baudrate", "\(baud)"] + extra,
+                         executable: executable, output: output, registry: registry)
+    }
+
+    /// The rig's `C`: on end B, listening on 127.0.0.1:`port`, at `baud`.
+    public func startClient(port: Int, baud: Int, _ extra: [String] = [],
+                            output: ChildProcess.Output = .collected) throws -> ChildProcess {
+        try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + extra,
+                         executable: executable, output: output, registry: registry)
+    }
+
+    /// SIGTERM to the ends at once (each may spend up to a second draining its resets onto the
+    /// line), then to the cable; SIGKILL to any that outlives `grace`.
+    public func stop(ends: [ChildProcess], grace: Duration = .seconds(2)) -> [ChildProcess.StopReport] {
+        ChildProcess.terminate(ends, grace: grace) + [process.terminate(grace: grace)]
     }
 }

@@ -13,9 +13,10 @@ final class E2ERig: @unchecked Sendable {
     // @unchecked: `server` is replaced only by `restartServer()`, which the test calls from one task.
     let baud: Int
     let targetPort: Int
-    let cable: ChildProcess
-    let pathA: String
-    let pathB: String
+    let cableProcess: CableProcess
+    var cable: ChildProcess { cableProcess.process }
+    var pathA: String { cableProcess.pathA }
+    var pathB: String { cableProcess.pathB }
     /// When the cable printed its paths; it starts carrying bytes (and counting outage time)
     /// just before.
     let cableStartedAt: ContinuousClock.Instant
@@ -27,15 +28,13 @@ final class E2ERig: @unchecked Sendable {
 
     let serverOptions: [String]
 
-    private init(baud: Int, targetPort: Int, cable: ChildProcess, pathA: String, pathB: String,
+    private init(baud: Int, targetPort: Int, cable: CableProcess,
                  cableStartedAt: ContinuousClock.Instant, server: ChildProcess, client: ChildProcess, port: Int,
                  serverOptions: [String]) {
         self.serverOptions = serverOptions
         self.baud = baud
         self.targetPort = targetPort
-        self.cable = cable
-        self.pathA = pathA
-        self.pathB = pathB
+        self.cableProcess = cable
         self.cableStartedAt = cableStartedAt
         self.server = server
         self.client = client
@@ -48,14 +47,14 @@ final class E2ERig: @unchecked Sendable {
                       serverOptions: [String] = ["-d", "1"], clientOptions: [String] = ["-d", "1"]) throws -> E2ERig {
         var started: [ChildProcess] = []
         do {
-            let (cable, pathA, pathB) = try e2eStartCable(baud: baud, options: cableOptions + ["--seed", "\(seed)"])
-            started.append(cable)
+            let cable = try CableProcess(["--baud", "\(baud)"] + cableOptions + ["--seed", "\(seed)"])
+            started.append(cable.process)
             let cableStartedAt = ContinuousClock.now
 
-            let server = try startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
+            let server = try cable.startServer(targetPort: targetPort, baud: baud, serverOptions)
             started.append(server)
             let port = try freeLoopbackPort()
-            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + clientOptions)
+            let client = try cable.startClient(port: port, baud: baud, clientOptions)
             started.append(client)
 
             try waitUntil("C to accept connections on \(port)", timeout: .seconds(10)) {
@@ -66,18 +65,13 @@ final class E2ERig: @unchecked Sendable {
             }
             try client.waitForError(containing: "link up: peer found")
             try server.waitForError(containing: "link up: peer found")
-            return E2ERig(baud: baud, targetPort: targetPort, cable: cable, pathA: pathA, pathB: pathB,
+            return E2ERig(baud: baud, targetPort: targetPort, cable: cable,
                           cableStartedAt: cableStartedAt, server: server, client: client, port: port,
                           serverOptions: serverOptions)
         } catch {
             for child in started { child.forceKill() }
             throw error
         }
-    }
-
-    private static func startServer(path: String, targetPort: Int, baud: Int, options: [String]) throws -> ChildProcess {
-        try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", path,
-                               "--baudrate", "\(baud)"] + options)
     }
 
     /// SIGKILLs S (no clean shutdown: the peer is not told) and waits for it to be gone. Blocking.
@@ -92,12 +86,12 @@ final class E2ERig: @unchecked Sendable {
     /// Starts a new S on the same device and target.
     func restartServer() throws {
         retired.append(server)
-        server = try Self.startServer(path: pathA, targetPort: targetPort, baud: baud, options: serverOptions)
+        server = try cableProcess.startServer(targetPort: targetPort, baud: baud, serverOptions)
     }
 
     /// SIGTERM to C and S at once, then to the cable; each must exit 0 within 2 s. Blocking.
     func shutdown() -> [ChildProcess.StopReport] {
-        ChildProcess.terminate([client, server]) + ChildProcess.terminate([cable])
+        cableProcess.stop(ends: [client, server])
     }
 
     /// SIGKILL to every process still running; for `defer` after a failure.
