@@ -45,6 +45,11 @@ struct CableCommand: AsyncParsableCommand {
     @Option(help: "Seed of the fault generator.")
     var seed: UInt64 = 1
 
+    @Option(name: .customLong("receive-batch"), help: ArgumentHelp(
+        "Bytes the receiving end gets at once during a burst: 8 like a 16550 UART (the default), 62 like an FTDI USB adapter.",
+        valueName: "bytes"))
+    var receiveBatch: Int?
+
     @Option(name: .customLong("link-a"), help: "Create a symlink at this path pointing to end A.")
     var linkA: String?
 
@@ -67,7 +72,7 @@ struct CableCommand: AsyncParsableCommand {
         CableConfiguration(
             baud: baud, ber: ber, dropRate: drop, junkRate: junk,
             outages: try outage.map(Self.parseOutage), seed: seed,
-            linkA: linkA, linkB: linkB)
+            receiveBatch: receiveBatch, linkA: linkA, linkB: linkB)
     }
 
     func validate() throws {

@@ -45,6 +45,11 @@ public struct CableConfiguration: Sendable, Equatable {
     /// pty ahead of the line. Keeping it small is what leaves the rest queued in the sender's
     /// kernel buffer, where `TIOCOUTQ` can see it, just as with a real serial port.
     public var fifoBytes: Int
+    /// Bytes handed to the receiving pty at once while a burst goes on. Nil: like a 16550 UART,
+    /// its receive FIFO trigger level (8 bytes, more at high rates so that hand-overs come at most
+    /// every 250 µs). 62: like an FTDI USB adapter, which sends its buffer when it is full. The
+    /// rest of a burst is handed over four character times after its last byte either way.
+    public var receiveBatch: Int?
     /// If set, a symlink created at this path pointing at end A's device (``VirtualCable/pathA``).
     public var linkA: String?
     /// If set, a symlink created at this path pointing at end B's device (``VirtualCable/pathB``).
@@ -59,6 +64,7 @@ public struct CableConfiguration: Sendable, Equatable {
         outages: [CableOutage] = [],
         seed: UInt64 = 1,
         fifoBytes: Int = 256,
+        receiveBatch: Int? = nil,
         linkA: String? = nil,
         linkB: String? = nil
     ) {
@@ -70,6 +76,7 @@ public struct CableConfiguration: Sendable, Equatable {
         self.outages = outages
         self.seed = seed
         self.fifoBytes = fifoBytes
+        self.receiveBatch = receiveBatch
         self.linkA = linkA
         self.linkB = linkB
     }
@@ -91,6 +98,9 @@ public struct CableConfiguration: Sendable, Equatable {
             }
         }
         if fifoBytes < 1 { throw bad("the FIFO must hold at least one byte, got \(fifoBytes)") }
+        if let receiveBatch, !(1...4096).contains(receiveBatch) {
+            throw bad("the receive batch must be 1 to 4096 bytes, got \(receiveBatch)")
+        }
     }
 }
 

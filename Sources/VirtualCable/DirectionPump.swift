@@ -67,11 +67,14 @@ final class DirectionPump: @unchecked Sendable {
     private var sourceRestingUntil: UInt64?
 
     /// Bytes handed to the receiving pty at once while a burst goes on: a 16550's receive FIFO
-    /// trigger level (8), or more at high rates, so that hand-overs come at most every 250 µs.
+    /// trigger level (8), or more at high rates, so that hand-overs come at most every 250 µs;
+    /// or the configured `receiveBatch` (62 for an FTDI-like USB adapter).
     private var handOverBatch: UInt64 {
         guard let line = pacer else { return 1 }
+        if let receiveBatch { return UInt64(receiveBatch) }
         return max(8, 250_000 / max(line.byteNanoseconds, 1))
     }
+    private let receiveBatch: Int?
 
     /// How long to rest the source after an error.
     private static let sourceRestNanoseconds: UInt64 = 50_000_000
@@ -85,6 +88,7 @@ final class DirectionPump: @unchecked Sendable {
         self.counters = counters
         self.origin = origin
         fifo = ByteFIFO(capacity: configuration.fifoBytes)
+        receiveBatch = configuration.receiveBatch
         pacer = configuration.baud > 0
             ? LinePacer(baud: configuration.baud, bitsPerByte: configuration.bitsPerByte) : nil
         faults = FaultInjector(configuration: configuration, stream: direction == .aToB ? 1 : 2)

@@ -55,6 +55,8 @@ struct ExchangeResult {
     var elapsed = 0.0
     /// Bytes each writer managed to hand to its pty.
     var written: [Int32: Int] = [:]
+    /// How many reads each reader needed (each hand-over of the cable is at least one).
+    var reads: [Int32: Int] = [:]
 
     subscript(fd: Int32) -> [UInt8] { received[fd] ?? [] }
 }
@@ -94,6 +96,7 @@ func exchange(
                 let n = read(entry.fd, &buffer, buffer.count)
                 if n > 0 {
                     result.received[entry.fd]!.append(contentsOf: buffer[0..<n])
+                    result.reads[entry.fd, default: 0] += 1
                     if result.firstArrival[entry.fd] == nil { result.firstArrival[entry.fd] = now }
                     result.lastArrival[entry.fd] = now
                 }

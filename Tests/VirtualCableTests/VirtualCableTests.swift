@@ -70,6 +70,28 @@ import Testing
         }
     }
 
+    @Test func aUSBLikeReceiveBatchHandsOverFewerLargerPiecesAtTheSameRate() throws {
+        let size = 11_520  // one second at 115200 baud 8N1
+        var readsByBatch: [Int] = []
+        for batch in [nil, 62] as [Int?] {
+            try withCable(CableConfiguration(baud: 115_200, receiveBatch: batch)) { _, a, b in
+                let data = testBytes(size, seed: 6)
+                let result = exchange(sends: [(a, data)], readers: [b]) { $0[b].count >= size }
+                #expect(result[b] == data)
+                let span = result.lastArrival[b]! - result.firstArrival[b]!
+                let rate = Double(size - 1) / span
+                #expect(abs(rate / Self.bytesPerSecond115200 - 1) < 0.03, "batch \(String(describing: batch)): \(rate) B/s")
+                readsByBatch.append(result.reads[b] ?? 0)
+            }
+        }
+        // 16550-like: a hand-over every 8 bytes (1440 in this second); FTDI-like: every 62 (186).
+        #expect(readsByBatch[1] * 4 < readsByBatch[0], "reads: \(readsByBatch)")
+        #expect(readsByBatch[1] <= size / 62 + 20, "reads: \(readsByBatch)")
+        #expect(throws: VirtualCableError.invalidConfiguration("the receive batch must be 1 to 4096 bytes, got 0")) {
+            try CableConfiguration(receiveBatch: 0).validate()
+        }
+    }
+
     @Test func unpacedIsMuchFaster() throws {
         let size = 23_040
         try withCable(CableConfiguration(baud: 0)) { _, a, b in
