@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Socket2SerBench", dependencies: ["Forwarding", "TestKit"]),
         // Command line: the original's S/C form plus cable, demo and the bench command (options only).
         .target(name: "Socket2SerCLI", dependencies: [
-            "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench",
+            "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench", "TestKit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -10,6 +10,7 @@ import NIOCore
 import NIOPosix
 import SerialPort
 import Synchronization
+import TestKit
 import VirtualCable
 
 /// `socket2ser demo`: the whole path in one process, for a first look without hardware.
@@ -82,7 +83,7 @@ struct DemoCommand: AsyncParsableCommand {
         cable.start()
         defer { cable.stop() }
 
-        let echo = try await DemoEchoService.start()
+        let echo = try TCPService.echo(name: "demo echo")
         let serial = SerialSettings(baudRate: baud)
         let server = Forwarder(
             configuration: ForwarderConfiguration(
@@ -120,7 +121,7 @@ struct DemoCommand: AsyncParsableCommand {
         } catch {
             outcome = .failure(error)
         }
-        await echo.stop()
+        echo.stop()
         logger.info("stopped")
         try outcome.get()
     }
@@ -267,39 +268,3 @@ private enum StandardOutput {
     }
 }
 
-// MARK: - The echo service behind S
-
-/// A TCP echo service on 127.0.0.1 (a port the system picks), with half-close: when the client
-/// ends its output, the service ends its own once everything has been echoed.
-private struct DemoEchoService: Sendable {
-    let group: MultiThreadedEventLoopGroup
-    let channel: Channel
-    let port: Int
-
-    static func start() async throws -> DemoEchoService {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        do {
-            let channel = try await ServerBootstrap(group: group)
-                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-                .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(EchoHandler())
-                    }
-                }
-                .bind(host: "127.0.0.1", port: 0).get()
-            guard let port = channel.localAddress?.port else {
-                throw CommandLineError("the echo service has no local port")
-            }
-            return DemoEchoService(group: group, channel: channel, port: port)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw error
-        }
-    }
-
-    func stop() async {
-        try? await channel.close()
-        try? await group.shutdownGracefully()
-    }
-}

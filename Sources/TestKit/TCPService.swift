@@ -129,3 +129,32 @@ public final class TCPService: @unchecked Sendable {
         }
     }
 }
+
+extension TCPService {
+    /// An echo service with half-close: everything a client sends comes back, and when the
+    /// client ends its output the service ends its own, once everything has been echoed. The
+    /// demo's target, and the simplest target of a test.
+    public static func echo(name: String = "echo service") throws -> TCPService {
+        try TCPService(name: name) { fd in
+            var buffer = [UInt8](repeating: 0, count: 16 << 10)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { return }
+                if n == 0 {
+                    shutdown(fd, Int32(SHUT_WR))
+                    // Wait for the client to close as well, so closing here resets nothing.
+                    while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+                    return
+                }
+                var offset = 0
+                while offset < n {
+                    let sent = buffer.withUnsafeBytes { send(fd, $0.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL)) }
+                    if sent < 0 && errno == EINTR { continue }
+                    if sent <= 0 { return }
+                    offset += sent
+                }
+            }
+        }
+    }
+}
