@@ -57,9 +57,13 @@ let package = Package(
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
-        // The one test kit of the tests and the bench: payloads, free ports, waiting for a
-        // condition, the executable's path, child processes.
-        .target(name: "TestKit"),
+        // The one kit of the tests, the bench and the demo: payloads, free ports, waiting for a
+        // condition, child processes, the cable with its ends (as processes or in this process),
+        // target services.
+        .target(name: "TestKit", dependencies: [
+            "Forwarding", "VirtualCable", "SerialPort",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit"]),
         // The bench's own pieces (its SHA-256), without running a scenario.
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),

@@ -73,28 +73,20 @@ struct DemoCommand: AsyncParsableCommand {
         let level = StderrLogHandler.logLevel(forVerbosity: debug)
         let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
 
-        let cable: VirtualCable
+        let echo = try TCPService.echo(name: "demo echo")
+        let link: InProcessLink
         do {
-            cable = try VirtualCable(configuration: CableConfiguration(baud: baud))
+            link = try InProcessLink(baud: baud, targetPort: echo.port, clientPort: port, verbosity: debug) {
+                logger.labelled($0)
+            }
         } catch let error as VirtualCableError {
+            echo.stop()
             StandardError.write("socket2ser demo: \(error)\n")
             throw ExitCode.failure
         }
-        cable.start()
-        defer { cable.stop() }
-
-        let echo = try TCPService.echo(name: "demo echo")
-        let serial = SerialSettings(baudRate: baud)
-        let server = Forwarder(
-            configuration: ForwarderConfiguration(
-                role: .server(targetHost: "127.0.0.1", targetPort: echo.port), devicePath: cable.pathA,
-                serial: serial, verbosity: debug),
-            logger: logger.labelled("S"))
-        let client = Forwarder(
-            configuration: ForwarderConfiguration(
-                role: .client(bindHost: "127.0.0.1", port: port), devicePath: cable.pathB,
-                serial: serial, verbosity: debug),
-            logger: logger.labelled("C"))
+        defer { link.cable.stop() }
+        let server = link.server
+        let client = link.client
 
         // The handlers are armed before anything is printed, so whoever reads the hint may stop
         // the demo at once and still get a clean shutdown.

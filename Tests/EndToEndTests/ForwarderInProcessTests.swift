@@ -279,21 +279,30 @@ func withForwarderPair(targetPort: Int, cable kind: CableKind = .unpacedPump, cl
                        _ body: (ForwarderPair) async throws -> Void) async throws {
     let ptyCable: PtyCable?
     let virtualCable: VirtualCable?
-    let paths: (a: String, b: String)
-    let serial: SerialSettings
-    let unpaced: Bool
+    let server: Forwarder
+    let client: Forwarder
+    func adjust(_ configuration: inout ForwarderConfiguration, isServer: Bool) {
+        if isServer { configuration.connectTimeoutSeconds = 2 } else { configuration.maxStreams = clientMaxStreams }
+    }
     switch kind {
     case .unpacedPump:
         let cable = try PtyCable()
-        (ptyCable, virtualCable, paths) = (cable, nil, (cable.pathA, cable.pathB))
-        serial = SerialSettings(baudRate: 115_200)
-        unpaced = true
+        (ptyCable, virtualCable) = (cable, nil)
+        let serial = SerialSettings(baudRate: 115_200)
+        var serverConfiguration = ForwarderConfiguration(
+            role: .server(targetHost: "127.0.0.1", targetPort: targetPort), devicePath: cable.pathA, serial: serial,
+            unpaced: true)
+        adjust(&serverConfiguration, isServer: true)
+        var clientConfiguration = ForwarderConfiguration(
+            role: .client(bindHost: "127.0.0.1", port: 0), devicePath: cable.pathB, serial: serial, unpaced: true)
+        adjust(&clientConfiguration, isServer: false)
+        server = Forwarder(configuration: serverConfiguration, logger: testLogger("S"))
+        client = Forwarder(configuration: clientConfiguration, logger: testLogger("C"))
     case .paced(let baud):
-        let cable = try VirtualCable(configuration: CableConfiguration(baud: baud))
-        cable.start()
-        (ptyCable, virtualCable, paths) = (nil, cable, (cable.pathA, cable.pathB))
-        serial = SerialSettings(baudRate: baud)
-        unpaced = false
+        // The demo's rig (TestKit), paced like a UART.
+        let link = try InProcessLink(baud: baud, targetPort: targetPort, adjust: adjust, logger: testLogger)
+        (ptyCable, virtualCable) = (nil, link.cable)
+        (server, client) = (link.server, link.client)
     }
     defer {
         ptyCable?.stop()
@@ -301,16 +310,6 @@ func withForwarderPair(targetPort: Int, cable kind: CableKind = .unpacedPump, cl
     }
     let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    let server = Forwarder(
-        configuration: ForwarderConfiguration(
-            role: .server(targetHost: "127.0.0.1", targetPort: targetPort), devicePath: paths.a,
-            serial: serial, connectTimeoutSeconds: 2, unpaced: unpaced),
-        logger: testLogger("S"))
-    let client = Forwarder(
-        configuration: ForwarderConfiguration(
-            role: .client(bindHost: "127.0.0.1", port: 0), devicePath: paths.b, serial: serial,
-            maxStreams: clientMaxStreams, unpaced: unpaced),
-        logger: testLogger("C"))
     let serverTask = Task { try await server.run() }
     let clientTask = Task { try await client.run() }
 
