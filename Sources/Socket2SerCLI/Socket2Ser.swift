@@ -24,6 +24,7 @@ public struct Socket2Ser: AsyncParsableCommand {
             then connect to 127.0.0.1:2222 as many times as you like.
             """,
         subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, RunCommand.self, ConnectCommand.self,
+                      PortsCommand.self,
                       CableCommand.self, DemoCommand.self, BenchCommand.self])
 
     public init() {}
@@ -261,7 +262,7 @@ extension Socket2Ser {
         if first.hasPrefix("-") {
             return CommandLineError("missing mode: S or C must be given, e.g. socket2ser S -port 22 -com /dev/ttyUSB0")
         }
-        return CommandLineError("unknown mode '\(first)': expected S, C, link, run, connect, cable, demo or bench")
+        return CommandLineError("unknown mode '\(first)': expected S, C, link, run, connect, ports, cable, demo or bench")
     }
 
     static func subcommand(named name: String) -> ParsableCommand.Type? {

@@ -194,3 +194,31 @@ private final class PseudoTerminal {
         close(master)
     }
 }
+
+/// `socket2ser ports` with the real executable and a real cable.
+@Suite("Ports", .serialized)
+struct PortsCommandTests {
+    struct Device: Decodable {
+        var path: String
+        var kind: String
+        var cableProcess: Int32?
+    }
+
+    @Test("the ends of a running socket2ser cable are listed as virtual-cable, with the cable's pid; --json parses")
+    func cableEndsAreMarked() throws {
+        let cable = try CableProcess(["--baud", "9600"])
+        defer { cable.process.terminate() }
+        let ports = try ChildProcess("ports", ["ports", "--json"])
+        let exit = try #require(ports.waitForExit(timeout: .seconds(10)))
+        #expect(exit.isCleanExitZero, "\(ports.errors.text)")
+        let devices = try JSONDecoder().decode([Device].self, from: Data(ports.output.text.utf8))
+        for path in [cable.pathA, cable.pathB] {
+            let device = try #require(devices.first { $0.path == path }, "\(path) not in \(devices.map(\.path))")
+            #expect(device.kind == "virtual-cable")
+            #expect(device.cableProcess == cable.process.pid)
+        }
+        let text = try ChildProcess("ports", ["ports"])
+        _ = text.waitForExit(timeout: .seconds(10))
+        #expect(text.output.text.contains("\(cable.pathA)  virtual-cable  (socket2ser cable, pid \(cable.process.pid))"))
+    }
+}
