@@ -23,7 +23,7 @@ final class LinkDriver: @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private(set) var armedDeadline: LinkTime?
     private var stopped = false
-    /// Passes run so far (for tests and the debug log).
+    /// Passes run so far (the tests check that virtual time does not make it spin).
     private(set) var passes = 0
 
     /// A deadline already due fires this long after now: soon, but never in a tight loop.

@@ -44,7 +44,8 @@ extension LinkRuntime: SerialLineDelegate {
     /// byte time, while frames are built just in time inside the core (docs/protocol.md §8.3).
     func transmit(now: LinkTime) {
         guard serial.isAttached else { return }
-        var budget = serial.budget(now: now, preferred: link.preferredQueueBelow)
+        let reported = serial.reportedQueue()
+        var budget = serial.budget(now: now, preferred: link.preferredQueueBelow, reported: reported)
         var wrote = 0
         while budget > 0 {
             let chunk = link.pollTransmit(maxBytes: budget, now: now)
@@ -55,7 +56,7 @@ extension LinkRuntime: SerialLineDelegate {
         }
         if wrote > 0 { serial.flush() }
         coreMayHaveMore = budget <= 0
-        if coreMayHaveMore { armTopUp(now: now) }
+        if coreMayHaveMore { armTopUp(now: now, reported: reported) }
     }
 
     func writeToSerial(_ chunk: [UInt8]) {
@@ -68,9 +69,9 @@ extension LinkRuntime: SerialLineDelegate {
 
     /// NIO cannot say when the tty queue drains, so while the core has more to send, look again
     /// after a few milliseconds of line time: about when half the queue has gone out.
-    private func armTopUp(now: LinkTime) {
+    private func armTopUp(now: LinkTime, reported: Int) {
         guard topUpTask == nil else { return }
-        let delay = serial.topUpDelay(now: now, preferred: link.preferredQueueBelow)
+        let delay = serial.topUpDelay(now: now, preferred: link.preferredQueueBelow, reported: reported)
         topUpTask = loop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) {
             self.topUpTask = nil
             self.driver.runPass()

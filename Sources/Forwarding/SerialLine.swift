@@ -162,29 +162,32 @@ final class SerialLine: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// What the driver says its output queue holds (TIOCOUTQ); 0 where it cannot say (a pty).
-    private func reportedQueue(_ attachment: Attachment) -> Int {
-        attachment.reportsOutputQueue ? ttyOutputQueueBytes(attachment.fd) : 0
+    /// What the driver says its output queue holds (TIOCOUTQ, one ioctl); 0 where it cannot say
+    /// (a pty) or without a device. Read once per pass and handed to the calls below: the kernel
+    /// takes nothing from what this pass writes before the pass ends.
+    func reportedQueue() -> Int {
+        guard let attachment, attachment.reportsOutputQueue else { return 0 }
+        return ttyOutputQueueBytes(attachment.fd)
     }
 
     /// Bytes queued below the core: in the channel, in the kernel's tty buffer or, where the
     /// driver cannot say, on the line as modelled from its rate. 0 without a device.
     func queued(now: LinkTime) -> Int {
-        guard let attachment else { return 0 }
-        return pacer.queued(now: now, reported: reportedQueue(attachment))
+        guard attachment != nil else { return 0 }
+        return pacer.queued(now: now, reported: reportedQueue())
     }
 
     /// How many bytes to pull from the core now; 0 without a device or while NIO holds more than
     /// its high-water mark (the writability change asks for a pass).
-    func budget(now: LinkTime, preferred: Int) -> Int {
+    func budget(now: LinkTime, preferred: Int, reported: Int) -> Int {
         guard let attachment, attachment.channel.isActive, attachment.channel.isWritable else { return 0 }
-        return pacer.budget(now: now, preferred: preferred, reported: reportedQueue(attachment))
+        return pacer.budget(now: now, preferred: preferred, reported: reported)
     }
 
     /// When to look again while the core has more.
-    func topUpDelay(now: LinkTime, preferred: Int) -> LinkDuration {
-        guard let attachment else { return .milliseconds(2) }
-        return pacer.topUpDelay(now: now, preferred: preferred, reported: reportedQueue(attachment))
+    func topUpDelay(now: LinkTime, preferred: Int, reported: Int) -> LinkDuration {
+        guard attachment != nil else { return .milliseconds(2) }
+        return pacer.topUpDelay(now: now, preferred: preferred, reported: reported)
     }
 
     /// Writes `chunk` (not yet flushed). Without an active channel it is dropped: the core

@@ -159,15 +159,13 @@ extension Link {
         if openFrame!.latencySensitive && bodyCount >= latencySensitiveFrameLimit { return false }
         if let item = control.first {
             let message = controlMessage(item)
-            let compact = peerAcceptsCompactTargets
-            guard message == nil || message!.encodedLength(compactTargets: compact) <= room || bodyCount == 0 else {
-                return false
-            }
+            // Encoded once, then measured: an OPEN's compact form needs its target parsed.
+            var bytes: [UInt8] = []
+            message?.encode(into: &bytes, compactTargets: peerAcceptsCompactTargets)
+            guard bytes.count <= room || bodyCount == 0 else { return false }
             _ = control.popFirst()
             openFrame!.latencySensitive = true
-            if let message {
-                var bytes: [UInt8] = []
-                message.encode(into: &bytes, compactTargets: compact)
+            if message != nil {
                 appendRaw(bytes)
                 afterControlSent(item)
             }

@@ -24,6 +24,7 @@ enum ArgumentValues {
     /// FT4232H tops out at 12 Mbaud). Anything in between is allowed because `termios2` with
     /// `BOTHER` sets arbitrary rates.
     static let baudRates = SerialSettings.baudRateRange
+    static let baudRateMessage = "a baud rate is a whole number from \(baudRates.lowerBound) to \(baudRates.upperBound)"
 
     /// TCP ports a connection can use; port 0 means "any port" to `bind` and is never a useful target.
     static let ports = 1...65_535
@@ -46,7 +47,7 @@ enum ArgumentValues {
 
     static func baudRate(_ text: String) throws -> Int {
         guard let value = Int(text), baudRates.contains(value) else {
-            throw CommandLineError("a baud rate is a whole number from 50 to 20000000")
+            throw CommandLineError(baudRateMessage)
         }
         return value
     }
@@ -150,7 +151,7 @@ func parseSerialSpec(_ spec: String) throws -> SerialSettings {
     do {
         return try SerialSettings.parse(spec)
     } catch .baudRateOutOfRange {
-        throw CommandLineError("a baud rate is a whole number from 50 to 20000000")
+        throw CommandLineError(ArgumentValues.baudRateMessage)
     } catch {
         throw CommandLineError("\(usage): \(error.reason)")
     }

@@ -247,7 +247,6 @@ final class E2ETarget: @unchecked Sendable {
     /// Listens (through the test kit's `TCPService`) and serves every connection as `behaviour` says.
     init(_ behaviour: Behaviour) throws {
         self.behaviour = behaviour
-        service = nil
         service = try TCPService(name: "e2e target") { [weak self] fd in self?.serve(fd) }
     }
 
