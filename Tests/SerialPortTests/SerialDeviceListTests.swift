@@ -117,9 +117,16 @@ struct SerialDeviceListTests {
         #expect(byName["3"]?.kind == .pseudoTerminal)
     }
 
-    @Test("this machine's /sys: every device listed exists, and every listed tty has a device behind it")
+    @Test("this machine's /sys: UART slots listed exactly when a chip is there; every device listed exists and has a device behind it")
     func realSystem() {
-        for device in SerialDeviceList.list() {
+        let devices = SerialDeviceList.list()
+        let listed = Set(devices.map { ($0.path as NSString).lastPathComponent })
+        // Built-in UART slots: listed exactly when the driver found a chip behind them.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/class/tty")) ?? [] where name.hasPrefix("ttyS") {
+            guard let type = SerialDeviceList.read("/sys/class/tty/\(name)/type") else { continue }
+            #expect(listed.contains(name) == (type != "0"), "\(name) type \(type)")
+        }
+        for device in devices {
             #expect(FileManager.default.fileExists(atPath: device.path), "\(device.path)")
             if device.kind != .pseudoTerminal && device.kind != .virtualCable {
                 let name = (device.path as NSString).lastPathComponent
