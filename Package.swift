@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -13,6 +13,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The dashboard: an HTTP server on the links' own event loop group, without the
+        // swift-configuration and full-Foundation extras it does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The protocol core: pure Swift, no I/O, no clock, no threads (docs/protocol.md).
@@ -37,6 +42,18 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The dashboard (docs/api.md): links, streams, forwards, events and a port picker in the
+        // browser, a JSON API with server-sent events, and Prometheus /metrics. The page's files
+        // are embedded in the binary.
+        .target(name: "Dashboard", dependencies: [
+            "Forwarding", "SerialPort", "LinkCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], resources: [.embedInCode("Assets")]),
         // The benchmark harness behind `socket2ser bench`, kept apart from the command line the way
         // swift-nio keeps its performance tester: it drives the real executable (cable, S and C as
         // child processes, found through /proc/self/exe) with blocking sockets and threads of its
@@ -44,7 +61,7 @@ let package = Package(
         .target(name: "Socket2SerBench", dependencies: ["Forwarding", "TestKit"]),
         // Command line: the original's S/C form plus cable, demo and the bench command (options only).
         .target(name: "Socket2SerCLI", dependencies: [
-            "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench", "TestKit",
+            "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench", "TestKit", "Dashboard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -63,6 +80,7 @@ let package = Package(
         .target(name: "TestKit", dependencies: [
             "Forwarding", "VirtualCable", "SerialPort",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit"]),
         // The bench's own pieces (its SHA-256), without running a scenario.

@@ -97,10 +97,17 @@ final class Connection: @unchecked Sendable {
     /// when the far end has connected, or refused.
     var socksReplyPending = false
 
-    init(id: StreamID, openedAt: LinkTime, peerDescription: String) {
+    /// Which of this end's forwards accepted it ("-L 127.0.0.1:5000"), or nil: the peer opened it.
+    let forward: String?
+    /// What its OPEN names: empty for the far end's default target.
+    let target: String
+
+    init(id: StreamID, openedAt: LinkTime, peerDescription: String, forward: String? = nil, target: String = "") {
         self.id = id
         self.openedAt = openedAt
         self.peerDescription = peerDescription
+        self.forward = forward
+        self.target = target
     }
 
     /// Socket bytes waiting for room in the core.

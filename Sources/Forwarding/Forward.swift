@@ -60,6 +60,24 @@ public enum Forward: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+extension Forward {
+    /// The option letter and what follows it: ("L", "127.0.0.1:2222:localhost:22"). C's -port,
+    /// a local forward to the far end's default target, has no target part.
+    public var kindAndSpec: (kind: String, spec: String) {
+        switch self {
+        case .local(let listen, let target):
+            return ("L", target.map { "\(listen):\($0)" } ?? listen.description)
+        case .remote(let listen, let target): return ("R", "\(listen):\(target)")
+        case .dynamic(let listen): return ("D", listen.description)
+        }
+    }
+}
+
+extension Endpoint {
+    /// `localhost`, 127.0.0.0/8 or ::1: reachable from this computer only.
+    public static func isLoopback(host: String) -> Bool { LinkRuntime.isLoopback(host) }
+}
+
 /// Why a forward spec cannot be read; the text is what the user sees after the flag.
 public struct ForwardSpecError: Error, Equatable, Sendable, CustomStringConvertible {
     public let description: String

@@ -26,10 +26,15 @@ public final class Forwarder: Sendable {
     }
 
     private let shared = Mutex(Shared())
+    /// The group whose loop this end runs on; nil: a one-thread group of its own per run.
+    private let eventLoopGroup: (any EventLoopGroup)?
 
-    public init(configuration: ForwarderConfiguration, logger: Logger) {
+    /// - Parameter eventLoopGroup: a group to run on, shared with others (the dashboard's HTTP
+    ///   server, other lines); it is not shut down. By default each run has a thread of its own.
+    public init(configuration: ForwarderConfiguration, logger: Logger, eventLoopGroup: (any EventLoopGroup)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.eventLoopGroup = eventLoopGroup
     }
 
     /// Runs until the surrounding task is cancelled, then shuts down within 2 s.
@@ -57,8 +62,8 @@ public final class Forwarder: Sendable {
     private func runOnce() async throws {
         raiseOpenFileLimit()
         let port = try SerialPort.open(path: configuration.devicePath, settings: configuration.serial)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let loop = group.next()
+        let ownGroup = eventLoopGroup == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let loop = (eventLoopGroup ?? ownGroup!).next()
         let runtime = LinkRuntime(configuration: configuration, logger: logger, loop: loop)
         let fd = port.takeFileDescriptor()
 
@@ -67,7 +72,7 @@ public final class Forwarder: Sendable {
             listeningPort = try await loop.flatSubmit { runtime.start(serialFD: fd) }.get()
         } catch {
             _ = try? await loop.flatSubmit { runtime.shutdown(flushTime: .zero) }.get()
-            try? await group.shutdownGracefully()
+            try? await ownGroup?.shutdownGracefully()
             throw error
         }
         shared.withLock { $0.runtime = runtime }
@@ -89,7 +94,7 @@ public final class Forwarder: Sendable {
                 state.lastStatus.linkState = .stopped
             }
         }
-        try? await group.shutdownGracefully()
+        try? await ownGroup?.shutdownGracefully()
         let elapsed = ContinuousClock.now - started
         logger.debug("shut down in \(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000) ms")
     }
@@ -122,6 +127,25 @@ public final class Forwarder: Sendable {
         } catch {
             return shared.withLock { $0.lastStatus }
         }
+    }
+
+    /// Every stream this end carries, taken on the event loop; empty when it is not running.
+    public func streams() async -> [StreamStatus] {
+        guard let runtime = shared.withLock({ $0.runtime }) else { return [] }
+        return (try? await runtime.loop.submit { runtime.streamSnapshots() }.get()) ?? []
+    }
+
+    /// Resets one stream and its connection, as an abort: the client and the peer see a reset.
+    /// Returns false if there is no such stream (or the end is not running).
+    public func resetStream(_ id: UInt16, reason: String) async -> Bool {
+        guard let runtime = shared.withLock({ $0.runtime }) else { return false }
+        return (try? await runtime.loop.submit { runtime.resetStream(StreamID(id), reason: reason) }.get()) ?? false
+    }
+
+    /// The forwards and rules in force now (after any `update(forwardsAndRules:)`).
+    public func currentConfiguration() async -> ForwarderConfiguration {
+        guard let runtime = shared.withLock({ $0.runtime }) else { return configuration }
+        return (try? await runtime.loop.submit { runtime.configuration }.get()) ?? configuration
     }
 
     /// The C end's actual listening port (the one the system chose, when 0 was configured).

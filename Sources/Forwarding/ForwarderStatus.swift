@@ -61,3 +61,41 @@ public struct ForwarderStatus: Sendable, Equatable {
     /// Shorthand for `linkState == .up`.
     public var linkUp: Bool { linkState == .up }
 }
+
+/// One stream and its TCP connection, for the dashboard.
+public struct StreamStatus: Sendable, Equatable {
+    public enum State: String, Sendable {
+        /// Waiting for the link, for the far end's connect, or (S) for its own connect.
+        case opening
+        case open
+        /// One direction has finished (TCP half-close).
+        case halfClosed = "half-closed"
+        /// The stream has ended; the socket still flushes or closes.
+        case closing
+    }
+
+    public var id: UInt16
+    /// The forward that accepted it ("-L 127.0.0.1:5000"), or nil: the peer opened it.
+    public var forward: String?
+    /// The TCP peer on this end: the client, or (where the peer opened it) the target.
+    public var client: String
+    /// What its OPEN names; empty for the far end's default target.
+    public var target: String
+    /// Read from the socket (towards the line), and written to it.
+    public var bytesFromSocket: Int
+    public var bytesToSocket: Int
+    public var ageSeconds: Double
+    public var state: State
+
+    public init(id: UInt16, forward: String?, client: String, target: String, bytesFromSocket: Int, bytesToSocket: Int,
+                ageSeconds: Double, state: State) {
+        self.id = id
+        self.forward = forward
+        self.client = client
+        self.target = target
+        self.bytesFromSocket = bytesFromSocket
+        self.bytesToSocket = bytesToSocket
+        self.ageSeconds = ageSeconds
+        self.state = state
+    }
+}

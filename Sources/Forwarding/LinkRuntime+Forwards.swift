@@ -37,10 +37,11 @@ extension LinkRuntime {
                         // apply at once, to listeners that did not change as well.
                         let timeout = TimeAmount.nanoseconds(Int64(self.configuration.socksHandshakeTimeoutSeconds * 1e9))
                         try channel.pipeline.syncOperations.addHandler(SOCKS5ServerHandler(
-                            runtime: self, credentials: self.configuration.socksCredentials, handshakeTimeout: timeout))
+                            runtime: self, credentials: self.configuration.socksCredentials, handshakeTimeout: timeout,
+                            forward: forward?.description))
                     } else {
                         try channel.pipeline.syncOperations.addHandler(
-                            StreamChannelHandler(runtime: self, connection: nil, target: target))
+                            StreamChannelHandler(runtime: self, connection: nil, target: target, forward: forward?.description))
                     }
                 }
             }
@@ -262,7 +263,7 @@ extension LinkRuntime {
                 logRepeatable("open-no-default", """
                     the peer opened stream \(id) to this end's default target, but this end has none \
                     (start it as S -ip HOST -port PORT, or name the target in the far end's -L); refused
-                    """)
+                    """, event: .refused)
                 try? link.refuse(id, reason: .notAllowed)
                 return
             }
@@ -280,7 +281,7 @@ extension LinkRuntime {
             refuseNotAllowed(id, endpoint)
             return
         }
-        let connection = Connection(id: id, openedAt: loop.linkNow, peerDescription: endpoint.description)
+        let connection = Connection(id: id, openedAt: loop.linkNow, peerDescription: endpoint.description, target: target)
         register(connection)
         guard verdict == .needsAddresses else {
             connect(connection, address: endpoint.host, port: endpoint.port)
@@ -331,7 +332,7 @@ extension LinkRuntime {
         logRepeatable("not-allowed:\(endpoint)", """
             the peer asked for \(endpoint)\(addresses), which this end does not allow; refused \
             (allow it with --allow \(endpoint))
-            """)
+            """, event: .refused)
         try? link.refuse(id, reason: .notAllowed)
     }
 

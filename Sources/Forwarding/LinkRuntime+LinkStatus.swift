@@ -26,7 +26,7 @@ extension LinkRuntime {
             logger.warning("""
                 link up again: the peer on \(configuration.devicePath) restarted (new session \
                 \(String(peerSession, radix: 16))); the streams it had were reset
-                """)
+                """, metadata: ActivityKind.linkUp.metadata)
             return
         }
         logger.debug("link established (peer session \(String(peerSession, radix: 16)))",
@@ -50,7 +50,7 @@ extension LinkRuntime {
         linkUpAnnouncementTask?.cancel()
         linkUpAnnouncementTask = nil
         let measured = rtt > 0 ? "RTT \(Self.milliseconds(rtt)) ms" : "RTT not measured yet"
-        logger.notice("link up: peer found on \(configuration.devicePath), \(measured)")
+        logger.notice("link up: peer found on \(configuration.devicePath), \(measured)", metadata: ActivityKind.linkUp.metadata)
     }
 
     func linkWentDown(now: LinkTime) {
@@ -60,7 +60,7 @@ extension LinkRuntime {
         logger.warning("""
             link down: nothing heard from the peer on \(configuration.devicePath); holding \
             \(link.streamCount) stream(s) for up to \(Self.seconds(configuration.gracePeriodSeconds)) s
-            """)
+            """, metadata: ActivityKind.linkDown.metadata)
     }
 
     func linkRestored(now: LinkTime) {
@@ -70,7 +70,8 @@ extension LinkRuntime {
         noLinkSince = nil
         reportedLinkWaitThisOutage = false
         linkIsUpForWaiters()
-        logger.notice("link restored\(after): the peer on \(configuration.devicePath) is back; nothing was lost")
+        logger.notice("link restored\(after): the peer on \(configuration.devicePath) is back; nothing was lost",
+                      metadata: ActivityKind.linkRestored.metadata)
     }
 
     func linkLost(now: LinkTime) {
@@ -80,7 +81,7 @@ extension LinkRuntime {
         logger.warning("""
             link lost: the peer on \(configuration.devicePath) stayed silent past the grace period \
             (\(Self.seconds(configuration.gracePeriodSeconds)) s); its streams were reset
-            """)
+            """, metadata: ActivityKind.linkLost.metadata)
     }
 
     func peerHasSameRole() {
@@ -204,15 +205,15 @@ extension LinkRuntime {
     /// Logs a problem that concerns one connection: as a warning the first time in a minute
     /// (for that `key`), and at info (-d 1) while it repeats, so that a client retrying in a loop
     /// cannot flood the log.
-    func logRepeatable(_ key: String, _ message: @autoclosure () -> String) {
+    func logRepeatable(_ key: String, _ message: @autoclosure () -> String, event: ActivityKind? = nil) {
         let now = loop.linkNow
         if let last = lastWarnings[key], now - last < Self.repeatedWarningInterval {
-            logger.info("\(message())")
+            logger.info("\(message())", metadata: event?.metadata)
             return
         }
         lastWarnings[key] = now
         if lastWarnings.count > 1_000 { lastWarnings = [key: now] }
-        logger.warning("\(message())")
+        logger.warning("\(message())", metadata: event?.metadata)
     }
 
     /// Lets warnings whose key starts with `prefix` show again, e.g. once a target answers.

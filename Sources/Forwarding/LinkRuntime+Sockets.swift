@@ -59,7 +59,8 @@ extension LinkRuntime {
             try? link.refuse(connection.id, reason: refusal)
             streamEnded(connection)
             logRepeatable("connect:\(connection.peerDescription):\(why)",
-                          "stream \(connection.id): connect to \(connection.peerDescription) failed: \(why); the peer's client is reset")
+                          "stream \(connection.id): connect to \(connection.peerDescription) failed: \(why); the peer's client is reset",
+                          event: .refused)
             scheduleService()
         }
         releaseIfDone(connection)
@@ -102,7 +103,7 @@ extension LinkRuntime {
             }
             forgetRepeatable(prefix: "connect:\(connection.peerDescription):")
             try? link.accept(connection.id)
-            logger.info("stream \(connection.id): connected to \(connection.peerDescription)")
+            logger.info("stream \(connection.id): connected to \(connection.peerDescription)", metadata: ActivityKind.streamOpened.metadata)
             for buffer in held { writeToSocket(buffer, connection: connection, channel: channel) }
             closeOutputIfFinished(connection)
             scheduleService()
@@ -139,7 +140,7 @@ extension LinkRuntime {
         } catch {
             logRepeatable("open:\(error)", """
                 connection from \(accepted.peerDescription) reset at once: \(error) (\(link.streamCount) open)
-                """)
+                """, event: .refused)
             if accepted.socks {
                 replyAndClose(channel, .generalFailure)
             } else {
@@ -147,11 +148,12 @@ extension LinkRuntime {
             }
             return
         }
-        let connection = Connection(id: id, openedAt: accepted.acceptedAt, peerDescription: accepted.peerDescription)
+        let connection = Connection(id: id, openedAt: accepted.acceptedAt, peerDescription: accepted.peerDescription,
+                                    forward: accepted.handler.forward, target: accepted.target)
         connection.socket = .active(channel, accepted.handler)
         connection.socksReplyPending = accepted.socks
         register(connection)
-        logger.info("stream \(id): connection from \(accepted.peerDescription)")
+        logger.info("stream \(id): connection from \(accepted.peerDescription)", metadata: ActivityKind.streamOpened.metadata)
         accepted.handler.attach(connection)
         // What arrived early may already fill the stream's buffer: then reading stays paused
         // until `.writable`, as for any other connection.
@@ -416,6 +418,6 @@ extension LinkRuntime {
         logger.info("""
             stream \(connection.id) closed (\(connection.closeReason ?? "closed")): \
             \(connection.bytesFromSocket) B read from the socket, \(connection.bytesToSocket) B written to it, \(seconds) s
-            """)
+            """, metadata: ActivityKind.streamClosed.metadata)
     }
 }

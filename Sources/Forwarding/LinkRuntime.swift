@@ -216,6 +216,41 @@ extension LinkRuntime {
         return EventLoopFuture.andAllComplete(closing, on: loop)
     }
 
+    /// Every connection that has a stream, for `Forwarder.streams()`.
+    func streamSnapshots() -> [StreamStatus] {
+        let now = loop.linkNow
+        return table.connections.map { connection in
+            StreamStatus(id: connection.id.rawValue, forward: connection.forward, client: connection.peerDescription,
+                         target: connection.target, bytesFromSocket: connection.bytesFromSocket,
+                         bytesToSocket: connection.bytesToSocket, ageSeconds: (now - connection.openedAt).seconds,
+                         state: streamState(of: connection))
+        }.sorted { $0.id < $1.id }
+    }
+
+    private func streamState(of connection: Connection) -> StreamStatus.State {
+        guard connection.streamAlive else { return .closing }
+        if case .connecting = connection.socket { return .opening }
+        if connection.socksReplyPending || linkState != .up && waitingForLink.contains(where: {
+            if case .opened(let waiting) = $0.waiter { return waiting === connection }
+            return false
+        }) { return .opening }
+        if case .done = connection.toLink { return .halfClosed }
+        if case .open = connection.toSocket { return .open }
+        return .halfClosed
+    }
+
+    /// Resets a stream on request (the dashboard): the peer and the client see an abort.
+    func resetStream(_ id: StreamID, reason: String) -> Bool {
+        guard let connection = table[id], connection.streamAlive else { return false }
+        connection.closeReason = reason
+        try? link.reset(id, reason: .aborted)
+        streamEnded(connection)
+        if let channel = connection.channel { abort(channel) }
+        releaseIfDone(connection)
+        scheduleService()
+        return true
+    }
+
     /// A consistent snapshot for `Forwarder.status()`.
     func snapshot() -> ForwarderStatus {
         let statistics = link.statistics

@@ -218,8 +218,13 @@ final class SOCKS5ServerHandler: ChannelInboundHandler, RemovableChannelHandler 
     private var timeout: Scheduled<Void>?
     private let handshakeTimeout: TimeAmount
 
-    init(runtime: LinkRuntime, credentials: SOCKS5Negotiation.Credentials?, handshakeTimeout: TimeAmount) {
+    /// The -D forward whose listener accepted the client, for the stream it becomes.
+    private let forward: String?
+
+    init(runtime: LinkRuntime, credentials: SOCKS5Negotiation.Credentials?, handshakeTimeout: TimeAmount,
+         forward: String? = nil) {
         self.runtime = runtime
+        self.forward = forward
         self.negotiation = SOCKS5Negotiation(credentials: credentials)
         self.handshakeTimeout = handshakeTimeout
     }
@@ -281,7 +286,8 @@ final class SOCKS5ServerHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     private func handOver(_ context: ChannelHandlerContext, target: Endpoint, rest: ByteBuffer) {
-        let stream = StreamChannelHandler(runtime: runtime, connection: nil, target: target.description, socks: true)
+        let stream = StreamChannelHandler(runtime: runtime, connection: nil, target: target.description, socks: true,
+                                          forward: forward)
         do {
             try context.pipeline.syncOperations.addHandler(stream, position: .after(self))
         } catch {

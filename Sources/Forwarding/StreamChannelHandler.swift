@@ -30,8 +30,13 @@ final class StreamChannelHandler: ChannelDuplexHandler {
     /// A SOCKS5 client waits for its reply: sent once the far end has connected.
     let socks: Bool
 
-    init(runtime: LinkRuntime, connection: Connection?, target: String = "", socks: Bool = false) {
+    /// For an accepted connection: the forward whose listener accepted it, as the command line
+    /// writes it.
+    let forward: String?
+
+    init(runtime: LinkRuntime, connection: Connection?, target: String = "", socks: Bool = false, forward: String? = nil) {
         self.runtime = runtime
+        self.forward = forward
         self.connection = connection
         self.target = target
         self.socks = socks

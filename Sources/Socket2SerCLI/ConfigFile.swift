@@ -32,6 +32,8 @@ struct ConfigFile: Equatable {
     }
 
     var lines: [Line]
+    /// `ui:` and `ui-token-file:`: the dashboard, if the file asks for one.
+    var dashboard: DashboardOptions?
 
     /// The keys a line may have, for the "did you mean" of an unknown one.
     static let lineKeys = [
@@ -65,6 +67,8 @@ struct ConfigFile: Equatable {
         }
         var lines: [Line] = []
         var sawLines = false
+        var dashboardAddress: DashboardAddress?
+        var tokenFile: (path: String, line: Int?)?
         for (key, value) in top {
             guard let name = key.string else { throw ConfigError(path: path, line: key.mark?.line, message: "a key must be text") }
             switch name {
@@ -91,13 +95,30 @@ struct ConfigFile: Equatable {
                     devices[line.configuration.devicePath] = lineName
                     lines.append(line)
                 }
+            case "ui":
+                guard let text = value.scalar?.string else {
+                    throw ConfigError(path: path, line: value.mark?.line, message: "'ui' is [ADDR:]PORT, e.g. 8080")
+                }
+                do {
+                    dashboardAddress = try DashboardAddress.parse(text)
+                } catch {
+                    throw ConfigError(path: path, line: value.mark?.line, message: "'ui': \(error)")
+                }
+            case "ui-token-file":
+                guard let text = value.scalar?.string, !text.isEmpty else {
+                    throw ConfigError(path: path, line: value.mark?.line, message: "'ui-token-file' is the path of a file")
+                }
+                tokenFile = (text, value.mark?.line)
             default:
-                let hint = ArgumentCheck.suggestion(for: name, among: ["lines"]).map { " (did you mean '\($0)'?)" } ?? ""
+                let hint = ArgumentCheck.suggestion(for: name, among: ["lines", "ui", "ui-token-file"]).map { " (did you mean '\($0)'?)" } ?? ""
                 throw ConfigError(path: path, line: key.mark?.line, message: "unknown key '\(name)'\(hint)")
             }
         }
         guard sawLines else { throw ConfigError(path: path, line: root.mark?.line, message: "no 'lines' key: nothing to serve") }
-        return ConfigFile(lines: lines)
+        if let tokenFile, dashboardAddress == nil {
+            throw ConfigError(path: path, line: tokenFile.line, message: "'ui-token-file' needs 'ui'")
+        }
+        return ConfigFile(lines: lines, dashboard: dashboardAddress.map { DashboardOptions(address: $0, tokenFile: tokenFile?.path) })
     }
 
     /// One line's settings, each checked as its command-line option is.

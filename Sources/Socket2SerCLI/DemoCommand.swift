@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ArgumentParser
+import Dashboard
 import Forwarding
 import Logging
 import NIOCore
@@ -54,6 +55,15 @@ struct DemoCommand: AsyncParsableCommand {
             transform: ArgumentValues.debugLevel)
     var debug: Int = 0
 
+    @Option(name: .customLong("ui"),
+            help: ArgumentHelp("Where the dashboard listens: [ADDR:]PORT (default 127.0.0.1:0, any free port).",
+                               valueName: "[addr:]port"),
+            transform: DashboardAddress.parse)
+    var ui = DashboardAddress(host: "127.0.0.1", port: 0)
+
+    @Flag(name: .customLong("no-ui"), help: "Do not serve the dashboard.")
+    var noUI = false
+
     /// Like `ArgumentValues.port`, but 0 (let the system choose) is the useful default here.
     static func listeningPort(_ text: String) throws -> Int {
         guard let value = Int(text), (0...65_535).contains(value) else {
@@ -73,20 +83,31 @@ struct DemoCommand: AsyncParsableCommand {
         let level = StderrLogHandler.logLevel(forVerbosity: debug)
         let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
 
+        let dashboardSession = noUI ? nil : try await DashboardSession.start(DashboardOptions(address: ui), verbosity: debug,
+                                                                     announce: false)
         let echo = try TCPService.echo(name: "demo echo")
         let link: InProcessLink
         do {
-            link = try InProcessLink(baud: baud, targetPort: echo.port, clientPort: port, verbosity: debug) {
-                logger.labelled($0)
+            link = try InProcessLink(baud: baud, targetPort: echo.port, clientPort: port, verbosity: debug,
+                                     eventLoopGroup: dashboardSession?.group) { end in
+                guard let session = dashboardSession else { return logger.labelled(end) }
+                return session.logger(link: end).labelled(end)
             }
         } catch let error as VirtualCableError {
             echo.stop()
+            await dashboardSession?.stop()
             StandardError.write("socket2ser demo: \(error)\n")
             throw ExitCode.failure
         }
         defer { link.cable.stop() }
         let server = link.server
         let client = link.client
+        for (end, forwarder) in [("S", server), ("C", client)] {
+            let handle = LinkHandle(configuration: forwarder.configuration)
+            handle.forwarder = forwarder
+            _ = dashboardSession?.show(handle, id: end, origin: .commandLine)
+        }
+        let dashboardLine = dashboardSession?.announcement
 
         // The handlers are armed before anything is printed, so whoever reads the hint may stop
         // the demo at once and still get a clean shutdown.
@@ -96,7 +117,8 @@ struct DemoCommand: AsyncParsableCommand {
         let baud = self.baud
         let seconds = self.seconds
         let session = Task {
-            try await Self.runSession(server: server, client: client, baud: baud, seconds: seconds)
+            try await Self.runSession(server: server, client: client, baud: baud, seconds: seconds,
+                                      dashboard: dashboardLine)
         }
         stopper.attach(session)
 
@@ -114,6 +136,7 @@ struct DemoCommand: AsyncParsableCommand {
             outcome = .failure(error)
         }
         echo.stop()
+        await dashboardSession?.stop()
         logger.info("stopped")
         try outcome.get()
     }
@@ -121,12 +144,13 @@ struct DemoCommand: AsyncParsableCommand {
     /// Runs both forwarders and the dashboard until one of them ends (the dashboard ends when
     /// `seconds` have passed, or when the session is cancelled), then stops the rest and rethrows
     /// the first failure, preferring a forwarder's error (it says why) to anything else.
-    private static func runSession(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?) async throws {
+    private static func runSession(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?,
+                                   dashboard dashboardLine: String?) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
             group.addTask { try await client.run() }
             group.addTask {
-                await dashboard(server: server, client: client, baud: baud, seconds: seconds)
+                await dashboard(server: server, client: client, baud: baud, seconds: seconds, url: dashboardLine)
             }
             var failure: Error?
             do {
@@ -148,16 +172,17 @@ struct DemoCommand: AsyncParsableCommand {
 
     /// Announces the port, then refreshes the counters once a second until cancelled or until
     /// `seconds` have passed. Returns at once if C never listens (its own task reports why).
-    private static func dashboard(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?) async {
+    private static func dashboard(server: Forwarder, client: Forwarder, baud: Int, seconds: Double?, url: String?) async {
         guard let port = try? await client.waitUntilListening() else { return }
         let started = ContinuousClock.now
         let deadline = seconds.map { started + .nanoseconds(Int64($0 * 1e9)) }
         let terminal = isatty(STDOUT_FILENO) == 1
         let hint = ClientHint.hint(port: port)
         let alternative = hint.alternative.map { "or:  \($0)\n" } ?? ""
+        let browser = url.map { "open the \($0)\n" } ?? ""
         StandardOutput.write("""
             socket2ser demo: virtual cable at \(baud) baud, C listening on 127.0.0.1:\(port); try:  \(hint.primary)
-            \(alternative)(S connects every stream to a built-in echo service; Ctrl-C stops)
+            \(alternative)\(browser)(S connects every stream to a built-in echo service; Ctrl-C stops)
 
             """)
 

@@ -105,6 +105,6 @@ struct LinkCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await ForwarderLauncher.run(try makeConfiguration())
+        try await ForwarderLauncher.run(try makeConfiguration(), dashboard: link.dashboard)
     }
 }

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Dispatch
 import Forwarding
+import Dashboard
 import Logging
 
 /// Runs a `Forwarder` in the foreground until it fails or the user stops it.
@@ -13,10 +14,19 @@ import Logging
 /// SIGINT/SIGTERM into `Task.cancel()`. That way the runtime shuts down in order (streams reset,
 /// device closed) instead of the process dying mid-write, and `socket2ser` exits 0.
 enum ForwarderLauncher {
-    static func run(_ configuration: ForwarderConfiguration) async throws {
+    static func run(_ configuration: ForwarderConfiguration, dashboard: DashboardOptions? = nil) async throws {
         let level = StderrLogHandler.logLevel(forVerbosity: configuration.verbosity)
-        let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
-        let forwarder = Forwarder(configuration: configuration, logger: logger)
+        var logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
+        // With --ui the dashboard comes first (a port it cannot have is a startup error), and the
+        // end runs on its event loop group.
+        let session = try await dashboard.asyncMap { try await DashboardSession.start($0, verbosity: configuration.verbosity) }
+        let handle = LinkHandle(configuration: configuration)
+        if let session {
+            let id = session.show(handle, id: DashboardHub.linkID(forDevice: configuration.devicePath), origin: .commandLine)
+            logger = session.logger(link: id)
+        }
+        let forwarder = Forwarder(configuration: configuration, logger: logger, eventLoopGroup: session?.group)
+        handle.forwarder = forwarder
 
         let task = Task { try await forwarder.run() }
         let signals = await ShutdownSignals.install(logger: logger) { _ in task.cancel() }
@@ -37,7 +47,11 @@ enum ForwarderLauncher {
             }
         } catch is CancellationError where task.isCancelled {
             // Cancelled by a signal (or by our caller): that is the normal way to stop.
+        } catch {
+            await session?.stop()
+            throw error
         }
+        await session?.stop()
         logger.info("stopped")
     }
 }

@@ -53,7 +53,7 @@ struct ServerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await ForwarderLauncher.run(try makeConfiguration())
+        try await ForwarderLauncher.run(try makeConfiguration(), dashboard: link.dashboard)
     }
 }
 
@@ -113,6 +113,6 @@ struct ClientCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try await ForwarderLauncher.run(try makeConfiguration())
+        try await ForwarderLauncher.run(try makeConfiguration(), dashboard: link.dashboard)
     }
 }

@@ -71,6 +71,20 @@ struct LinkOptions: ParsableArguments {
           help: "Do not pace to the baud rate (for a CPU-bound virtual cable; never needed on a real UART).")
     var unpaced = false
 
+    @Option(name: .customLong("ui"),
+            help: ArgumentHelp("Serve the dashboard on [ADDR:]PORT (loopback unless an address is given; 0: any free port).",
+                               valueName: "[addr:]port"),
+            transform: DashboardAddress.parse)
+    var ui: DashboardAddress?
+
+    @Option(name: .customLong("ui-token-file"),
+            help: ArgumentHelp("The dashboard's access token, from a file only you can read (needed for a non-loopback --ui).",
+                               valueName: "file"))
+    var uiTokenFile: String?
+
+    /// The dashboard to start with this end, if any.
+    var dashboard: DashboardOptions? { ui.map { DashboardOptions(address: $0, tokenFile: uiTokenFile) } }
+
     /// Accepted only so that it can be refused with a reason: the original opened a remote debug
     /// shell, which on a serial link anyone can plug into is a security hole. Hidden from help so
     /// the help lists only what works.
@@ -83,6 +97,7 @@ struct LinkOptions: ParsableArguments {
 
     func validate() throws {
         if backdoor { throw CommandLineError(Self.backdoorRefusal) }
+        if uiTokenFile != nil && ui == nil { throw CommandLineError("--ui-token-file needs --ui") }
         _ = try serialSettings()
     }
 }

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import ArgumentParser
+import Dashboard
 import Dispatch
 import Forwarding
 import Logging
@@ -32,6 +33,15 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .customLong("check"), help: "Validate the file and exit: 0 if it is good.")
     var check = false
 
+    @Option(name: .customLong("ui"),
+            help: ArgumentHelp("Serve the dashboard on [ADDR:]PORT (overrides the file's 'ui').", valueName: "[addr:]port"),
+            transform: DashboardAddress.parse)
+    var ui: DashboardAddress?
+
+    @Option(name: .customLong("ui-token-file"),
+            help: ArgumentHelp("The dashboard's access token, from a file only you can read.", valueName: "file"))
+    var uiTokenFile: String?
+
     func run() async throws {
         let file = try ConfigFile.load(path: config)
         if check {
@@ -43,7 +53,11 @@ struct RunCommand: AsyncParsableCommand {
         }
         let level = StderrLogHandler.logLevel(forVerbosity: file.lines.map(\.configuration.verbosity).max() ?? 0)
         let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
-        let supervisor = LineSupervisor(logger: logger)
+        var dashboardOptions = file.dashboard
+        if let ui { dashboardOptions = DashboardOptions(address: ui, tokenFile: uiTokenFile ?? file.dashboard?.tokenFile) }
+        let verbosity = file.lines.map(\.configuration.verbosity).max() ?? 0
+        let dashboard = try await dashboardOptions.asyncMap { try await DashboardSession.start($0, verbosity: verbosity) }
+        let supervisor = LineSupervisor(logger: logger, dashboard: dashboard)
         let stopper = RunStopper()
         let signals = await ShutdownSignals.install(logger: logger) { _ in stopper.stop() }
         defer { signals.stop() }
@@ -55,6 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         logger.notice("serving \(file.lines.count) line(s) from \(config); SIGHUP reloads it")
         await stopper.wait()
         await supervisor.stopAll()
+        await dashboard?.stop()
         logger.info("stopped")
     }
 }
@@ -64,22 +79,21 @@ final class LineSupervisor: Sendable {
     private struct Running {
         var line: ConfigFile.Line
         var task: Task<Void, Never>
-        var current: ForwarderSlot
-    }
-
-    /// The forwarder a line's task runs right now (a new one after every failed start).
-    final class ForwarderSlot: Sendable {
-        let forwarder = Mutex<Forwarder?>(nil)
+        /// The forwarder the line's task runs right now (a new one after every failed start).
+        var current: LinkHandle
     }
 
     private let logger: Logger
+    /// Where the lines are shown, and whose event loop group they run on; nil without --ui.
+    private let dashboard: DashboardSession?
     private let lines = Mutex<[String: Running]>([:])
     /// One reload at a time; a SIGHUP during one makes it run once more when it is done, so
     /// the last version of the file is always the one in force.
     private let reloading = Mutex<(busy: Bool, again: Bool)>((false, false))
 
-    init(logger: Logger) {
+    init(logger: Logger, dashboard: DashboardSession? = nil) {
         self.logger = logger
+        self.dashboard = dashboard
     }
 
     /// How long a line whose device cannot be opened waits before trying again.
@@ -89,18 +103,24 @@ final class LineSupervisor: Sendable {
         // Each line logs at its own `debug` level, so a reload that changes it takes effect
         // with the line's restart; the process's own lines use the highest level at start.
         let level = StderrLogHandler.logLevel(forVerbosity: line.configuration.verbosity)
-        var lineLogger = Logger(label: logger.label) { StderrLogHandler(label: $0, logLevel: level) }
-        lineLogger[metadataKey: "line"] = "\(line.name)"
-        let current = ForwarderSlot()
         let configuration = line.configuration
+        let current = LinkHandle(configuration: configuration)
+        var lineLogger = Logger(label: logger.label) { StderrLogHandler(label: $0, logLevel: level) }
+        if let dashboard {
+            let id = dashboard.show(current, id: line.name, origin: .config)
+            lineLogger = dashboard.logger(link: id, level: level)
+        }
+        lineLogger[metadataKey: "line"] = "\(line.name)"
+        let group = dashboard?.group
         let task = Task { [lineLogger] in
             var failures = 0
             while !Task.isCancelled {
-                let forwarder = Forwarder(configuration: configuration, logger: lineLogger)
-                current.forwarder.withLock { $0 = forwarder }
+                let forwarder = Forwarder(configuration: configuration, logger: lineLogger, eventLoopGroup: group)
+                current.forwarder = forwarder
                 let announce = Task {
                     do {
                         let port = try await forwarder.waitUntilStarted()
+                        current.failure = nil
                         lineLogger.notice("\(configuration.startLine(listeningPort: port))")
                     } catch {}  // `run()` reports why it did not start
                 }
@@ -112,6 +132,7 @@ final class LineSupervisor: Sendable {
                     announce.cancel()
                     if Task.isCancelled { return }
                     failures += 1
+                    current.failure = "\(error)"
                     let message = "\(error); trying again every \(Int(Self.retryDelay.components.seconds)) s"
                     if failures == 1 { lineLogger.warning("\(message)") } else { lineLogger.debug("\(message)") }
                     try? await Task.sleep(for: Self.retryDelay)
@@ -125,6 +146,7 @@ final class LineSupervisor: Sendable {
         guard let running = lines.withLock({ $0.removeValue(forKey: name) }) else { return }
         running.task.cancel()
         await running.task.value
+        dashboard?.hub.unregister(name)
     }
 
     func stopAll() async {
@@ -181,7 +203,7 @@ final class LineSupervisor: Sendable {
             }
             guard old != line else { continue }
             if old.configuration.differsOnlyInForwardsAndRules(from: line.configuration),
-               let forwarder = current.forwarder.withLock({ $0 }), await forwarder.update(forwardsAndRules: line.configuration) {
+               let forwarder = current.forwarder, await forwarder.update(forwardsAndRules: line.configuration) {
                 lines.withLock { $0[line.name]?.line = line }
                 changes.append("~\(line.name) (forwards)")
             } else {
@@ -195,7 +217,7 @@ final class LineSupervisor: Sendable {
 }
 
 /// Waits for SIGINT/SIGTERM (through `ShutdownSignals`).
-private final class RunStopper: Sendable {
+final class RunStopper: Sendable {
     private let state = Mutex<(stopped: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
 
     func stop() {

@@ -23,11 +23,15 @@ public struct Socket2Ser: AsyncParsableCommand {
               socket2ser C -port 2222 -com /dev/ttyUSB0    (next to the users)
             then connect to 127.0.0.1:2222 as many times as you like.
             """,
+        version: Socket2Ser.version,
         subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, RunCommand.self, ConnectCommand.self,
-                      PortsCommand.self,
+                      PortsCommand.self, UICommand.self,
                       CableCommand.self, DemoCommand.self, BenchCommand.self])
 
     public init() {}
+
+    /// The release, as `--version` prints it and the dashboard shows it.
+    public static let version = "0.10.0"
 
     /// Kept so `await Socket2Ser.main()` still starts the tool with the friendly error handling.
     public static func main() async {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Forwarding
 import Logging
 
 /// Writes one line per log event to standard error:
@@ -46,6 +47,8 @@ struct StderrLogHandler: LogHandler {
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
 
         var line = "\(Self.timestamp()) \(label) \(event.level): \(event.message)"
+        // The event kind is for the dashboard's log; the line itself already says it.
+        merged[Forwarding.ActivityKind.metadataKey] = nil
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
             // Quoted when it contains a space, so `key=value` pairs stay unambiguous for grep and awk.
             let text = "\(value)"

@@ -89,13 +89,18 @@ public final class ChildProcess: @unchecked Sendable {
     /// `Socket2SerExecutable`). `input`, if given, is its standard input (then its end); without
     /// it stdin is /dev/null. A `registry` holds the process until it ends, so that all can be
     /// killed at once.
+    /// `environment` adds to (or replaces entries of) this process's environment.
     public init(_ name: String, _ arguments: [String], executable: URL? = nil, input: [UInt8]? = nil,
-                output: Output = .collected, registry: ChildProcessRegistry? = nil) throws {
+                output: Output = .collected, registry: ChildProcessRegistry? = nil,
+                environment: [String: String] = [:]) throws {
         self.name = name
         self.arguments = arguments
         self.registry = registry
         process.executableURL = try executable ?? Socket2SerExecutable.url()
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         if let input {
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("child-input-\(UUID().uuidString)").path
             guard FileManager.default.createFile(atPath: path, contents: Data(input)),

@@ -1,5 +1,6 @@
 import Forwarding
 import Logging
+import NIOCore
 import SerialPort
 import VirtualCable
 
@@ -15,7 +16,7 @@ public struct InProcessLink: Sendable {
     /// `adjust` may change either end's configuration (it is told which) before it is made.
     public init(baud: Int, targetPort: Int, clientPort: Int = 0, verbosity: Int = 0,
                 adjust: (inout ForwarderConfiguration, _ isServer: Bool) -> Void = { _, _ in },
-                logger: (_ end: String) -> Logger) throws {
+                eventLoopGroup: (any EventLoopGroup)? = nil, logger: (_ end: String) -> Logger) throws {
         let cable = try VirtualCable(configuration: CableConfiguration(baud: baud))
         cable.start()
         let serial = SerialSettings(baudRate: baud)
@@ -28,7 +29,7 @@ public struct InProcessLink: Sendable {
             serial: serial, verbosity: verbosity)
         adjust(&clientConfiguration, false)
         self.cable = cable
-        server = Forwarder(configuration: serverConfiguration, logger: logger("S"))
-        client = Forwarder(configuration: clientConfiguration, logger: logger("C"))
+        server = Forwarder(configuration: serverConfiguration, logger: logger("S"), eventLoopGroup: eventLoopGroup)
+        client = Forwarder(configuration: clientConfiguration, logger: logger("C"), eventLoopGroup: eventLoopGroup)
     }
 }
