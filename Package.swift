@@ -82,7 +82,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit"]),
+        .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit", "Dashboard", "Forwarding", "SerialPort"]),
         // The bench's own pieces (its SHA-256), without running a scenario.
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
