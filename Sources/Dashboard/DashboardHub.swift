@@ -128,14 +128,16 @@ public final class DashboardHub: Sendable {
     /// Samples every link once a second until cancelled.
     public func run() async {
         while !Task.isCancelled {
-            await sample()
+            await sample(periodic: true)
             try? await Task.sleep(for: .seconds(1))
         }
         finishSubscribers()
     }
 
-    /// Takes one sample of every link and sends it to the live channel.
-    func sample() async {
+    /// Takes one sample of every link and sends it to the live channel. Only the periodic one
+    /// moves the rates, the history and the metrics on; another (after a change from the page)
+    /// refreshes what the links are and keeps the last second's rates.
+    func sample(periodic: Bool = false) async {
         let handles = state.withLock { state in state.order.compactMap { id in state.entries[id].map { (id, $0.handle) } } }
         var taken: [(id: String, status: ForwarderStatus?, streams: [StreamStatus], configuration: ForwarderConfiguration)] = []
         for (id, handle) in handles {
@@ -151,7 +153,7 @@ public final class DashboardHub: Sendable {
             for sample in taken {
                 guard var entry = state.entries[sample.id] else { continue }
                 Self.update(&entry, status: sample.status, streams: sample.streams, configuration: sample.configuration,
-                            now: now, wallClock: wallClock)
+                            now: now, wallClock: wallClock, periodic: periodic)
                 state.entries[sample.id] = entry
             }
             let text = Self.snapshotEvent(state, time: wallClock)
@@ -162,7 +164,8 @@ public final class DashboardHub: Sendable {
     }
 
     private static func update(_ entry: inout Entry, status: ForwarderStatus?, streams: [StreamStatus],
-                               configuration: ForwarderConfiguration, now: ContinuousClock.Instant, wallClock: Int64) {
+                               configuration: ForwarderConfiguration, now: ContinuousClock.Instant, wallClock: Int64,
+                               periodic: Bool) {
         let status = status ?? ForwarderStatus()
         let failure = entry.handle.failure
         let stateName: String
@@ -176,10 +179,10 @@ public final class DashboardHub: Sendable {
             entry.stateSince = wallClock
         }
         let lineRate = configuration.unpaced ? 0 : configuration.serial.bytesPerSecond
-        var lineRates = Directions(out: 0, in: 0)
-        var goodput = Directions(out: 0, in: 0)
+        var lineRates = entry.view?.lineRates ?? Directions(out: 0, in: 0)
+        var goodput = entry.view?.goodput ?? Directions(out: 0, in: 0)
         var seconds = 1.0
-        if let last = entry.last {
+        if periodic, let last = entry.last {
             seconds = max(0.001, Double((now - last.at).components.attoseconds) / 1e18 + Double((now - last.at).components.seconds))
             func rate(_ new: Int, _ old: Int) -> Int { new >= old ? Int((Double(new - old) / seconds).rounded()) : 0 }
             lineRates = Directions(out: rate(status.lineBytesSent, last.status.lineBytesSent),
@@ -189,10 +192,13 @@ public final class DashboardHub: Sendable {
         }
         func share(_ rate: Int) -> Double { lineRate > 0 ? min(1.5, Double(rate) / Double(lineRate)) : 0 }
         let utilisation = Directions(out: share(lineRates.out), in: share(lineRates.in))
-        entry.metrics.record(status, previous: entry.last?.status)
-        entry.last = (now, status)
+        if periodic {
+            entry.metrics.record(status, previous: entry.last?.status)
+            entry.last = (now, status)
+        }
 
         var streamBytes: [UInt16: (out: Int, in: Int)] = [:]
+        let lastRates = Dictionary(entry.streams.map { ($0.id, ($0.rateOut, $0.rateIn)) }) { first, _ in first }
         entry.streams = streams.map { stream in
             let before = entry.lastStreamBytes[stream.id]
             streamBytes[stream.id] = (stream.bytesFromSocket, stream.bytesToSocket)
@@ -200,13 +206,15 @@ public final class DashboardHub: Sendable {
                 guard let old, new >= old else { return 0 }
                 return Int((Double(new - old) / seconds).rounded())
             }
+            let rates = periodic ? (rate(stream.bytesFromSocket, before?.out), rate(stream.bytesToSocket, before?.in))
+                : lastRates[Int(stream.id)] ?? (0, 0)
             return StreamView(id: Int(stream.id), forward: stream.forward ?? "from peer", client: stream.client,
                               target: stream.target.isEmpty ? "(default)" : stream.target,
                               bytesOut: stream.bytesFromSocket, bytesIn: stream.bytesToSocket,
-                              rateOut: rate(stream.bytesFromSocket, before?.out), rateIn: rate(stream.bytesToSocket, before?.in),
+                              rateOut: rates.0, rateIn: rates.1,
                               ageSeconds: (stream.ageSeconds * 10).rounded() / 10, state: stream.state.rawValue)
         }
-        entry.lastStreamBytes = streamBytes
+        if periodic { entry.lastStreamBytes = streamBytes }
 
         let receivedBits = max(1, status.lineBytesReceived * 8)
         let role: String = switch configuration.form {
@@ -227,6 +235,7 @@ public final class DashboardHub: Sendable {
             bitErrorRate: Double(status.crcErrors) / Double(receivedBits), streamsOpen: status.streamsOpen,
             connectionsTotal: status.connectionsTotal, forwards: configuration.forwards.map(ForwardView.init),
             canStop: entry.origin == .dashboard)
+        guard periodic else { return }
         entry.history.append(SampleView(time: wallClock, out: lineRates.out, in: lineRates.in,
                                         utilisationOut: utilisation.out, utilisationIn: utilisation.in))
         if entry.history.count > historyLength { entry.history.removeFirst(entry.history.count - historyLength) }
@@ -359,8 +368,9 @@ extension DashboardHub {
                 return error
             }
         }
+        let listeningPort: Int?
         do {
-            _ = try await forwarder.waitUntilStarted()
+            listeningPort = try await forwarder.waitUntilStarted()
         } catch {
             // `run()`'s own error says why (the device is missing, busy, not a tty).
             task.cancel()
@@ -369,7 +379,7 @@ extension DashboardHub {
             throw .badRequest("\(reason)")
         }
         state.withLock { $0.entries[id]?.task = task }
-        forwarder.logger.notice("\(configuration.startLine(listeningPort: nil)) (started from the dashboard)")
+        forwarder.logger.notice("\(configuration.startLine(listeningPort: listeningPort)) (started from the dashboard)")
         await sample()
         guard let view = link(id) else { throw DashboardError(500, "the link stopped at once") }
         return view

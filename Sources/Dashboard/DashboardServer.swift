@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import NIOCore
 import SerialPort
 import Synchronization
@@ -34,8 +35,11 @@ public final class DashboardServer: Sendable {
     public let port: Int
     private let task: Task<Void, Never>
     private let sampler: Task<Void, Never>
+    private let group: ServiceGroup
 
-    private init(hub: DashboardHub, settings: Settings, port: Int, task: Task<Void, Never>, sampler: Task<Void, Never>) {
+    private init(hub: DashboardHub, settings: Settings, port: Int, task: Task<Void, Never>, sampler: Task<Void, Never>,
+                 group: ServiceGroup) {
+        self.group = group
         self.hub = hub
         self.settings = settings
         self.port = port
@@ -84,9 +88,12 @@ public final class DashboardServer: Sendable {
             eventLoopGroupProvider: .shared(hub.eventLoopGroup),
             logger: quiet)
         let failure = Mutex<(any Error)?>(nil)
+        // In a service group of its own, so that `stop()` is a graceful shutdown (requests in
+        // flight are answered, the listener closes) rather than a cancellation.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [app], logger: quiet))
         let task = Task {
             do {
-                try await app.run()
+                try await group.run()
             } catch {
                 let continuation = started.withLock { state in
                     defer { state.continuation = nil }
@@ -116,7 +123,7 @@ public final class DashboardServer: Sendable {
             throw .badRequest("cannot listen on \(Endpoint(host: settings.host, port: settings.port)) for the dashboard: \(PlainErrors.describe(error))")
         }
         let sampler = Task { await hub.run() }
-        return DashboardServer(hub: hub, settings: settings, port: port, task: task, sampler: sampler)
+        return DashboardServer(hub: hub, settings: settings, port: port, task: task, sampler: sampler, group: group)
     }
 
     /// Stops serving: live channels end, then the listener closes.
@@ -124,7 +131,7 @@ public final class DashboardServer: Sendable {
         sampler.cancel()
         await sampler.value
         hub.finishSubscribers()
-        task.cancel()
+        await group.triggerGracefulShutdown()
         await task.value
     }
 }

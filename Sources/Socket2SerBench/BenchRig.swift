@@ -93,15 +93,19 @@ final class BenchRig: @unchecked Sendable {
     }
 
     /// Starts S and C with the line rate they should assume, and waits until an echo goes through.
+    /// `environment` adds to both ends' environment (the bench's own otherwise).
     func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = [],
-                         serverExtra: [String] = [], clientExtra: [String] = []) throws {
+                         serverExtra: [String] = [], clientExtra: [String] = [],
+                         environment: [String: String] = [:]) throws {
         clientPort = try BenchSocket.freePort()
         var extra = extra
         if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
         server = try cableProcess.startServer(targetPort: target.port, baud: forwarderBaud, extra + serverExtra,
-                                              output: .logFile(path: "\(logDirectory)/\(name)-S.log", collectingOutput: false))
+                                              output: .logFile(path: "\(logDirectory)/\(name)-S.log", collectingOutput: false),
+                                              environment: environment)
         client = try cableProcess.startClient(port: clientPort, baud: forwarderBaud, extra + clientExtra,
-                                              output: .logFile(path: "\(logDirectory)/\(name)-C.log", collectingOutput: false))
+                                              output: .logFile(path: "\(logDirectory)/\(name)-C.log", collectingOutput: false),
+                                              environment: environment)
         try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
     }
 

@@ -18,6 +18,8 @@ extension BenchScenario {
     /// In the order they run; `--scenario` picks from these by name.
     public static let all: [BenchScenario] = [
         BenchScenario(name: "bulk", summary: "one stream, each direction in turn", run: bulk),
+        BenchScenario(name: "dashboard", summary: "bulk each way with each end's dashboard open in a browser; CPU of each end",
+                      run: dashboardScenario),
         BenchScenario(name: "duplex", summary: "one stream, bulk both directions at once", run: duplex),
         BenchScenario(name: "streams8", summary: "8 downloads at once: total and Jain fairness", run: { try streams($0, count: 8) }),
         BenchScenario(name: "streams253", summary: "253 downloads at once (the original's limit)", run: { try streams($0, count: 253) }),

@@ -333,17 +333,21 @@ public struct CableProcess: Sendable {
 
 extension CableProcess {
     /// The rig's `S`: on end A, connecting every stream to 127.0.0.1:`targetPort`, at `baud`.
+    /// `environment` adds to (or replaces entries of) this process's environment, as for `ChildProcess`.
     public func startServer(targetPort: Int, baud: Int, _ extra: [String] = [],
-                            output: ChildProcess.Output = .collected) throws -> ChildProcess {
+                            output: ChildProcess.Output = .collected,
+                            environment: [String: String] = [:]) throws -> ChildProcess {
         try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(targetPort)", "-com", pathA, "--baudrate", "\(baud)"] + extra,
-                         executable: executable, output: output, registry: registry)
+                         executable: executable, output: output, registry: registry, environment: environment)
     }
 
     /// The rig's `C`: on end B, listening on 127.0.0.1:`port`, at `baud`.
+    /// `environment` as for `startServer`.
     public func startClient(port: Int, baud: Int, _ extra: [String] = [],
-                            output: ChildProcess.Output = .collected) throws -> ChildProcess {
+                            output: ChildProcess.Output = .collected,
+                            environment: [String: String] = [:]) throws -> ChildProcess {
         try ChildProcess("C", ["C", "-port", "\(port)", "-com", pathB, "--baudrate", "\(baud)"] + extra,
-                         executable: executable, output: output, registry: registry)
+                         executable: executable, output: output, registry: registry, environment: environment)
     }
 
     /// SIGTERM to the ends at once (each may spend up to a second draining its resets onto the

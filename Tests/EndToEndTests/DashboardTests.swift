@@ -70,6 +70,17 @@ struct DashboardTests {
         return folder
     }
 
+    /// An echo target, a folder for XDG_RUNTIME_DIR and a cable at 115200: what most tests here start with.
+    static func echoRuntimeAndCable() throws -> (E2ETarget, String, CableProcess) {
+        let echo = try E2ETarget(.echo)
+        do {
+            return (echo, try runtimeFolder(), try CableProcess(["--baud", "115200"]))
+        } catch {
+            echo.stop()
+            throw error
+        }
+    }
+
     @Test("Security: Host and Origin checks, the token for every change (kept in a 0600 file), CSP, JSON errors without internals, non-loopback needs a configured token")
     func security() async throws {
         try await e2eOffload {
@@ -142,12 +153,15 @@ struct DashboardTests {
             let open = try ChildProcess("ui", ["ui", "0.0.0.0:0"], environment: ["XDG_RUNTIME_DIR": runtime])
             let refused = open.waitForExit(timeout: .seconds(10))
             #expect(refused?.code == 1, "\(open.errors.text)")
+            // Its stderr may still be on its way through the pipe when the exit is seen.
+            _ = open.errors.waitForEnd(timeout: 5)
             #expect(open.errors.text.contains("not loopback") && open.errors.text.contains("--ui-token-file"), "\(open.errors.text)")
             let tokenFile = runtime + "/my-token"
             try "a-token-the-user-chose-0123456789\n".write(toFile: tokenFile, atomically: false, encoding: .utf8)
             chmod(tokenFile, 0o644)
             let lax = try ChildProcess("ui", ["ui", "0.0.0.0:0", "--ui-token-file", tokenFile])
             #expect(lax.waitForExit(timeout: .seconds(10))?.code == 1)
+            _ = lax.errors.waitForEnd(timeout: 5)
             #expect(lax.errors.text.contains("readable by others"), "\(lax.errors.text)")
             chmod(tokenFile, 0o600)
             let shared = try ChildProcess("ui", ["ui", "0.0.0.0:0", "--ui-token-file", tokenFile])
@@ -167,10 +181,8 @@ struct DashboardTests {
     @Test("A live link: state, counters and streams; reset a stream; add and remove a forward; events on the live channel; /metrics")
     func liveLink() async throws {
         try await e2eOffload {
-            let echo = try E2ETarget(.echo)
+            let (echo, runtime, cable) = try Self.echoRuntimeAndCable()
             defer { echo.stop() }
-            let runtime = try Self.runtimeFolder()
-            let cable = try CableProcess(["--baud", "115200"])
             defer { cable.process.forceKill() }
             let server = try cable.startServer(targetPort: echo.port, baud: 115_200)
             defer { server.forceKill() }
@@ -251,10 +263,8 @@ struct DashboardTests {
     @Test("socket2ser ui alone: a link started and stopped through the API, on a real pty; a missing or busy device is a clear 400")
     func startFromTheAPI() async throws {
         try await e2eOffload {
-            let echo = try E2ETarget(.echo)
+            let (echo, runtime, cable) = try Self.echoRuntimeAndCable()
             defer { echo.stop() }
-            let runtime = try Self.runtimeFolder()
-            let cable = try CableProcess(["--baud", "115200"])
             defer { cable.process.forceKill() }
             let ui = try ChildProcess("ui", ["ui", "0"], environment: ["XDG_RUNTIME_DIR": runtime])
             defer { ui.forceKill() }
@@ -299,6 +309,7 @@ struct DashboardTests {
             try "ui: nonsense\nlines:\n  board:\n    device: \(a)\n    target: 127.0.0.1:9\n".write(toFile: path, atomically: false, encoding: .utf8)
             let check = try ChildProcess("check", ["run", "--config", path, "--check"])
             #expect(check.waitForExit(timeout: .seconds(10))?.code == 1)
+            _ = check.errors.waitForEnd(timeout: 5)
             #expect(check.errors.text.contains("'ui'") && check.errors.text.split(separator: "\n").count == 1, "\(check.errors.text)")
 
             try "ui: 0\nlines:\n  board:\n    device: \(a)\n    target: 127.0.0.1:9\n".write(toFile: path, atomically: false, encoding: .utf8)
@@ -348,6 +359,7 @@ struct DashboardTests {
                                          executable: URL(fileURLWithPath: "/usr/bin/env"))
             defer { check.forceKill() }
             let exit = check.waitForExit(timeout: .seconds(150))
+            _ = check.output.waitForEnd(timeout: 5)
             print(check.output.text)
             #expect(exit?.isCleanExitZero == true, "\(check.output.text)\n\(check.errors.text.suffix(3000))")
             #expect(check.output.text.components(separatedBy: "\nok: ").count - 1 >= 9, "\(check.output.text)")
