@@ -216,7 +216,8 @@ extension LinkRuntime {
         return EventLoopFuture.andAllComplete(closing, on: loop)
     }
 
-    /// Every connection that has a stream, for `Forwarder.streams()`.
+    /// Every connection this end holds (a stream that has ended shows as closing until its socket
+    /// is done), for `Forwarder.streams()`.
     func streamSnapshots() -> [StreamStatus] {
         let now = loop.linkNow
         return table.connections.map { connection in

@@ -409,8 +409,8 @@ private func stalledReader(_ run: BenchRun) throws {
 }
 
 enum BenchLimits {
-    /// Idle resident memory of one end.
-    static let idleMB = 20.0
+    /// Private (anonymous) memory of an idle end.
+    static let idlePrivateMB = 3.0
     /// Peak resident memory of one end with a stream nobody reads: the idle figure plus room for
     /// one stream's windows and the socket buffers' worth of user-space copies. Anything that
     /// grows with the amount the stuck stream offers blows through this within seconds.
@@ -666,15 +666,17 @@ private func idleMemory(_ run: BenchRun) throws {
         run.fail("resident memory", "S or C is not running")
         return
     }
-    run.atMost("S idle RSS (VmRSS)", ProcessSample.megabytes(server.rssKiB), limit: BenchLimits.idleMB, unit: "MB",
-               format: "%.1f")
-    run.atMost("C idle RSS (VmRSS)", ProcessSample.megabytes(client.rssKiB), limit: BenchLimits.idleMB, unit: "MB",
-               format: "%.1f")
-    // Where the memory is: heap and stacks, or the pages of the executable and its libraries.
+    // The target is private memory (issue 11): the file-backed part is the executable's pages,
+    // shared through the page cache by every socket2ser process on the machine, and grows with
+    // the size of the binary rather than with what an end holds. Both are reported.
+    run.atMost("S idle private memory (RssAnon)", ProcessSample.megabytes(server.rssAnonKiB),
+               limit: BenchLimits.idlePrivateMB, unit: "MB", format: "%.1f")
+    run.atMost("C idle private memory (RssAnon)", ProcessSample.megabytes(client.rssAnonKiB),
+               limit: BenchLimits.idlePrivateMB, unit: "MB", format: "%.1f")
     for (end, sample) in [("S", server), ("C", client)] {
-        run.info("\(end) RSS split", String(format: "anonymous %.1f MB, file-backed %.1f MB",
-                                             ProcessSample.megabytes(sample.rssAnonKiB),
-                                             ProcessSample.megabytes(sample.rssFileKiB)))
+        run.info("\(end) idle RSS (VmRSS)", String(format: "%.1f MB, of which file-backed %.1f MB",
+                                                ProcessSample.megabytes(sample.rssKiB),
+                                                ProcessSample.megabytes(sample.rssFileKiB)))
     }
     if let cable = rig.cable.sample() {
         run.info("cable process RSS (same binary, no NIO)", String(format: "%.1f MB", ProcessSample.megabytes(cable.rssKiB)))
