@@ -51,6 +51,8 @@ public enum FrameDescription {
             + (hello.usesOddStreamIDs ? " odd" : " even") + (hello.needsReply ? " reply-wanted" : "")
             + " max-frame \(hello.maxFrame) max-streams \(hello.maxStreams) window \(hello.initialWindow)"
             + " capabilities 0x\(String(hello.capabilities, radix: 16))"
+            + (hello.extensions.isEmpty ? "" : " extensions "
+                + hello.extensions.map { "0x\(String($0.type, radix: 16)):\($0.value.count)B" }.joined(separator: ","))
     }
 
     static func describe(messages body: ArraySlice<UInt8>) -> String {

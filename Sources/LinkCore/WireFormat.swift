@@ -111,9 +111,14 @@ public struct Hello: Equatable, Sendable {
     public var maxStreams: UInt16
     public var initialWindow: UInt32
     public var capabilities: UInt32
+    /// The extension area after the fixed fields (docs/protocol.md §3.5), in the order sent.
+    /// Types this end does not know are kept here and otherwise ignored.
+    public var extensions: [HelloExtension]
 
     public init(version: UInt8 = Wire.version, usesOddStreamIDs: Bool, needsReply: Bool, session: UInt64, echo: UInt64,
-                maxFrame: UInt32, maxStreams: UInt16, initialWindow: UInt32, capabilities: UInt32 = 0) {
+                maxFrame: UInt32, maxStreams: UInt16, initialWindow: UInt32, capabilities: UInt32 = 0,
+                extensions: [HelloExtension] = []) {
+        self.extensions = extensions
         self.version = version
         self.usesOddStreamIDs = usesOddStreamIDs
         self.needsReply = needsReply
@@ -125,8 +130,12 @@ public struct Hello: Equatable, Sendable {
         self.capabilities = capabilities
     }
 
-    /// magic(4) version(1) flags(1) session(8) echo(8) maxFrame(4) maxStreams(2) initialWindow(4) capabilities(4)
+    /// magic(4) version(1) flags(1) session(8) echo(8) maxFrame(4) maxStreams(2) initialWindow(4) capabilities(4),
+    /// without extensions.
     public static let encodedLength = 36
+
+    /// The first extension of `type`, if the sender gave one.
+    public func extensionValue(_ type: UInt16) -> [UInt8]? { extensions.first { $0.type == type }?.value }
 
     public func encode(into out: inout [UInt8]) {
         out.append(contentsOf: Wire.helloMagic)
@@ -138,6 +147,11 @@ public struct Hello: Equatable, Sendable {
         out.appendBE(maxStreams)
         out.appendBE(initialWindow)
         out.appendBE(capabilities)
+        for item in extensions {
+            out.appendBE(item.type)
+            out.appendBE(UInt16(item.value.count))
+            out.append(contentsOf: item.value)
+        }
     }
 
     public enum DecodeError: Error, Equatable { case notHello, versionMismatch(UInt8) }
@@ -154,9 +168,37 @@ public struct Hello: Equatable, Sendable {
               let maxStreams = r.u16(), let window = r.u32(), let caps = r.u32() else {
             return .failure(.notHello)
         }
+        // The extension area: type(2) length(2) value, to the end of the body. One that runs past
+        // the end makes the HELLO malformed, as a truncated fixed part does.
+        var extensions: [HelloExtension] = []
+        while r.remaining > 0 {
+            guard let type = r.u16(), let length = r.u16(), let value = r.bytes(Int(length)) else {
+                return .failure(.notHello)
+            }
+            extensions.append(HelloExtension(type: type, value: Array(value)))
+        }
         return .success(Hello(version: version, usesOddStreamIDs: flags & 1 != 0, needsReply: flags & 2 != 0,
                               session: session, echo: echo, maxFrame: maxFrame, maxStreams: maxStreams,
-                              initialWindow: window, capabilities: caps))
+                              initialWindow: window, capabilities: caps, extensions: extensions))
+    }
+}
+
+/// One entry of HELLO's extension area: a type and up to 65,535 bytes of value. The types are
+/// listed in docs/protocol.md §3.5; a receiver skips the ones it does not know.
+public struct HelloExtension: Equatable, Sendable {
+    public var type: UInt16
+    public var value: [UInt8]
+
+    public init(type: UInt16, value: [UInt8]) {
+        precondition(value.count <= Int(UInt16.max), "a HELLO extension holds at most 65535 bytes")
+        self.type = type
+        self.value = value
+    }
+
+    /// Type numbers; none is sent yet. 0x0000–0x7FFF are for this protocol's later features,
+    /// 0x8000–0xFFFF for experiments that a released end never relies on.
+    public enum Types {
+        public static let experimentalBase: UInt16 = 0x8000
     }
 }
 
