@@ -22,12 +22,14 @@ let package = Package(
     ],
     targets: [
         // The protocol core: pure Swift, no I/O, no clock, no threads (docs/protocol.md).
-        // Optimised even in debug builds: the seed sweep in `swift test` runs millions of frames.
-        .target(name: "LinkCore", dependencies: ["CLinkAccel"], swiftSettings: [.unsafeFlags(["-O"])]),
+        // Without unsafe flags, so another package can depend on the LinkCore product; libm for
+        // the square root in the frame-size rule (docs/protocol.md §8.2), which an unoptimised
+        // build calls rather than inlines.
+        .target(name: "LinkCore", dependencies: ["CLinkAccel"], linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         // CRC-32C with the SSE4.2 instruction and memchr for COBS: the core's hot loops.
-        .target(name: "CLinkAccel", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CLinkAccel"),
         // Two cores over a simulated faulty cable with a virtual clock.
-        .target(name: "LinkSimulation", dependencies: ["LinkCore"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "LinkSimulation", dependencies: ["LinkCore"]),
         .executableTarget(name: "linksim", dependencies: ["LinkSimulation"]),
 
         // Serial devices: termios2 shim, exclusive open, raw mode, any baud rate.
