@@ -114,9 +114,10 @@ final class BenchRun: @unchecked Sendable {
     }
 
     /// Payload throughput as a fraction of the line rate (MB/s on an unpaced cable, for information).
-    func throughput(_ metric: String, bytesPerSecond: Double, atLeast target: Double?) {
-        if settings.baud > 0 {
-            let ratio = bytesPerSecond / settings.lineRate
+    /// `lineRate`: the rig's own, when it runs at another rate than the bench's `--baud`.
+    func throughput(_ metric: String, bytesPerSecond: Double, atLeast target: Double?, lineRate: Double? = nil) {
+        if settings.baud > 0 || lineRate != nil {
+            let ratio = bytesPerSecond / (lineRate ?? settings.lineRate)
             let measured = String(format: "%.3f (%.0f B/s)", ratio, bytesPerSecond)
             if let target {
                 add(metric, measured, value: ratio, unit: "of line rate", target: String(format: "≥ %.2f", target),

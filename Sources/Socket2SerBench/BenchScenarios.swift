@@ -32,6 +32,7 @@ extension BenchScenario {
         BenchScenario(name: "ber-1e-4", summary: "bulk each way, bit error rate 1e-4", run: { try bitErrors($0, ber: 1e-4, target: 0.60) }),
         BenchScenario(name: "faults", summary: "junk bursts and dropped bytes, both ways", run: faults),
         BenchScenario(name: "outage", summary: "a 3 s outage in the middle of a download", run: outage),
+        BenchScenario(name: "radio", summary: "a telemetry radio: 57600 baud, 80 ms each way, bursts of errors", run: BenchRadio.run),
         BenchScenario(name: "unpaced", summary: "unpaced cable: socket2ser against a raw copy", run: unpaced),
         BenchScenario(name: "idle-memory", summary: "resident memory of each idle end", run: idleMemory),
         BenchScenario(name: "forward-L", summary: "bulk each way through a -L forward of C", run: { try forwardBulk($0, kind: "-L") }),

@@ -50,6 +50,18 @@ struct CableCommand: AsyncParsableCommand {
         valueName: "bytes"))
     var receiveBatch: Int?
 
+    @Option(help: ArgumentHelp("One-way latency in milliseconds, as a radio link has (e.g. 80 for a SiK telemetry radio).",
+                               valueName: "ms"))
+    var delay: Double = 0
+
+    @Option(help: ArgumentHelp("Up to this many milliseconds more latency, at random; bytes stay in order.", valueName: "ms"))
+    var jitter: Double = 0
+
+    @Option(help: ArgumentHelp("""
+        Bursts of errors (Gilbert-Elliott): after each byte the line fades with probability ENTER and         recovers with LEAVE; while faded each bit flips with probability BER. E.g. 0.0002:0.02:0.01.
+        """, valueName: "enter:leave:ber"))
+    var burst: String?
+
     @Option(name: .customLong("link-a"), help: "Create a symlink at this path pointing to end A.")
     var linkA: String?
 
@@ -67,18 +79,34 @@ struct CableCommand: AsyncParsableCommand {
         return CableOutage(start: start, seconds: seconds)
     }
 
+    /// Parses `--burst ENTER:LEAVE:BER`, three probabilities.
+    static func parseBursts(_ text: String) throws -> CableBursts {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map { Double($0) }
+        guard parts.count == 3, let enter = parts[0], let leave = parts[1], let ber = parts[2] else {
+            throw ValidationError("--burst must be ENTER:LEAVE:BER, three probabilities such as 0.0002:0.02:0.01, got '\(text)'")
+        }
+        return CableBursts(enter: enter, leave: leave, badBER: ber)
+    }
+
     /// The cable configuration the options describe.
     func cableConfiguration() throws -> CableConfiguration {
-        CableConfiguration(
+        var configuration = CableConfiguration(
             baud: baud, ber: ber, dropRate: drop, junkRate: junk,
             outages: try outage.map(Self.parseOutage), seed: seed,
             receiveBatch: receiveBatch, linkA: linkA, linkB: linkB)
+        configuration.delay = delay / 1000
+        configuration.jitter = jitter / 1000
+        configuration.bursts = try burst.map(Self.parseBursts)
+        return configuration
     }
 
     func validate() throws {
         if baud < 0 { throw ValidationError("--baud must be 0 (unpaced) or positive, got \(baud)") }
         for (name, value) in [("--ber", ber), ("--drop", drop), ("--junk", junk)] where !(value >= 0 && value <= 1) {
             throw ValidationError("\(name) must be a probability between 0 and 1, got \(value)")
+        }
+        for (name, value) in [("--delay", delay), ("--jitter", jitter)] where !(value.isFinite && value >= 0 && value <= 10_000) {
+            throw ValidationError("\(name) must be 0 to 10000 milliseconds, got \(value)")
         }
         // Parses the outages and checks everything else the library checks.
         do {

@@ -21,6 +21,22 @@ public struct CableOutage: Sendable, Equatable, Hashable {
     }
 }
 
+/// Bursts of errors, as a radio link sees them when it fades: the two-state Gilbert–Elliott
+/// model. The line is *good* (the cable's `ber` applies) or *bad* (`badBER` applies); after each
+/// byte it moves from good to bad with probability `enter` and back with `leave`, so a bad spell
+/// lasts 1/`leave` bytes on average and comes every 1/`enter` bytes.
+public struct CableBursts: Sendable, Equatable, Hashable {
+    public var enter: Double
+    public var leave: Double
+    public var badBER: Double
+
+    public init(enter: Double, leave: Double, badBER: Double) {
+        self.enter = enter
+        self.leave = leave
+        self.badBER = badBER
+    }
+}
+
 /// Everything that describes how the virtual null-modem cable behaves.
 ///
 /// The defaults describe a clean 115200 baud 8N1 line, which is what a user without hardware
@@ -50,6 +66,14 @@ public struct CableConfiguration: Sendable, Equatable {
     /// every 250 µs). 62: like an FTDI USB adapter, which sends its buffer when it is full. The
     /// rest of a burst is handed over four character times after its last byte either way.
     public var receiveBatch: Int?
+    /// One-way latency added after the UART, in seconds (a radio link's air time and modem
+    /// buffering); 0 for a cable. Paced cables only.
+    public var delay: Double = 0
+    /// Up to this much more latency, at random per hand-over, in seconds; bytes still arrive in
+    /// the order they were sent, as on any serial link.
+    public var jitter: Double = 0
+    /// Bursts of errors (Gilbert–Elliott), or nil for errors spread evenly at `ber`.
+    public var bursts: CableBursts?
     /// If set, a symlink created at this path pointing at end A's device (``VirtualCable/pathA``).
     public var linkA: String?
     /// If set, a symlink created at this path pointing at end B's device (``VirtualCable/pathB``).
@@ -100,6 +124,17 @@ public struct CableConfiguration: Sendable, Equatable {
         if fifoBytes < 1 { throw bad("the FIFO must hold at least one byte, got \(fifoBytes)") }
         if let receiveBatch, !(1...4096).contains(receiveBatch) {
             throw bad("the receive batch must be 1 to 4096 bytes, got \(receiveBatch)")
+        }
+        for (name, value) in [("delay", delay), ("jitter", jitter)] where !(value.isFinite && value >= 0 && value <= 10) {
+            throw bad("the \(name) must be 0 to 10 seconds, got \(value)")
+        }
+        if (delay > 0 || jitter > 0) && baud == 0 { throw bad("a delay needs a paced cable (a baud rate above 0)") }
+        if let bursts {
+            for (name, rate) in [("burst entry", bursts.enter), ("burst exit", bursts.leave), ("burst bit error rate", bursts.badBER)]
+                where !(rate >= 0 && rate <= 1) {
+                throw bad("the \(name) must be a probability between 0 and 1, got \(rate)")
+            }
+            if bursts.leave == 0 { throw bad("the burst exit probability must be above 0, or a burst never ends") }
         }
     }
 }

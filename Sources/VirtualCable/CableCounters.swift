@@ -22,6 +22,8 @@ public struct DirectionCounters: Sendable, Equatable, Hashable {
     public var bytesLostToOutage: UInt64 = 0
     /// Bytes lost because the receiving pty's buffer was full (nobody reading the far end).
     public var bytesOverrun: UInt64 = 0
+    /// Bad spells of the burst model that began (`--burst`).
+    public var bursts: UInt64 = 0
 
     public init() {}
 
@@ -34,6 +36,7 @@ public struct DirectionCounters: Sendable, Equatable, Hashable {
         junkBytesInserted += other.junkBytesInserted
         bytesLostToOutage += other.bytesLostToOutage
         bytesOverrun += other.bytesOverrun
+        bursts += other.bursts
     }
 }
 
@@ -41,7 +44,7 @@ extension DirectionCounters: CustomStringConvertible {
     public var description: String {
         "accepted \(bytesAccepted) sent \(bytesSent) delivered \(bytesDelivered) "
             + "bits-flipped \(bitsFlipped) dropped \(bytesDropped) junk \(junkBytesInserted) "
-            + "outage-lost \(bytesLostToOutage) overrun \(bytesOverrun)"
+            + "outage-lost \(bytesLostToOutage) overrun \(bytesOverrun)" + (bursts > 0 ? " bursts \(bursts)" : "")
     }
 }
 

@@ -76,6 +76,14 @@ final class DirectionPump: @unchecked Sendable {
     }
     private let receiveBatch: Int?
 
+    /// A radio link's latency (`--delay`, `--jitter`): received bytes wait here, in order, until
+    /// their time comes. Empty, and unused, on a plain cable.
+    private var inFlight: [(due: UInt64, bytes: [UInt8])] = []
+    private var inFlightHead = 0
+    private let delayNanoseconds: UInt64
+    private let jitterNanoseconds: UInt64
+    private var jitterRandom: Xoshiro256StarStar
+
     /// How long to rest the source after an error.
     private static let sourceRestNanoseconds: UInt64 = 50_000_000
 
@@ -89,6 +97,10 @@ final class DirectionPump: @unchecked Sendable {
         self.origin = origin
         fifo = ByteFIFO(capacity: configuration.fifoBytes)
         receiveBatch = configuration.receiveBatch
+        delayNanoseconds = UInt64((configuration.delay * 1e9).rounded())
+        jitterNanoseconds = UInt64((configuration.jitter * 1e9).rounded())
+        var mixer = SplitMix64(seed: configuration.seed ^ (direction == .aToB ? 0x5EED_A : 0x5EED_B))
+        jitterRandom = Xoshiro256StarStar(seed: mixer.next())
         pacer = configuration.baud > 0
             ? LinePacer(baud: configuration.baud, bitsPerByte: configuration.bitsPerByte) : nil
         faults = FaultInjector(configuration: configuration, stream: direction == .aToB ? 1 : 2)
@@ -110,6 +122,7 @@ final class DirectionPump: @unchecked Sendable {
             // Deliver first, then read: a byte that turns up now must not be treated as if it
             // had been waiting while the line was idle, or it would go out "in the past".
             deliverDueBytes(at: now)
+            releaseDelayed(at: now)
             if fifo.room > 0 { fillFIFO(at: now) }
             publish()
 
@@ -117,7 +130,7 @@ final class DirectionPump: @unchecked Sendable {
             let watchSource = fifo.room > 0 && sourceIsAwake(at: now)
             if watchSource { fds.append(pollfd(fd: source, events: Int16(POLLIN), revents: 0)) }
             // Idle line and empty FIFO: sleep until the sender writes (or a resting source wakes).
-            let wake = nextHandOver() ?? sourceRestingUntil
+            let wake = [nextHandOver(), sourceRestingUntil, nextDelayedRelease].compactMap { $0 }.min()
             pollDescriptors(&fds, until: wake, now: now)
             if fds[0].revents != 0 { return }
             if watchSource { noteSourceErrors(fds[1].revents) }
@@ -162,7 +175,39 @@ final class DirectionPump: @unchecked Sendable {
             pacer?.becomeIdle()
             break
         }
-        flushOutgoing(losingWhatDoesNotFit: true)
+        guard delayNanoseconds > 0 || jitterNanoseconds > 0 else {
+            flushOutgoing(losingWhatDoesNotFit: true)
+            return
+        }
+        guard !outgoing.isEmpty else { return }
+        // Off the wire now; at the far end after the link's latency, never before what went first.
+        let extra = jitterNanoseconds > 0 ? jitterRandom.next() % (jitterNanoseconds + 1) : 0
+        var due = now + delayNanoseconds + extra
+        if inFlightHead < inFlight.count, let last = inFlight.last?.due { due = max(due, last) }
+        inFlight.append((due, outgoing))
+        outgoing.removeAll(keepingCapacity: true)
+    }
+
+    /// When the oldest delayed bytes are due; nil when none wait.
+    private var nextDelayedRelease: UInt64? {
+        inFlightHead < inFlight.count ? inFlight[inFlightHead].due : nil
+    }
+
+    /// Hands over the delayed bytes whose time has come (a receiver that does not read loses
+    /// them, as without a delay).
+    private func releaseDelayed(at now: UInt64) {
+        while inFlightHead < inFlight.count, inFlight[inFlightHead].due <= now {
+            outgoing = inFlight[inFlightHead].bytes
+            inFlightHead += 1
+            flushOutgoing(losingWhatDoesNotFit: true)
+        }
+        if inFlightHead == inFlight.count {
+            inFlight.removeAll(keepingCapacity: true)
+            inFlightHead = 0
+        } else if inFlightHead > 1024 {
+            inFlight.removeFirst(inFlightHead)
+            inFlightHead = 0
+        }
     }
 
     /// Reads from the sending master into the FIFO, as much as there is room for.

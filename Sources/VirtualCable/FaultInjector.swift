@@ -10,6 +10,9 @@ struct FaultInjector {
     /// Counts data bits, not bytes: the bit error rate applies per bit.
     private var flip: EventCountdown
     private let outages: [CableOutage]
+    /// Gilbert–Elliott bursts: the bad state's flips, and the countdowns to the next change of state.
+    private var burst: (badFlip: EventCountdown, enter: EventCountdown, leave: EventCountdown)?
+    private var inBurst = false
 
     init(configuration: CableConfiguration, stream: UInt64) {
         // Each direction gets its own generator, derived from the seed and a stream number, so
@@ -19,6 +22,10 @@ struct FaultInjector {
         drop = EventCountdown(probability: configuration.dropRate, rng: &rng)
         junk = EventCountdown(probability: configuration.junkRate, rng: &rng)
         flip = EventCountdown(probability: configuration.ber, rng: &rng)
+        if let bursts = configuration.bursts {
+            burst = (EventCountdown(probability: bursts.badBER, rng: &rng), EventCountdown(probability: bursts.enter, rng: &rng),
+                     EventCountdown(probability: bursts.leave, rng: &rng))
+        }
         self.rng = rng
         outages = configuration.outages
     }
@@ -38,9 +45,12 @@ struct FaultInjector {
         }
         if drop.trial(&rng) {
             counters.bytesDropped += 1
+        } else if inBurst {
+            out.append(flipBitsInBurst(byte, counters: &counters))
         } else {
             out.append(flipBits(byte, counters: &counters))
         }
+        if burst != nil { stepBurstState(counters: &counters) }
         if junk.trial(&rng) {
             // Noise on the line looks like a short burst of random bytes to the receiver.
             let length = 1 + Int(rng.next() % 32)
@@ -49,6 +59,30 @@ struct FaultInjector {
             }
             counters.junkBytesInserted += UInt64(length)
         }
+    }
+
+    /// After each byte the line may fade (good → bad) or recover (bad → good).
+    private mutating func stepBurstState(counters: inout DirectionCounters) {
+        guard var state = burst else { return }
+        if inBurst {
+            if state.leave.trial(&rng) { inBurst = false }
+        } else if state.enter.trial(&rng) {
+            inBurst = true
+            counters.bursts += 1
+        }
+        burst = state
+        _ = state
+    }
+
+    private mutating func flipBitsInBurst(_ byte: UInt8, counters: inout DirectionCounters) -> UInt8 {
+        guard var state = burst else { return byte }
+        var result = byte
+        for bit in 0..<8 where state.badFlip.trial(&rng) {
+            result ^= 1 << UInt8(bit)
+            counters.bitsFlipped += 1
+        }
+        burst = state
+        return result
     }
 
     /// Applies the bit error rate to the eight data bits of `byte`. Start and stop bits are not

@@ -72,6 +72,35 @@ import Testing
         #expect(run(seed: 5).0 != run(seed: 6).0)
     }
 
+    /// Gilbert–Elliott: errors come in fades of about 1/leave bytes, about every 1/enter bytes,
+    /// and none outside them when the base bit error rate is 0.
+    @Test func burstsClusterTheErrors() {
+        var configuration = CableConfiguration(seed: 3)
+        configuration.bursts = CableBursts(enter: 0.001, leave: 0.05, badBER: 0.05)
+        var injector = FaultInjector(configuration: configuration, stream: 1)
+        var counters = DirectionCounters()
+        let data = testBytes(200_000, seed: 9)
+        var out: [UInt8] = []
+        var damaged: [Int] = []
+        for (index, byte) in data.enumerated() {
+            let before = out.count
+            injector.carry(byte, at: 0, into: &out, counters: &counters)
+            if out[before] != byte { damaged.append(index) }
+        }
+        // 200 fades expected (one every 1,000 bytes), each about 20 bytes long with ~8 flips.
+        #expect(counters.bursts > 140 && counters.bursts < 260, "\(counters.bursts) fades")
+        #expect(counters.bitsFlipped > 900 && counters.bitsFlipped < 2_400, "\(counters.bitsFlipped) bits")
+        // Clustered: most damaged bytes have another within 40 bytes before them.
+        let clustered = zip(damaged.dropFirst(), damaged).filter { $0 - $1 <= 40 }.count
+        #expect(Double(clustered) / Double(max(1, damaged.count - 1)) > 0.6, "\(clustered) of \(damaged.count)")
+        // The same seed gives the same fades.
+        var again = FaultInjector(configuration: configuration, stream: 1)
+        var second: [UInt8] = []
+        var ignored = DirectionCounters()
+        for byte in data { again.carry(byte, at: 0, into: &second, counters: &ignored) }
+        #expect(second == out)
+    }
+
     @Test func outageWindowIsHalfOpen() {
         let configuration = CableConfiguration(outages: [CableOutage(start: 1, seconds: 0.5)])
         let injector = FaultInjector(configuration: configuration, stream: 1)
@@ -89,6 +118,11 @@ import Testing
         CableConfiguration(outages: [CableOutage(start: -1, seconds: 1)]),
         CableConfiguration(outages: [CableOutage(start: 1, seconds: .infinity)]),
         CableConfiguration(fifoBytes: 0),
+        { var c = CableConfiguration(); c.delay = -0.1; return c }(),
+        { var c = CableConfiguration(); c.jitter = 11; return c }(),
+        { var c = CableConfiguration(baud: 0); c.delay = 0.08; return c }(),
+        { var c = CableConfiguration(); c.bursts = CableBursts(enter: 0.1, leave: 0, badBER: 0.1); return c }(),
+        { var c = CableConfiguration(); c.bursts = CableBursts(enter: 1.5, leave: 0.1, badBER: 0.1); return c }(),
     ])
     func badConfigurationsAreRejected(_ configuration: CableConfiguration) {
         #expect(throws: VirtualCableError.self) { try VirtualCable(configuration: configuration) }

@@ -70,6 +70,29 @@ import Testing
         }
     }
 
+    /// A radio link's latency: each byte arrives `delay` (plus at most `jitter`) after its line
+    /// time, in order, and the line rate is unchanged.
+    @Test func delayAndJitterAddLatencyButKeepOrderAndRate() throws {
+        var configuration = CableConfiguration(baud: 115_200)
+        configuration.delay = 0.2
+        configuration.jitter = 0.05
+        try withCable(configuration) { _, a, b in
+            let one = exchange(sends: [(a, [0x42])], readers: [b]) { $0[b].count >= 1 }
+            #expect(one[b] == [0x42])
+            // One byte's line time is 87 µs; the hand-over waits 4 character times more.
+            let latency = one.firstArrival[b]! - one.started
+            #expect(latency >= 0.2 && latency < 0.25 + 0.05, "took \(latency) s")
+
+            let size = 11_520  // one second of line time
+            let data = testBytes(size, seed: 12)
+            let result = exchange(sends: [(a, data)], readers: [b]) { $0[b].count >= size }
+            #expect(result[b] == data, "in order, intact")
+            let span = result.lastArrival[b]! - result.firstArrival[b]!
+            #expect(span > 0.9 && span < 1.2, "spread over \(span) s")
+            #expect(result.firstArrival[b]! - result.started >= 0.2)
+        }
+    }
+
     @Test func aUSBLikeReceiveBatchHandsOverFewerLargerPiecesAtTheSameRate() throws {
         let size = 11_520  // one second at 115200 baud 8N1
         var readsByBatch: [Int] = []
