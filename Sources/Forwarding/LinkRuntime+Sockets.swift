@@ -14,20 +14,35 @@ extension LinkRuntime {
     /// Kernel buffer size for forwarded TCP sockets. Without a cap Linux autotunes a socket's
     /// send buffer to megabytes, so a client that never reads would look to the link like a
     /// consumer and take its share of the line for minutes; capped, back-pressure reaches the
-    /// core (and its per-stream credit) within about one window.
-    static let socketBufferBytes = 64 * 1024
+    /// core (and its per-stream credit) within about one window. (Linux doubles the figure for
+    /// its own bookkeeping.) Not yet sized to the line: below 64 KiB, an upload that shares its
+    /// stream with a download and the line with keystrokes (bench echo-load) falls to 0.58 of
+    /// the line rate, for a reason still to be found (docs/benchmarks.md).
+    static func socketBufferBytes(lineRate: Int) -> Int { 64 * 1024 }
+
+    /// The credit window each stream starts with, which the HELLO offers the peer: a second of
+    /// the line, at least 16 KiB (two of the largest frames, so that credit comes back while the
+    /// next frame is on the wire) and at most 64 KiB (64 KiB unpaced). A stream whose reader
+    /// stalls holds at most this much of the line, plus the socket buffers.
+    static func streamWindow(lineRate: Int) -> Int {
+        guard lineRate > 0 else { return 64 * 1024 }
+        return min(64 * 1024, max(16 * 1024, lineRate))
+    }
+
+    /// This line's socket buffer size.
+    var socketBufferBytes: Int { Self.socketBufferBytes(lineRate: lineRate) }
 }
 
 extension LinkRuntime {
     /// The options of every TCP connection a stream carries, accepted or made: half-close kept
     /// (a FIN is a stream's FIN, not its end), no Nagle delay, and kernel buffers of
-    /// `socketBufferBytes`, so a stalled reader holds little beyond its stream's window.
-    static func configureStreamSocket(_ channel: Channel) throws {
+    /// `bufferBytes`, so a stalled reader holds little beyond its stream's window.
+    static func configureStreamSocket(_ channel: Channel, bufferBytes: Int) throws {
         guard let options = channel.syncOptions else { return }
         try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
         try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-        try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: LinkRuntime.socketBufferBytes)
-        try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: LinkRuntime.socketBufferBytes)
+        try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: bufferBytes)
+        try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: bufferBytes)
     }
 
     /// Connects the stream's connection to `address` (the target's name, or an address a rule
@@ -38,7 +53,8 @@ extension LinkRuntime {
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try LinkRuntime.configureStreamSocket(channel)  // before connect: SO_RCVBUF sets the window scale
+                    // Before connect: SO_RCVBUF sets the window scale.
+                    try LinkRuntime.configureStreamSocket(channel, bufferBytes: self.socketBufferBytes)
                     try channel.pipeline.syncOperations.addHandler(
                         StreamChannelHandler(runtime: self, connection: connection))
                 }

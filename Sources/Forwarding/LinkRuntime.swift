@@ -96,6 +96,7 @@ final class LinkRuntime: @unchecked Sendable {
             usesOddStreamIDs: configuration.form != .server,
             lineBytesPerSecond: lineRate,
             maxStreams: configuration.maxStreams,
+            initialWindow: Self.streamWindow(lineRate: lineRate),
             gracePeriod: .seconds(configuration.gracePeriodSeconds),
             negotiatesStreamIDHalves: true,
             queueSlackBelow: serial.pacer.slack,
