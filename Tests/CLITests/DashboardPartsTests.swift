@@ -73,6 +73,25 @@ struct DashboardPartsTests {
         }
     }
 
+    @Test("--ui and --ui-token-file on S, C, link and run; ui alone; the token file needs --ui")
+    func uiOptions() throws {
+        let server = try #require(try Socket2Ser.parseCommand(["S", "-port", "22", "-com", "/dev/ttyUSB0", "--ui", "8080"])
+            as? ServerCommand)
+        #expect(server.link.dashboard == DashboardOptions(address: DashboardAddress(host: "127.0.0.1", port: 8080)))
+        let client = try #require(try Socket2Ser.parseCommand(["C", "-port", "2222", "-com", "/dev/ttyUSB0", "--ui",
+                                                               "0.0.0.0:80", "--ui-token-file", "/t"]) as? ClientCommand)
+        #expect(client.link.dashboard == DashboardOptions(address: DashboardAddress(host: "0.0.0.0", port: 80), tokenFile: "/t"))
+        let link = try #require(try Socket2Ser.parseCommand(["link", "-com", "/dev/ttyUSB0", "--ui", "0"]) as? LinkCommand)
+        #expect(link.link.dashboard?.address == DashboardAddress(host: "127.0.0.1", port: 0))
+        let run = try #require(try Socket2Ser.parseCommand(["run", "--config", "f.yaml", "--ui", "9000"]) as? RunCommand)
+        #expect(run.ui == DashboardAddress(host: "127.0.0.1", port: 9000))
+        let ui = try #require(try Socket2Ser.parseCommand(["ui", "[::1]:8080"]) as? UICommand)
+        #expect(ui.address == DashboardAddress(host: "::1", port: 8080))
+        #expect(try (Socket2Ser.parseCommand(["ui"]) as? UICommand)?.address == DashboardAddress(host: "127.0.0.1", port: 0))
+        #expect(throws: (any Error).self) { try Socket2Ser.parseCommand(["C", "-port", "1", "-com", "/dev/x", "--ui-token-file", "/t"]) }
+        #expect(throws: (any Error).self) { try Socket2Ser.parseCommand(["S", "-port", "1", "-com", "/dev/x", "--ui", "nowhere"]) }
+    }
+
     @Test("A link's id: the line's name, or the device's file name")
     func linkIDs() {
         #expect(DashboardHub.linkID(forDevice: "/dev/ttyUSB0") == "ttyUSB0")
