@@ -184,8 +184,10 @@ struct DashboardTests {
             let (echo, runtime, cable) = try Self.echoRuntimeAndCable()
             defer { echo.stop() }
             defer { cable.process.forceKill() }
-            let server = try cable.startServer(targetPort: echo.port, baud: 115_200)
+            let server = try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(echo.port)", "-com", cable.pathA,
+                                                "--ui", "0"], environment: ["XDG_RUNTIME_DIR": runtime + "/s"])
             defer { server.forceKill() }
+            let serverDashboard = try Endpoint.from(server)
             let port = try freeLoopbackPort()
             let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", cable.pathB, "--ui", "0", "-d", "1"],
                                           environment: ["XDG_RUNTIME_DIR": runtime])
@@ -246,6 +248,23 @@ struct DashboardTests {
             try waitUntil("the removed forward to stop listening", timeout: .seconds(5)) { !E2EClient.accepts(port: extra) }
             #expect(try dashboard.send("DELETE", "/api/links/\(id)").status == 409, "a command-line link is stopped there")
 
+            // A target the far end does not allow: S's log (and its dashboard) says it refused,
+            // C's says the stream was refused by the peer.
+            let forbidden = try freeLoopbackPort()
+            #expect(try dashboard.send("POST", "/api/links/\(id)/forwards", #"{"kind": "L", "spec": "\#(forbidden):127.0.0.1:1"}"#).status == 201)
+            try waitUntil("the forbidden forward to listen", timeout: .seconds(5)) { E2EClient.accepts(port: forbidden) }
+            let refusedClient = try E2EClient.connect(port: forbidden)
+            #expect(refusedClient.readToEnd(timeout: 10).bytes.isEmpty)
+            refusedClient.close()
+            try waitUntil("S's event log to show the refusal", timeout: .seconds(10)) {
+                let events = try serverDashboard.get("/api/events").json() as? [[String: Any]] ?? []
+                return events.contains { $0["kind"] as? String == "refused" && ($0["message"] as? String)?.contains("127.0.0.1:1") == true }
+            }
+            try waitUntil("C's event log to show the refused stream", timeout: .seconds(10)) {
+                let events = try dashboard.get("/api/events").json() as? [[String: Any]] ?? []
+                return events.contains { $0["kind"] as? String == "stream-closed" && ($0["message"] as? String)?.contains("refused by the peer") == true }
+            }
+
             // Prometheus: the names the issue gives, with the link as a label.
             let metrics = try dashboard.get("/metrics").text
             let lineOut = metrics.split(separator: "\n").first { $0.hasPrefix("socket2ser_line_bytes_total{link=\"\(id)\",direction=\"out\"}") }
@@ -257,6 +276,7 @@ struct DashboardTests {
             let history = try dashboard.get("/api/links/\(id)/history").json() as? [[String: Any]] ?? []
             #expect(!history.isEmpty && history.last?["utilisationOut"] is Double)
             #expect(client.terminate().isClean, "\(client.errors.text.suffix(2000))")
+            #expect(server.terminate().isClean)
         }
     }
 
