@@ -5,9 +5,10 @@
         --screenshots DIR [--device PATH] [--echo-port N]
 
 Expects at least one link that comes up, with a forward. With --echo-port (a port this end
-listens on, with an echo service behind the link) it also opens a stream and resets it from the
-page; with --device it starts a link (role S, target 127.0.0.1:9) on that device from the page
-and stops it again.
+listens on, with an echo service behind the link) it also opens two streams, sorts the streams
+table by id and by bytes out from its headers, filters it by the first stream's port, and resets
+that stream from the page (the other stays, then closes); with --device it starts a link (role S,
+target 127.0.0.1:9) on that device from the page and stops it again.
 
 Each check prints one line, "ok: ..." (or "skip: ..." when its argument is not given); the first
 failure prints "FAIL: ...", saves failure.png in DIR and exits with status 1. Synchronisation is
@@ -34,6 +35,7 @@ from selenium.common.exceptions import (StaleElementReferenceException, TimeoutE
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 TOKEN_HELP = "needs the token"
@@ -74,6 +76,46 @@ def can_connect(port):
             return True
     except OSError:
         return False
+
+
+def recv_exactly(sock, count):
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def echo_connection(port, payload):
+    """Connects to the echo port, sends payload and reads it back; returns the open socket."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        sock.settimeout(10)
+        sock.sendall(payload)
+        echoed = recv_exactly(sock, len(payload))
+        if len(echoed) < len(payload):
+            raise CheckFailed(f"the echo service on port {port} closed the connection before echoing")
+        if echoed != payload:
+            raise CheckFailed(f"the echo service answered {echoed!r}")
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+BYTE_UNITS = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def parse_bytes(text):
+    """The value app.js's fmtBytes shows as "27 B" or "1.23 KB"; None for "—"."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)B\s*", text or "")
+    return float(match.group(1)) * BYTE_UNITS[match.group(2)] if match else None
+
+
+def stream_key(stream_id):
+    return (0, int(stream_id), "") if str(stream_id).isdigit() else (1, 0, str(stream_id))
 
 
 class Dashboard:
@@ -264,39 +306,156 @@ class Dashboard:
         path = self.screenshot("overview.png")
         ok(f"event log has {count} entries, one says {entry!r} (screenshot {path})")
 
+    def stream_rows(self):
+        """The rows of #streams in the order shown: id, client, state, bytes out (text and value)."""
+        rows = self.js("""
+            return [...document.querySelectorAll('#streams tbody tr[data-stream]')].map((tr) => ({
+                id: tr.dataset.stream, state: tr.dataset.state,
+                client: tr.querySelector('[data-col="client"]').textContent,
+                bytesOut: tr.querySelector('[data-col="bytesOut"]').textContent,
+                shown: !tr.hidden && tr.getClientRects().length > 0}));""")
+        for row in rows:
+            row["bytesOutValue"] = parse_bytes(row["bytesOut"])
+        return rows
+
+    def shown_rows(self):
+        return [r for r in self.stream_rows() if r["shown"]]
+
+    def sort_header(self, key):
+        return self.driver.find_element(By.CSS_SELECTOR, f'#streams th[data-sort="{key}"]')
+
+    def aria_sorts(self):
+        return self.js("""
+            const out = {};
+            for (const th of document.querySelectorAll('#streams th[data-sort]'))
+              if (th.hasAttribute('aria-sort')) out[th.dataset.sort] = th.getAttribute('aria-sort');
+            return out;""")
+
+    def click_sort(self, key, label, value_of, want_dir=None):
+        """Clicks the header th[data-sort=key]; waits until it alone carries aria-sort (want_dir, or
+        whichever it shows) and the rows are in that order of value_of(row). Returns (dir, ids)."""
+        before = self.aria_sorts().get(key)
+        self.sort_header(key).click()
+
+        def sorted_rows(driver):
+            sorts = self.aria_sorts()
+            direction = sorts.get(key)
+            if list(sorts) != [key] or direction not in ("ascending", "descending"):
+                return None
+            if direction == before or (want_dir and direction != want_dir):
+                return None
+            rows = self.shown_rows()
+            values = [(value_of(r), stream_key(r["id"])) for r in rows]
+            if any(v[0] is None for v in values):
+                return None
+            expected = sorted(values, reverse=direction == "descending")
+            return (direction, [r["id"] for r in rows]) if values == expected else None
+        return self.wait(sorted_rows, 5, f"after a click on the {label} header the rows are not sorted by {label} "
+                                         f"with aria-sort changed from {before!r}: aria-sort {self.aria_sorts()}, "
+                                         f"rows {self.shown_rows()}")
+
+    def check_sort_and_filter(self, first, second):
+        """first, second: (stream id, local port, bytes sent) of two open streams."""
+        (sid1, port1, _), (sid2, _, _) = first, second
+        by_id = lambda r: stream_key(r["id"])
+        by_bytes = lambda r: r["bytesOutValue"]
+        # The id header: two clicks show both directions, whichever the page starts with.
+        dir_a, ids_a = self.click_sort("id", "id", by_id)
+        dir_b, ids_b = self.click_sort("id", "id", by_id,
+                                       want_dir="ascending" if dir_a == "descending" else "descending")
+        if ids_a != list(reversed(ids_b)) or len(ids_a) < 2:
+            raise CheckFailed(f"sorting by id {dir_a} gives {ids_a}, {dir_b} gives {ids_b}: not reversed")
+        asc_ids = ids_a if dir_a == "ascending" else ids_b
+        # Bytes out: the first click picks the page's default direction, the second flips it.
+        bytes_a = self.click_sort("bytesOut", "bytes out", by_bytes)
+        bytes_b = self.click_sort("bytesOut", "bytes out", by_bytes,
+                                  want_dir="ascending" if bytes_a[0] == "descending" else "descending")
+        asc_bytes = bytes_a[1] if bytes_a[0] == "ascending" else bytes_b[1]
+        if asc_bytes == asc_ids:
+            raise CheckFailed(f"sorting by bytes out ascending gives the same order as by id ({asc_ids}), "
+                              f"though the second stream carried fewer bytes")
+        values = {r["id"]: r["bytesOut"] for r in self.shown_rows()}
+
+        # The filter: the first socket's local port leaves its row alone.
+        total = len(self.stream_rows())
+        field = self.driver.find_element(By.ID, "stream-filter")
+        text = str(port1)
+        field.send_keys(text)
+
+        def filtered(driver):
+            rows = self.stream_rows()
+            shown = [r["id"] for r in rows if r["shown"]]
+            count = driver.find_element(By.ID, "streams-count").text
+            return (rows, count) if shown == [sid1] else None
+        rows, count = self.wait(filtered, 5, f"with {text!r} in #stream-filter the rows shown are "
+                                             f"{[r['id'] for r in self.shown_rows()]}, not only stream {sid1}")
+        how = "removed" if not any(r["id"] == sid2 for r in rows) else "hidden"
+        if count != f"({1} of {total})":
+            raise CheckFailed(f"with the filter #streams-count says {count!r}, not '(1 of {total})'")
+        for _ in text:
+            field.send_keys(Keys.BACKSPACE)
+
+        def unfiltered(driver):
+            if driver.find_element(By.ID, "stream-filter").get_attribute("value"):
+                return None
+            shown = {r["id"] for r in self.shown_rows()}
+            count = driver.find_element(By.ID, "streams-count").text
+            return count if {sid1, sid2} <= shown and len(shown) == total and count == f"({total})" else None
+        count_after = self.wait(unfiltered, 5, f"after clearing #stream-filter the rows shown are "
+                                               f"{[r['id'] for r in self.shown_rows()]}, not both streams")
+        ok(f"streams table sorts and filters: id header {dir_a} {ids_a} -> {dir_b} {ids_b} (aria-sort follows); "
+           f"bytes out {bytes_a[0]} {bytes_a[1]} -> {bytes_b[0]} {bytes_b[1]} (values {values}); "
+           f"filter {text!r} leaves only stream {sid1} (the other row {how}, count {count}), "
+           f"clearing it shows both again (count {count_after})")
+
     def check_stream(self):
         port = self.args.echo_port
         if not port:
             self.screenshot("streams.png", "#streams")
             skip("stream row and Reset (no --echo-port)")
+            skip("streams table sorting and filter (no --echo-port)")
             return
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks = []
         try:
-            sock.settimeout(10)
             payload = b"socket2ser dashboard check\n"
-            sock.sendall(payload)
-            echoed = b""
-            while len(echoed) < len(payload):
-                chunk = sock.recv(len(payload) - len(echoed))
-                if not chunk:
-                    raise CheckFailed(f"the echo service on port {port} closed the connection before echoing")
-                echoed += chunk
-            if echoed != payload:
-                raise CheckFailed(f"the echo service answered {echoed!r}")
+            sock = echo_connection(port, payload)
+            socks.append(sock)
             local_port = sock.getsockname()[1]
 
-            def row(driver):
+            def row(driver, local=local_port):
                 return driver.execute_script("""
                     for (const tr of document.querySelectorAll('#streams tbody tr[data-stream]')) {
                       const client = tr.querySelector('[data-col="client"]').textContent;
                       if (client.endsWith(':' + arguments[0])) return {id: tr.dataset.stream, client,
                           state: tr.dataset.state, bytesOut: tr.querySelector('[data-col="bytesOut"]').textContent};
                     }
-                    return null;""", str(local_port))
+                    return null;""", str(local))
             stream = self.wait(row, 10, f"no row in #streams for the connection from 127.0.0.1:{local_port} "
                                         f"(link {self.link} selected)")
-            path = self.screenshot("streams.png", "#streams")
             sid = stream["id"]
+
+            # A second stream, carrying fewer bytes, so that bytes out orders the rows against their ids.
+            payload2 = b"2nd stream\n"
+            sock2 = echo_connection(port, payload2)
+            socks.append(sock2)
+            local_port2 = sock2.getsockname()[1]
+            stream2 = self.wait(lambda d: row(d, local_port2), 10,
+                                f"no row in #streams for the second connection from 127.0.0.1:{local_port2}")
+            sid2 = stream2["id"]
+            if sid2 == sid:
+                raise CheckFailed(f"both connections show as stream {sid}")
+
+            def both_counted(driver):
+                rows = {r["id"]: r for r in self.shown_rows()}
+                if sid in rows and sid2 in rows and rows[sid]["bytesOutValue"] == len(payload) \
+                        and rows[sid2]["bytesOutValue"] == len(payload2):
+                    return rows
+                return None
+            self.wait(both_counted, 10, f"the rows do not show both streams ({sid} with {len(payload)} B out, {sid2} "
+                                        f"with {len(payload2)} B out): {self.stream_rows()}")
+            self.check_sort_and_filter((sid, local_port, len(payload)), (sid2, local_port2, len(payload2)))
+
+            path = self.screenshot("streams.png", "#streams")
             self.driver.find_element(By.CSS_SELECTOR, f'#streams tbody tr[data-stream="{sid}"] button.stream-reset').click()
             self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#streams tbody tr[data-stream="{sid}"]'), 10,
                       f"stream {sid}'s row is still there after Reset")
@@ -309,20 +468,36 @@ class Dashboard:
                 seen = "a reset"
             except socket.timeout:
                 raise CheckFailed("after Reset the socket sees neither a reset nor a close in 10 s") from None
+            if not (row(self.driver, local_port2) or {}).get("id") == sid2:
+                raise CheckFailed(f"after the Reset of stream {sid} the other stream {sid2} is no longer listed")
+            sock2.sendall(payload2)
+            if recv_exactly(sock2, len(payload2)) != payload2:
+                raise CheckFailed(f"after the Reset of stream {sid} the other stream {sid2} no longer echoes")
+            self.wait(lambda d: (row(d, local_port2) or {}).get("id") == sid2, 5,
+                      f"stream {sid2}'s row went away after the Reset of stream {sid}")
+            sock2.close()
+            self.wait(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#streams tbody tr[data-stream="{sid2}"]'), 10,
+                      f"stream {sid2}'s row is still there after its socket was closed")
         finally:
-            sock.close()
+            for s in socks:
+                s.close()
 
-        def closed_event(driver):
+        def closed_event(driver, stream_id=sid):
             return driver.execute_script("""
-                const re = new RegExp('\\\\b' + arguments[0] + '\\\\b');
+                // "stream #7 closed (...): 27 B read ..., 1.8 s": the number after '#' (or "stream "),
+                // not any word 7 in the text.
+                const id = arguments[0].replace(/[.*+?^${}()|[\\]\\\\]/g, '\\\\$&');
+                const re = new RegExp('(#|\\\\bstream )' + id + '(?![\\\\w.])');
                 for (const li of document.querySelectorAll('#events li[data-kind="stream-closed"]')) {
                   const text = li.querySelector('.ev-msg').textContent;
                   if (re.test(text)) return text;
                 }
-                return null;""", sid)
+                return null;""", stream_id)
         event = self.wait(closed_event, 10, f"the event log shows no stream-closed event for stream {sid}")
+        self.wait(lambda d: closed_event(d, sid2), 10, f"the event log shows no stream-closed event for stream {sid2}")
         ok(f"stream {sid} from {stream['client']} appeared ({stream['state']}, {stream['bytesOut']} out), "
-           f"Reset removed its row, the socket saw {seen}, log says {event!r} (screenshot {path})")
+           f"Reset removed its row, the socket saw {seen}, log says {event!r}; stream {sid2} from "
+           f"{stream2['client']} stayed listed and echoing, and its row went when it closed (screenshot {path})")
 
     def check_forwards(self):
         port = free_port()
