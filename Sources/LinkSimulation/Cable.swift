@@ -10,12 +10,20 @@ public struct FaultModel: Sendable {
     public var junkRate: Double = 0
     /// Windows (start, end) in seconds during which every byte is lost: a pulled cable.
     public var outages: [ClosedRange<Double>] = []
+    /// One-way latency after the line, in seconds (a radio link); bytes keep their order.
+    public var delay: Double = 0
+    /// Gilbert–Elliott fades, as the virtual cable's `--burst`: after each byte the line fades
+    /// with probability `enter` and recovers with `leave`; faded, each bit flips with `badBER`.
+    public var bursts: (enter: Double, leave: Double, badBER: Double)?
 
-    public init(bitErrorRate: Double = 0, dropRate: Double = 0, junkRate: Double = 0, outages: [ClosedRange<Double>] = []) {
+    public init(bitErrorRate: Double = 0, dropRate: Double = 0, junkRate: Double = 0, outages: [ClosedRange<Double>] = [],
+                delay: Double = 0, bursts: (enter: Double, leave: Double, badBER: Double)? = nil) {
         self.bitErrorRate = bitErrorRate
         self.dropRate = dropRate
         self.junkRate = junkRate
         self.outages = outages
+        self.delay = delay
+        self.bursts = bursts
     }
 
     var lastFaultEnds: Double { outages.map(\.upperBound).max() ?? 0 }
@@ -44,6 +52,9 @@ struct SimulatedLine {
     var bitsToNextError: Double
     var counters = CableCounters()
     var faultsEnabled = true
+    /// Bytes off the line that wait for the latency, with the time they arrive.
+    var inFlight: [(at: Double, bytes: [UInt8])] = []
+    var faded = false
 
     init(bytesPerSecond: Int, faults: FaultModel, seed: UInt64) {
         self.bytesPerSecond = bytesPerSecond
@@ -73,8 +84,23 @@ struct SimulatedLine {
         return (log(u) / log1p(-p)).rounded(.down)
     }
 
-    /// Carries the bytes whose line time ends within `dt` seconds starting at `time`.
+    /// Carries the bytes whose line time ends within `dt` seconds starting at `time`, and hands
+    /// over those whose latency has passed by then.
     mutating func advance(by dt: Double, at time: Double, into out: inout [UInt8]) {
+        guard faults.delay > 0 else {
+            carry(by: dt, at: time, into: &out)
+            return
+        }
+        var carried: [UInt8] = []
+        carry(by: dt, at: time, into: &carried)
+        if !carried.isEmpty { inFlight.append((time + faults.delay, carried)) }
+        while let first = inFlight.first, first.at <= time + 1e-12 {
+            out.append(contentsOf: first.bytes)
+            inFlight.removeFirst()
+        }
+    }
+
+    private mutating func carry(by dt: Double, at time: Double, into out: inout [UInt8]) {
         credit += dt * Double(bytesPerSecond)
         let n = min(Int(credit), queued)
         credit -= Double(n)
@@ -97,6 +123,17 @@ struct SimulatedLine {
                 if faults.dropRate > 0 && uniform() < faults.dropRate {
                     counters.dropped += 1
                     continue
+                }
+                if let bursts = faults.bursts {
+                    if faded {
+                        for bit in 0..<8 where uniform() < bursts.badBER {
+                            b ^= 1 << UInt8(bit)
+                            counters.bitsFlipped += 1
+                        }
+                        if uniform() < bursts.leave { faded = false }
+                    } else if uniform() < bursts.enter {
+                        faded = true
+                    }
                 }
                 if faults.bitErrorRate > 0 {
                     var bit = 0.0

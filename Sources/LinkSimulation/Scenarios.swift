@@ -39,6 +39,12 @@ extension Scenario {
             }
             s.streams.append(p)
         }
+        // Drawn last, so that the seeds' other choices stay what they were: one in four is a
+        // radio link, with a latency and fades (issue 11).
+        if int(0...3) == 0 {
+            s.faults.delay = [0.02, 0.08, 0.15][int(0...2)]
+            if int(0...1) == 0 { s.faults.bursts = (enter: 2e-5, leave: 0.02, badBER: 0.01) }
+        }
         return s
     }
 
