@@ -104,7 +104,7 @@ extension Link {
         guard rate > 0 else { return true }
         let rttEstimate = rtt.srtt.map { $0 + rtt.rttvar * 4 } ?? .seconds(1)
         let bdp = Int(Double(rate) * rttEstimate.seconds * 2)
-        let limit = bdp + 4 * max(statistics.currentFrameTarget, 1024) + queueBelow
+        let limit = bdp + 4 * max(lastFrameTarget, 1024) + queueBelow
         return bytesInFlight < limit
     }
 
@@ -127,6 +127,7 @@ extension Link {
         let seq = nextSequence
         nextSequence = nextSequence + 1
         let target = frameTarget
+        lastFrameTarget = target
         statistics.currentFrameTarget = target
         var frame = OpenFrame(sequence: seq, body: [], crc: CRC32C(), target: target, tailStream: nil)
         frame.body.reserveCapacity(target)

@@ -45,6 +45,9 @@ public struct Link: Sendable {
     var openFrame: OpenFrame?
     /// Bytes the current `pollTransmit` still wants; lets an unpaced line take large chunks.
     var produceBudget = 0
+    /// The body size the last frame aimed at (§8.2): the send window counts four of them.
+    /// Kept here, not read back from `statistics`, which is output only.
+    var lastFrameTarget: Int
 
     // MARK: ARQ (§4)
     var nextSequence = SequenceNumber(0)
@@ -100,11 +103,12 @@ public struct Link: Sendable {
         precondition(configuration.maxFrameBody >= 64 && configuration.maxFrameBody <= 65_000, "maxFrameBody out of range")
         self.configuration = configuration
         random = SplitMix64(seed: configuration.seed)
+        lastFrameTarget = configuration.maxFrameBody
         session = 0
         decoder = COBSDecoder(maxFrameLength: configuration.maxFrameBody + 64)
         nextLocalStreamID = configuration.usesOddStreamIDs ? 1 : 2
         session = newSessionID()
-        statistics.currentFrameTarget = configuration.maxFrameBody
+        statistics.currentFrameTarget = lastFrameTarget
     }
 }
 
