@@ -31,7 +31,7 @@ extension LinkRuntime {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try LinkRuntime.configureStreamSocket(channel, bufferBytes: self.socketBufferBytes)
+                    try LinkRuntime.configureStreamSocket(channel, sendBufferBytes: self.socketSendBufferBytes)
                     if socks {
                         // Read for every connection, so that a reload's credentials and timeout
                         // apply at once, to listeners that did not change as well.

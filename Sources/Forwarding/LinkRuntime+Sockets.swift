@@ -11,14 +11,20 @@ import NIOPosix
 // MARK: - Accepting (C) and connecting (S)
 
 extension LinkRuntime {
-    /// Kernel buffer size for forwarded TCP sockets. Without a cap Linux autotunes a socket's
-    /// send buffer to megabytes, so a client that never reads would look to the link like a
-    /// consumer and take its share of the line for minutes; capped, back-pressure reaches the
-    /// core (and its per-stream credit) within about one window. (Linux doubles the figure for
-    /// its own bookkeeping.) Not yet sized to the line: below 64 KiB, an upload that shares its
-    /// stream with a download and the line with keystrokes (bench echo-load) falls to 0.58 of
-    /// the line rate, for a reason still to be found (docs/benchmarks.md).
-    static func socketBufferBytes(lineRate: Int) -> Int { 64 * 1024 }
+    /// Kernel send buffer of forwarded TCP sockets, sized to the line (issue 11): half a second
+    /// of it, 4–64 KiB (64 KiB unpaced). It holds what the peer sent for a client (or target)
+    /// that does not read, so with the stream's window it bounds the line time a stalled reader
+    /// takes. Without a cap Linux autotunes it to megabytes. (Linux doubles the figure for its
+    /// own bookkeeping.)
+    static func sendBufferBytes(lineRate: Int) -> Int {
+        guard lineRate > 0 else { return 64 * 1024 }
+        return min(64 * 1024, max(4 * 1024, lineRate / 2))
+    }
+
+    /// Kernel receive buffer of forwarded TCP sockets: 64 KiB whatever the line. What waits there
+    /// takes no line time, and a small one starves an upload that shares its stream with a
+    /// download (measured: 8 KiB cut echo-load's upload to 0.58 of the line rate).
+    static let receiveBufferBytes = 64 * 1024
 
     /// The credit window each stream starts with, which the HELLO offers the peer: a second of
     /// the line, at least 16 KiB (two of the largest frames, so that credit comes back while the
@@ -29,20 +35,21 @@ extension LinkRuntime {
         return min(64 * 1024, max(16 * 1024, lineRate))
     }
 
-    /// This line's socket buffer size.
-    var socketBufferBytes: Int { Self.socketBufferBytes(lineRate: lineRate) }
+    /// This line's socket send buffer size.
+    var socketSendBufferBytes: Int { Self.sendBufferBytes(lineRate: lineRate) }
 }
 
 extension LinkRuntime {
     /// The options of every TCP connection a stream carries, accepted or made: half-close kept
-    /// (a FIN is a stream's FIN, not its end), no Nagle delay, and kernel buffers of
-    /// `bufferBytes`, so a stalled reader holds little beyond its stream's window.
-    static func configureStreamSocket(_ channel: Channel, bufferBytes: Int) throws {
+    /// (a FIN is a stream's FIN, not its end), no Nagle delay, a send buffer of
+    /// `sendBufferBytes`, so a stalled reader holds little beyond its stream's window, and a
+    /// receive buffer of `receiveBufferBytes`.
+    static func configureStreamSocket(_ channel: Channel, sendBufferBytes: Int) throws {
         guard let options = channel.syncOptions else { return }
         try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
         try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-        try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: bufferBytes)
-        try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: bufferBytes)
+        try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: sendBufferBytes)
+        try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: receiveBufferBytes)
     }
 
     /// Connects the stream's connection to `address` (the target's name, or an address a rule
@@ -54,7 +61,7 @@ extension LinkRuntime {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Before connect: SO_RCVBUF sets the window scale.
-                    try LinkRuntime.configureStreamSocket(channel, bufferBytes: self.socketBufferBytes)
+                    try LinkRuntime.configureStreamSocket(channel, sendBufferBytes: self.socketSendBufferBytes)
                     try channel.pipeline.syncOperations.addHandler(
                         StreamChannelHandler(runtime: self, connection: connection))
                 }
