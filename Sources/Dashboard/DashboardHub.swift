@@ -65,7 +65,7 @@ public final class DashboardHub: Sendable {
         var nextSeq = 1
         var subscribers: [Int: AsyncStream<String>.Continuation] = [:]
         var nextSubscriber = 0
-        var lastSnapshot: String?
+        var lastSnapshot: (time: Int64, text: String)?
     }
 
     private let state = Mutex(State())
@@ -74,10 +74,12 @@ public final class DashboardHub: Sendable {
     /// Where the links it starts itself run: the process's event loop group.
     let eventLoopGroup: any EventLoopGroup
     /// The logger of a link the page starts (its lines reach the terminal and this hub).
-    let makeLogger: @Sendable (String) -> Logger
+    let makeLogger: @Sendable (DashboardHub, String) -> Logger
     public let version: String
 
-    public init(eventLoopGroup: any EventLoopGroup, version: String, makeLogger: @escaping @Sendable (String) -> Logger) {
+    /// - Parameter makeLogger: the logger of a link the page starts, given this hub and the link's id.
+    public init(eventLoopGroup: any EventLoopGroup, version: String,
+                makeLogger: @escaping @Sendable (DashboardHub, String) -> Logger) {
         self.eventLoopGroup = eventLoopGroup
         self.version = version
         self.makeLogger = makeLogger
@@ -142,25 +144,30 @@ public final class DashboardHub: Sendable {
         var taken: [(id: String, status: ForwarderStatus?, streams: [StreamStatus], configuration: ForwarderConfiguration)] = []
         for (id, handle) in handles {
             if let forwarder = handle.forwarder {
-                taken.append((id, await forwarder.status(), await forwarder.streams(), await forwarder.currentConfiguration()))
+                let detail = await forwarder.detailedStatus()
+                taken.append((id, detail.status, detail.streams, detail.configuration))
             } else {
                 taken.append((id, nil, [], handle.configuration))
             }
         }
         let now = ContinuousClock.now
         let wallClock = Self.milliseconds()
-        let snapshot: String? = state.withLock { state in
+        let view: SnapshotView = state.withLock { state in
             for sample in taken {
                 guard var entry = state.entries[sample.id] else { continue }
                 Self.update(&entry, status: sample.status, streams: sample.streams, configuration: sample.configuration,
                             now: now, wallClock: wallClock, periodic: periodic)
                 state.entries[sample.id] = entry
             }
-            let text = Self.snapshotEvent(state, time: wallClock)
-            state.lastSnapshot = text
-            return text
+            return Self.snapshotView(state, time: wallClock)
         }
-        if let snapshot { broadcast(snapshot) }
+        // Encoded outside the lock: the page's readers and the log never wait for it.
+        guard let json = JSON.text(view) else { return }
+        let text = "event: snapshot\ndata: \(json)\n\n"
+        state.withLock { state in
+            if (state.lastSnapshot?.time ?? .min) <= view.time { state.lastSnapshot = (view.time, text) }
+        }
+        broadcast(text)
     }
 
     private static func update(_ entry: inout Entry, status: ForwarderStatus?, streams: [StreamStatus],
@@ -241,7 +248,7 @@ public final class DashboardHub: Sendable {
         if entry.history.count > historyLength { entry.history.removeFirst(entry.history.count - historyLength) }
     }
 
-    private static func snapshotEvent(_ state: State, time: Int64) -> String? {
+    private static func snapshotView(_ state: State, time: Int64) -> SnapshotView {
         var links: [LinkView] = []
         var streams: [String: [StreamView]] = [:]
         var samples: [String: SampleView] = [:]
@@ -251,10 +258,7 @@ public final class DashboardHub: Sendable {
             streams[id] = entry.streams
             samples[id] = entry.history.last
         }
-        guard let json = JSON.text(SnapshotView(time: time, links: links, streams: streams, samples: samples)) else {
-            return nil
-        }
-        return "event: snapshot\ndata: \(json)\n\n"
+        return SnapshotView(time: time, links: links, streams: streams, samples: samples)
     }
 
     // MARK: Reading
@@ -280,15 +284,15 @@ public final class DashboardHub: Sendable {
 
     /// Adds a log line to the event log and sends it to the live channel.
     public func record(link: String?, level: Logger.Level, kind: String, message: String) {
-        let line: String? = state.withLock { state in
+        let event: EventView = state.withLock { state in
             let event = EventView(seq: state.nextSeq, time: Self.milliseconds(), link: link, level: Self.levelName(level),
                                   kind: kind, message: message)
             state.nextSeq += 1
             state.events.append(event)
             if state.events.count > Self.eventLength { state.events.removeFirst(state.events.count - Self.eventLength) }
-            return JSON.text(event).map { "event: log\ndata: \($0)\n\n" }
+            return event
         }
-        if let line { broadcast(line) }
+        if let json = JSON.text(event) { broadcast("event: log\ndata: \(json)\n\n") }
     }
 
     static func levelName(_ level: Logger.Level) -> String {
@@ -310,7 +314,7 @@ public final class DashboardHub: Sendable {
             let id = state.nextSubscriber
             state.nextSubscriber += 1
             state.subscribers[id] = continuation
-            if let last = state.lastSnapshot { continuation.yield(last) }
+            if let last = state.lastSnapshot { continuation.yield(last.text) }
             return id
         }
         continuation.onTermination = { [weak self] _ in
@@ -357,7 +361,7 @@ extension DashboardHub {
         let configuration = try request.configuration()
         let handle = LinkHandle(configuration: configuration)
         let id = register(handle, preferredID: Self.linkID(forDevice: configuration.devicePath), origin: .dashboard)
-        let forwarder = Forwarder(configuration: configuration, logger: makeLogger(id), eventLoopGroup: eventLoopGroup)
+        let forwarder = Forwarder(configuration: configuration, logger: makeLogger(self, id), eventLoopGroup: eventLoopGroup)
         handle.forwarder = forwarder
         let task = Task<(any Error)?, Never> {
             do {

@@ -234,10 +234,8 @@ struct DashboardResponder: Sendable {
             try await hub.resetStream(of: id, stream: number)
             return Response(status: .noContent)
         default:
-            if parts.first == "api" || parts.first == "metrics" {
-                throw DashboardError(method == .get ? 404 : 405, "no such request: \(method) \(path)")
-            }
-            throw DashboardError(405, "no such request: \(method) \(path)")
+            // Every other GET was a page (above); what is left is an unknown API path or method.
+            throw DashboardError(method == .get ? 404 : 405, "no such request: \(method) \(path)")
         }
     }
 

@@ -75,7 +75,11 @@ extension Forward {
 
 extension Endpoint {
     /// `localhost`, 127.0.0.0/8 or ::1: reachable from this computer only.
-    public static func isLoopback(host: String) -> Bool { LinkRuntime.isLoopback(host) }
+    public static func isLoopback(host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        guard let address = IPAddress(host) else { return false }
+        return address.isIPv4 ? address.bytes[0] == 127 : address.bytes == [UInt8](repeating: 0, count: 15) + [1]
+    }
 }
 
 /// Why a forward spec cannot be read; the text is what the user sees after the flag.

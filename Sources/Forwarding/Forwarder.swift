@@ -129,10 +129,15 @@ public final class Forwarder: Sendable {
         }
     }
 
-    /// Every stream this end carries, taken on the event loop; empty when it is not running.
-    public func streams() async -> [StreamStatus] {
-        guard let runtime = shared.withLock({ $0.runtime }) else { return [] }
-        return (try? await runtime.loop.submit { runtime.streamSnapshots() }.get()) ?? []
+    /// The status, every stream and the configuration in force, taken in one visit to the event
+    /// loop, so all three belong to the same instant (the dashboard's sample). When the end is
+    /// not running: its last status, no streams, and the configuration it was made with.
+    public func detailedStatus() async -> (status: ForwarderStatus, streams: [StreamStatus],
+                                           configuration: ForwarderConfiguration) {
+        guard let runtime = shared.withLock({ $0.runtime }),
+              let taken = try? await runtime.loop.submit({ (runtime.snapshot(), runtime.streamSnapshots(), runtime.configuration) }).get()
+        else { return (shared.withLock { $0.lastStatus }, [], configuration) }
+        return taken
     }
 
     /// Resets one stream and its connection, as an abort: the client and the peer see a reset.

@@ -241,11 +241,7 @@ extension LinkRuntime {
     }
 
     /// 127.0.0.0/8, ::1 and localhost: this computer only.
-    static func isLoopback(_ host: String) -> Bool {
-        if host.lowercased() == "localhost" { return true }
-        guard let address = IPAddress(host) else { return false }
-        return address.isIPv4 ? address.bytes[0] == 127 : address.bytes == [UInt8](repeating: 0, count: 15) + [1]
-    }
+    static func isLoopback(_ host: String) -> Bool { Endpoint.isLoopback(host: host) }
 }
 
 // MARK: - Connecting what the peer opens, within the policy

@@ -218,24 +218,26 @@ extension LinkRuntime {
     }
 
     /// Every connection this end holds (a stream that has ended shows as closing until its socket
-    /// is done), for `Forwarder.streams()`.
+    /// is done), for `Forwarder.detailedStatus()`.
     func streamSnapshots() -> [StreamStatus] {
         let now = loop.linkNow
+        // Streams held while the link is down, found once rather than per connection.
+        var waiting = Set<ObjectIdentifier>()
+        if linkState != .up {
+            for entry in waitingForLink { if case .opened(let connection) = entry.waiter { waiting.insert(ObjectIdentifier(connection)) } }
+        }
         return table.connections.map { connection in
             StreamStatus(id: connection.id.rawValue, forward: connection.forward, client: connection.peerDescription,
                          target: connection.target, bytesFromSocket: connection.bytesFromSocket,
                          bytesToSocket: connection.bytesToSocket, ageSeconds: (now - connection.openedAt).seconds,
-                         state: streamState(of: connection))
+                         state: streamState(of: connection, waitingForLink: waiting.contains(ObjectIdentifier(connection))))
         }.sorted { $0.id < $1.id }
     }
 
-    private func streamState(of connection: Connection) -> StreamStatus.State {
+    private func streamState(of connection: Connection, waitingForLink: Bool) -> StreamStatus.State {
         guard connection.streamAlive else { return .closing }
         if case .connecting = connection.socket { return .opening }
-        if connection.socksReplyPending || linkState != .up && waitingForLink.contains(where: {
-            if case .opened(let waiting) = $0.waiter { return waiting === connection }
-            return false
-        }) { return .opening }
+        if connection.socksReplyPending || waitingForLink { return .opening }
         if case .done = connection.toLink { return .halfClosed }
         if case .open = connection.toSocket { return .open }
         return .halfClosed

@@ -68,11 +68,9 @@ final class DashboardSession: Sendable {
             throw CommandLineError(error.description)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let hubBox = HubBox()
-        let hub = DashboardHub(eventLoopGroup: group, version: Socket2Ser.version) { id in
-            Self.logger(link: id, level: level, hub: hubBox.hub)
+        let hub = DashboardHub(eventLoopGroup: group, version: Socket2Ser.version) { hub, id in
+            Self.logger(link: id, level: level, hub: hub)
         }
-        hubBox.hub = hub
         let serverLogger = Logger(label: "socket2ser.ui") { StderrLogHandler(label: $0, logLevel: level) }
         let server: DashboardServer
         do {
@@ -94,11 +92,9 @@ final class DashboardSession: Sendable {
     }
 
     /// A link's logger: the terminal at its level, and the dashboard's event log from `info`.
-    static func logger(link id: String, level: Logger.Level, hub: DashboardHub?) -> Logger {
+    static func logger(link id: String, level: Logger.Level, hub: DashboardHub) -> Logger {
         Logger(label: "socket2ser") { label in
-            let terminal = StderrLogHandler(label: label, logLevel: level)
-            guard let hub else { return terminal }
-            return MultiplexLogHandler([terminal, DashboardLogHandler(hub: hub, link: id)])
+            MultiplexLogHandler([StderrLogHandler(label: label, logLevel: level), DashboardLogHandler(hub: hub, link: id)])
         }
     }
 
@@ -116,12 +112,6 @@ final class DashboardSession: Sendable {
         await server.stop()
         try? await group.shutdownGracefully()
     }
-}
-
-/// Lets the hub's logger factory reach the hub it belongs to (made after it).
-private final class HubBox: @unchecked Sendable {
-    // @unchecked: written once, before the hub can start a link (which is what reads it).
-    var hub: DashboardHub?
 }
 
 extension Optional {

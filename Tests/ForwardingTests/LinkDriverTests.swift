@@ -20,12 +20,18 @@ struct LinkDriverTests {
         func deadlinePassed(now: LinkTime) { timeouts.append(now) }
     }
 
-    @Test("passes asked for in one loop iteration run once")
-    func coalesced() {
+    /// An embedded loop and a driver on it, reporting to a recorder (returned, so it stays alive).
+    static func rig() -> (loop: EmbeddedEventLoop, driver: LinkDriver, recorder: Recorder) {
         let loop = EmbeddedEventLoop()
         let driver = LinkDriver(loop: loop)
         let recorder = Recorder()
         driver.delegate = recorder
+        return (loop, driver, recorder)
+    }
+
+    @Test("passes asked for in one loop iteration run once")
+    func coalesced() {
+        let (loop, driver, recorder) = Self.rig()
         for _ in 0..<10 { driver.schedulePass() }
         #expect(recorder.passes.isEmpty)
         loop.run()
@@ -37,10 +43,7 @@ struct LinkDriverTests {
 
     @Test("the timer fires at the core's deadline on the loop's clock, then a pass follows")
     func timerAtDeadline() {
-        let loop = EmbeddedEventLoop()
-        let driver = LinkDriver(loop: loop)
-        let recorder = Recorder()
-        driver.delegate = recorder
+        let (loop, driver, recorder) = Self.rig()
         let start = loop.linkNow
         recorder.deadline = start + .milliseconds(40)
         driver.schedulePass()
@@ -57,10 +60,7 @@ struct LinkDriverTests {
 
     @Test("a due deadline fires 1 ms later, never in a tight loop; an earlier armed timer is kept")
     func dueAndEarlier() {
-        let loop = EmbeddedEventLoop()
-        let driver = LinkDriver(loop: loop)
-        let recorder = Recorder()
-        driver.delegate = recorder
+        let (loop, driver, recorder) = Self.rig()
         let start = loop.linkNow
         recorder.deadline = start  // already due
         driver.schedulePass()
@@ -78,10 +78,7 @@ struct LinkDriverTests {
 
     @Test("after stop nothing runs")
     func stopped() {
-        let loop = EmbeddedEventLoop()
-        let driver = LinkDriver(loop: loop)
-        let recorder = Recorder()
-        driver.delegate = recorder
+        let (loop, driver, recorder) = Self.rig()
         recorder.deadline = loop.linkNow + .milliseconds(5)
         driver.schedulePass()
         loop.run()

@@ -54,11 +54,10 @@ struct HelloExtensionTests {
         _ = link.pollTransmit(maxBytes: 1000, now: .zero)
         let unknown = hello([HelloExtension(type: 0x7FFE, value: Array("a future feature".utf8)),
                              HelloExtension(type: 0xC000, value: [0xFF])])
-        var bad: [UInt8] = [Wire.FrameType.hello.rawValue] + body(hello()) + [0x00, 0x09, 0x00, 0x10]
+        let bad: [UInt8] = [Wire.FrameType.hello.rawValue] + body(hello()) + [0x00, 0x09, 0x00, 0x10]
         link.receive(encodeFrame(bad), now: .zero)
         #expect(link.statistics.malformedFrames == 1)
         #expect(link.peerHello == nil)
-        bad.removeAll()
         link.receive(helloFrame(unknown), now: .zero)
         #expect(link.peerHello?.session == 0xFEED)
         #expect(link.peerHello?.extensions.count == 2)
