@@ -26,8 +26,9 @@ let package = Package(
         // the square root in the frame-size rule (docs/protocol.md §8.2), which an unoptimised
         // build calls rather than inlines.
         .target(name: "LinkCore", dependencies: ["CLinkAccel"], linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
-        // CRC-32C with the SSE4.2 instruction and memchr for COBS: the core's hot loops.
-        .target(name: "CLinkAccel"),
+        // CRC-32C with the SSE4.2 instruction and memchr for COBS: the core's hot loops; and
+        // zlib's raw deflate for compressed stream data (docs/protocol.md §5.7).
+        .target(name: "CLinkAccel", linkerSettings: [.linkedLibrary("z")]),
         // Two cores over a simulated faulty cable with a virtual clock.
         .target(name: "LinkSimulation", dependencies: ["LinkCore"]),
         .executableTarget(name: "linksim", dependencies: ["LinkSimulation"]),
@@ -74,7 +75,7 @@ let package = Package(
         ]),
         .executableTarget(name: "socket2ser", dependencies: ["Socket2SerCLI"]),
 
-        .testTarget(name: "LinkCoreTests", dependencies: ["LinkCore"]),
+        .testTarget(name: "LinkCoreTests", dependencies: ["LinkCore", "LinkSimulation"]),
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),

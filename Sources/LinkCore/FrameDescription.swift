@@ -78,6 +78,7 @@ public enum FrameDescription {
         case .openOK(let id): return "OPEN-OK \(id)"
         case .openRefused(let id, let reason): return "OPEN-REFUSED \(id) (\(reason))"
         case .data(let id, let bytes): return "DATA \(id) \(bytes.count) B"
+        case .compressedData(let id, let bytes): return "DATA-COMPRESSED \(id) \(bytes.count) B"
         case .fin(let id): return "FIN \(id)"
         case .reset(let id, let reason): return "RESET \(id) (\(reason))"
         case .credit(let id, let increment): return "CREDIT \(id) +\(increment)"

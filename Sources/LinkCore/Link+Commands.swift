@@ -126,6 +126,8 @@ extension Link {
     mutating func removeStream(_ id: StreamID) {
         guard let s = streams.removeValue(forKey: id) else { return }
         totalUnconsumed -= s.unconsumed
+        if s.compression.deflater != nil { liveCompressors -= 1 }
+        if s.inflater != nil { liveDecompressors -= 1 }
     }
 
     /// Puts a stream into the DRR rounds if it has something to send.

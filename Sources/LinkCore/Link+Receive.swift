@@ -135,6 +135,7 @@ extension Link {
         let wasEstablished = isEstablished
         let firstContact = peerHello == nil || restarted
         peerHello = hello
+        peerCompression = Compression.Offer(hello)
         if hello.echo == session { peerConfirmedUs = true }
         if hello.needsReply || hello.echo != session { helloReplyOwed = true }
         if firstContact {
@@ -338,6 +339,15 @@ extension Link {
         }
     }
 
+    /// Hands a stream's received bytes to the application, within the window (checked by the caller).
+    mutating func accept(_ bytes: [UInt8], on id: StreamID, _ s: inout StreamState) {
+        s.receiveRemaining -= bytes.count
+        s.unconsumed += bytes.count
+        streams[id] = s
+        totalUnconsumed += bytes.count
+        events.append(.received(id, bytes))
+    }
+
     mutating func violation(_ what: String) {
         statistics.protocolViolations += 1
         events.append(.protocolViolation(what))
@@ -397,20 +407,34 @@ extension Link {
             }
             guard bytes.count <= s.receiveRemaining else {
                 statistics.creditViolations += 1
-                removeStream(id)
-                control.append(.reset(id, .creditExceeded))
-                events.append(.streamReset(id, .creditExceeded))
+                abortStream(id, .creditExceeded)
                 return
             }
-            s.receiveRemaining -= bytes.count
-            s.unconsumed += bytes.count
-            streams[id] = s
-            totalUnconsumed += bytes.count
-            events.append(.received(id, Array(bytes)))
+            accept(Array(bytes), on: id, &s)
+
+        case .compressedData(let id, let bytes):
+            guard configuration.compression != .off else {
+                violation("DATA-COMPRESSED for \(id), but this end offered no compression")
+                return
+            }
+            guard var s = streams[id], !s.finReceived else {
+                statistics.discardedBytes += bytes.count
+                return
+            }
+            guard let plain = inflate(id, &s, bytes) else { return }
+            statistics.payloadBytesReceived += plain.count
+            // A flush marker alone, or the first part of a block, may give nothing yet.
+            if plain.isEmpty {
+                streams[id] = s
+                return
+            }
+            accept(plain, on: id, &s)
 
         case .fin(let id):
-            guard streams[id] != nil else { return }
-            streams[id]!.finReceived = true
+            guard var s = streams[id] else { return }
+            releaseDecompressor(&s)
+            s.finReceived = true
+            streams[id] = s
             events.append(.remoteFinished(id))
             closeIfDone(id)
 

@@ -227,50 +227,63 @@ extension Link {
         } else if openFrame!.latencySensitive {
             return false
         }
-        if s.sendBuffer.isEmpty {
+        if s.sendBuffer.isEmpty && s.compression.pendingCount == 0 {
             // Only FIN is left.
             guard room >= 3 || openFrame!.body.isEmpty else { return false }
             var fin: [UInt8] = []
             Message.fin(id).encode(into: &fin)
             appendRaw(fin)
             s.finSent = true
+            releaseCompressor(&s)
             streams[id] = s
             leaveRounds(id)
             closeIfDone(id)
             return true
         }
         if s.deficit <= 0 { s.deficit = configuration.quantum }
-        let available = min(s.sendBuffer.count, s.sendCredit)
+        let fit = room - 5
+        guard fit > 0 else { return false }
+        let compressed = nextDataIsCompressed(id, &s, continuing: false)
+        let plainAvailable = min(s.sendBuffer.count, s.sendCredit)
+        let available = compressed ? s.compression.pendingCount : plainAvailable
         let alone = newStreams.count + oldStreams.count == 1 && control.isEmpty
-        if alone && openFrame!.body.isEmpty && available > 2 * configuration.quantum && room > 64 {
+        if alone && openFrame!.body.isEmpty && available + (compressed ? plainAvailable : 0) > 2 * configuration.quantum
+            && room > 64 {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
             streams[id] = s
-            var header: [UInt8] = [Wire.MessageType.dataTail.rawValue]
+            let type: Wire.MessageType = compressed ? .dataCompressedTail : .dataTail
+            var header: [UInt8] = [type.rawValue]
             header.appendBE(id.rawValue)
             appendRaw(header)
             openFrame!.tailStream = id
+            openFrame!.tailCompressed = compressed
             return continueTail(id)
         }
-        let fit = room - 5
-        guard fit > 0 else { return false }
         let n = min(s.deficit, available, fit, Wire.maxDataMessage)
-        // DATA's header is written here and its bytes taken straight from the send buffer, rather
-        // than through `Message.data`, which would copy them once more.
-        var bytes: [UInt8] = [Wire.MessageType.data.rawValue]
+        // DATA's header is written here and its bytes taken straight from the send buffer (or
+        // the compressor's output), rather than through `Message.data`, which would copy them
+        // once more.
+        var bytes: [UInt8] = [(compressed ? Wire.MessageType.dataCompressed : .data).rawValue]
         bytes.appendBE(id.rawValue)
         bytes.appendBE(UInt16(n))
-        withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &bytes) }
-        s.sendCredit -= n
+        if compressed {
+            s.compression.deflater!.pending.take(n, appendingTo: &bytes)
+        } else {
+            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &bytes) }
+            s.sendCredit -= n
+            statistics.payloadBytesSent += n
+            notePlainSent(n, &s)
+        }
         s.deficit -= n
         var finToo = false
-        if s.sendBuffer.isEmpty && s.finQueued && room - 5 - n >= 3 {
+        if s.sendBuffer.isEmpty && s.compression.pendingCount == 0 && s.finQueued && room - 5 - n >= 3 {
             Message.fin(id).encode(into: &bytes)
             s.finSent = true
+            releaseCompressor(&s)
             finToo = true
         }
         streams[id] = s
-        statistics.payloadBytesSent += n
         appendRaw(bytes)
         notifyWritableIfRoom(id)
         if !s.hasSendableWork {
@@ -289,8 +302,20 @@ extension Link {
         let otherWork = !control.isEmpty || newStreams.count + oldStreams.count > 1 || pingDue || pongOwed != nil
         guard !otherWork else { return false }
         let room = target - bodyCount
-        let available = min(s.sendBuffer.count, s.sendCredit)
-        guard room > 0, available > 0 else { return false }
+        guard room > 0 else { return false }
+        let tailCompressed = openFrame!.tailCompressed
+        // A compressed tail refills from the send buffer as it goes; a plain one ends where the
+        // stream would rather compress, so that the next frame can.
+        let compressed = nextDataIsCompressed(id, &s, continuing: tailCompressed)
+        guard compressed == tailCompressed else {
+            streams[id] = s
+            return false
+        }
+        let available = compressed ? s.compression.pendingCount : min(s.sendBuffer.count, s.sendCredit)
+        guard available > 0 else {
+            streams[id] = s
+            return false
+        }
         var n: Int
         if produceBudget > 1024 {
             // Unpaced line, lots wanted: append a large chunk at once. The last partial block
@@ -300,14 +325,21 @@ extension Link {
             // Paced line: exactly up to the end of the current COBS block, so that everything
             // appended can be handed to the line at once and nothing is held back (§8.3).
             n = min(available, room, 254 - encoder.blockLength)
-            if let z = s.sendBuffer.offsetOfFirstZero(in: n) { n = z + 1 }
+            let zero = compressed ? s.compression.deflater!.pending.offsetOfFirstZero(in: n)
+                : s.sendBuffer.offsetOfFirstZero(in: n)
+            if let z = zero { n = z + 1 }
         }
         var chunk: [UInt8] = []
         chunk.reserveCapacity(n)
-        withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &chunk) }
-        s.sendCredit -= n
+        if compressed {
+            s.compression.deflater!.pending.take(n, appendingTo: &chunk)
+        } else {
+            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &chunk) }
+            s.sendCredit -= n
+            statistics.payloadBytesSent += n
+            notePlainSent(n, &s)
+        }
         streams[id] = s
-        statistics.payloadBytesSent += n
         appendRaw(chunk)
         notifyWritableIfRoom(id)
         if !s.hasSendableWork { leaveRounds(id) }
@@ -462,7 +494,8 @@ extension Link {
                           initialWindow: UInt32(configuration.initialWindow),
                           capabilities: Wire.Capability.compactAcknowledgement | Wire.Capability.remoteListen
                               | Wire.Capability.compactTargets
-                              | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0))
+                              | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0),
+                          extensions: helloExtensions)
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
         encodeWholeFrame(&raw)

@@ -97,6 +97,13 @@ public struct Link: Sendable {
     /// Listeners the peer asked of us and we have not refused or seen cancelled.
     var peerListens: Set<ListenID> = []
 
+    // Compression (§5.7)
+    /// What the peer's HELLO offers to receive, if anything this end can use.
+    var peerCompression: Compression.Offer?
+    /// Streams of ours holding a compressor, and of the peer's holding our decompressor.
+    var liveCompressors = 0
+    var liveDecompressors = 0
+
     var events = FIFO<LinkEvent>()
 
     public init(configuration: LinkConfiguration) {
@@ -121,6 +128,8 @@ struct OpenFrame: Sendable {
     var target: Int
     /// The stream whose DATA-TAIL runs to the end of this frame, if any.
     var tailStream: StreamID?
+    /// That tail is DATA-COMPRESSED-TAIL: its bytes come from the stream's compressor (§5.7).
+    var tailCompressed = false
     /// Carries something latency-sensitive (stream control, or data of a stream that was idle):
     /// bulk data must not follow it in the same frame, or the receiver could act on it only
     /// when the whole long frame has arrived and passed its CRC (§8.3).

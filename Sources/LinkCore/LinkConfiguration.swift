@@ -38,6 +38,11 @@ public struct LinkConfiguration: Sendable {
     public var silenceTimeout: LinkDuration
     /// Interval between HELLOs while the handshake is incomplete.
     public var helloInterval: LinkDuration
+    /// Whether this end compresses what it sends, and accepts compressed data (§5.7).
+    public var compression: CompressionMode = .auto
+    /// Streams that may send compressed data at once, each way: each holds a compressor of
+    /// about 260 KB at the sender and a decompressor of about 40 KB at the receiver.
+    public var maxCompressedStreams: Int = 16
     /// Seeds session IDs, so a simulation replays exactly. Real ends pass random bits.
     public var seed: UInt64
 
@@ -160,5 +165,11 @@ public struct LinkStatistics: Sendable, Equatable {
     /// Smoothed round-trip time in milliseconds (0 before the first sample).
     public var smoothedRTTMilliseconds = 0.0
     public var currentFrameTarget = 0
+    /// Payload bytes sent through the compressor, and the line bytes of DATA-COMPRESSED they became.
+    public var compressedPayloadBytesSent = 0
+    public var compressedBytesSent = 0
+    /// The same for what the peer sent compressed.
+    public var compressedPayloadBytesReceived = 0
+    public var compressedBytesReceived = 0
     public init() {}
 }

@@ -25,6 +25,8 @@ struct StreamState: Sendable {
     var finSent = false
     /// `send` refused bytes; tell the application when there is room again.
     var sendBlocked = false
+    /// Plain or through a compressor, and the compressed bytes waiting (§5.7).
+    var compression = SendCompression.eligible
 
     // MARK: Receiving
     /// Bytes the peer may still send before exceeding the credit we granted.
@@ -34,6 +36,8 @@ struct StreamState: Sendable {
     /// Consumed but not yet granted back to the peer.
     var pendingGrant = 0
     var finReceived = false
+    /// The decompressor of the peer's compressed data, from its first DATA-COMPRESSED to its FIN.
+    var inflater: StreamInflater?
 
     // MARK: Scheduling
     var inActiveList = false
@@ -55,6 +59,8 @@ struct StreamState: Sendable {
     /// Something DATA or FIN can be sent for right now.
     var hasSendableWork: Bool {
         guard openEmitted, !finSent else { return false }
+        // Compressed bytes have had their credit already.
+        if compression.pendingCount > 0 { return true }
         if !sendBuffer.isEmpty { return sendCredit > 0 }
         return finQueued
     }

@@ -26,6 +26,21 @@ struct ByteQueue: Sendable {
         }
     }
 
+    /// The first `n` bytes (or all there are), left in the queue.
+    func prefix(_ n: Int) -> ArraySlice<UInt8> { storage[head..<(head + min(n, count))] }
+
+    /// Drops up to `n` bytes from the front.
+    mutating func removeFirst(_ n: Int) {
+        head += min(n, count)
+        if head == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 1 << 16 && head * 2 > storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+    }
+
     /// Where the first zero byte is among the first `n` bytes, counted from the front.
     func offsetOfFirstZero(in n: Int) -> Int? {
         let end = head + min(n, count)

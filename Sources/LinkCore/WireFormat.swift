@@ -38,6 +38,10 @@ public enum Wire {
         case openIPv4 = 0x1C
         /// OPEN whose target is an IPv6 address and port in binary.
         case openIPv6 = 0x1D
+        /// DATA whose bytes are the next piece of the stream's deflate stream (§5.7).
+        case dataCompressed = 0x1E
+        /// DATA-COMPRESSED whose bytes run to the end of the frame body, as DATA-TAIL.
+        case dataCompressedTail = 0x1F
         case ping = 0x20
         case pong = 0x21
     }
@@ -85,6 +89,8 @@ public enum Message: Equatable, Sendable {
     case openOK(StreamID)
     case openRefused(StreamID, OpenRefusal)
     case data(StreamID, ArraySlice<UInt8>)
+    /// The next piece of the stream's compressed data (§5.7): not stream bytes until inflated.
+    case compressedData(StreamID, ArraySlice<UInt8>)
     case fin(StreamID)
     case reset(StreamID, ResetReason)
     case credit(StreamID, UInt32)
@@ -216,7 +222,7 @@ extension Message {
             return 4 + min(target.utf8.count, Wire.maxTargetLength)
         case .openOK, .fin: return 3
         case .openRefused, .reset: return 4
-        case .data(_, let bytes): return 5 + bytes.count
+        case .data(_, let bytes), .compressedData(_, let bytes): return 5 + bytes.count
         case .credit: return 7
         case .ping, .pong: return 5
         case .listen(_, let bind, _, let target):
@@ -247,6 +253,10 @@ extension Message {
         case .data(let id, let bytes):
             precondition(bytes.count <= Wire.maxDataMessage && !bytes.isEmpty, "DATA length out of range")
             out.append(Wire.MessageType.data.rawValue); out.appendBE(id.rawValue)
+            out.appendBE(UInt16(bytes.count)); out.append(contentsOf: bytes)
+        case .compressedData(let id, let bytes):
+            precondition(bytes.count <= Wire.maxDataMessage && !bytes.isEmpty, "DATA-COMPRESSED length out of range")
+            out.append(Wire.MessageType.dataCompressed.rawValue); out.appendBE(id.rawValue)
             out.appendBE(UInt16(bytes.count)); out.append(contentsOf: bytes)
         case .fin(let id):
             out.append(Wire.MessageType.fin.rawValue); out.appendBE(id.rawValue)
@@ -336,15 +346,15 @@ public struct MessageParser {
         case .openRefused:
             guard let r = reader.u8() else { throw .truncated }
             return .openRefused(id, OpenRefusal(wire: r))
-        case .data:
+        case .data, .dataCompressed:
             guard let len = reader.u16() else { throw .truncated }
             guard len > 0 else { throw .emptyData }
             guard let bytes = reader.bytes(Int(len)) else { throw .truncated }
-            return .data(id, bytes)
-        case .dataTail:
+            return type == .data ? .data(id, bytes) : .compressedData(id, bytes)
+        case .dataTail, .dataCompressedTail:
             let bytes = reader.rest()
             guard !bytes.isEmpty else { throw .emptyData }
-            return .data(id, bytes)
+            return type == .dataTail ? .data(id, bytes) : .compressedData(id, bytes)
         case .fin: return .fin(id)
         case .reset:
             guard let r = reader.u8() else { throw .truncated }
