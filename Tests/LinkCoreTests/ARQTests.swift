@@ -29,7 +29,7 @@ struct ARQTests {
         let data = pattern(400_000, seed: 1)
         pair.write(.a, id, data, finish: true)
         var outOfOrderSeen = 0
-        pair.invariant = { p in outOfOrderSeen = max(outOfOrderSeen, p.b.outOfOrder.count) }
+        pair.invariant = { p in outOfOrderSeen = max(outOfOrderSeen, p.b.inspection.heldOutOfOrder) }
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
         #expect(pair.receivedBytes(.b, id) == data)
         #expect(pair.dropped[0] == 1)
@@ -37,7 +37,7 @@ struct ARQTests {
         #expect(counter.counts[seq] == 2)
         if seq > 0 { #expect(outOfOrderSeen > 0) }
         #expect(pair.quiesce())
-        #expect(pair.b.outOfOrder.isEmpty && pair.b.fragments.isEmpty)
+        #expect(pair.b.inspection.heldOutOfOrder == 0 && pair.b.inspection.fragmentAssemblies == 0)
     }
 
     @Test("a frame whose retransmission is lost too still gets through", arguments: [2, 3])
@@ -93,14 +93,17 @@ struct ARQTests {
         pair.pollLimit = 1 << 20
         #expect(pair.establish())
         var maxOutstanding = 0
-        pair.invariant = { p in maxOutstanding = max(maxOutstanding, p.a.outstanding.count, p.b.outstanding.count) }
+        pair.invariant = { p in
+            maxOutstanding = max(maxOutstanding, p.a.inspection.outstandingFrames.count,
+                                 p.b.inspection.outstandingFrames.count)
+        }
         let id = try pair.open(.a)
         let data = pattern(200_000, seed: 3)
         pair.write(.a, id, data, finish: true)
         // B's acknowledgements are held back for a while.
         pair.filter = { side, _, _ in side == .b ? .hold : .deliver }
         pair.run(for: .seconds(1))
-        #expect(pair.a.outstanding.count == Wire.sackBits)
+        #expect(pair.a.inspection.outstandingFrames.count == Wire.sackBits)
         #expect(maxOutstanding == Wire.sackBits)
         let sentSoFar = pair.a.statistics.payloadBytesSent
         pair.run(for: .seconds(5))
@@ -117,12 +120,11 @@ struct ARQTests {
         var slack = plain
         slack.queueSlackBelow = 138  // 12 ms at 115200 baud
         plain.queueSlackBelow = 0
-        let frame = SentFrame(sequence: SequenceNumber(0), body: [], lastSentAt: .zero, transmission: 0,
-                              transmissions: 1, lineBytes: 100)
-        let without = Link(configuration: plain).retransmissionDeadline(of: frame)
-        let with = Link(configuration: slack).retransmissionDeadline(of: frame)
-        #expect(abs((with - without).nanoseconds - 138 * 1_000_000_000 / 11_520) <= 1)  // integer division
-        #expect(Link(configuration: slack).queueBelow == Link(configuration: slack).preferredQueueBelow + 138)
+        let without = Link(configuration: plain).inspection.retransmissionTimeout(forLineBytes: 100)
+        let with = Link(configuration: slack).inspection.retransmissionTimeout(forLineBytes: 100)
+        #expect(abs(with.nanoseconds - without.nanoseconds - 138 * 1_000_000_000 / 11_520) <= 1)  // integer division
+        let slackLink = Link(configuration: slack)
+        #expect(slackLink.inspection.queueBelow == slackLink.preferredQueueBelow + 138)
     }
 
     @Test("nextDeadline: a retransmission time while frames are unacknowledged, the keepalive when idle")
@@ -136,17 +138,17 @@ struct ARQTests {
         let id = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
         // Idle: only the keepalive timer.
-        #expect(pair.a.nextDeadline == pair.a.lastHeardAt! + .seconds(60))
+        #expect(pair.a.nextDeadline == pair.a.inspection.lastHeardAt! + .seconds(60))
 
         pair.filter = { side, _, _ in side == .b ? .drop : .deliver }  // acknowledgements are lost
         try pair.a.send(pattern(1000, seed: 4), on: id)
         let sentAt = pair.now
         pair.step()
-        #expect(pair.a.outstanding.contains { !$0.acked })
+        #expect(pair.a.inspection.outstandingFrames.contains { !$0.isAcknowledged })
         let deadline = try #require(pair.a.nextDeadline)
         #expect(deadline > pair.now)
         #expect(deadline <= pair.now + .seconds(2))
-        #expect(deadline == pair.a.retransmissionDeadline(of: pair.a.outstanding[0]))
+        #expect(deadline == pair.a.inspection.outstandingFrames[0].retransmissionDeadline)
 
         // At the deadline the frame is resent, and a later deadline (backed off) is set.
         pair.now = deadline
@@ -159,9 +161,10 @@ struct ARQTests {
 
         pair.filter = nil
         #expect(pair.quiesce())
-        #expect(pair.a.outstanding.isEmpty)
+        #expect(pair.a.inspection.outstandingFrames.isEmpty)
         let idle = try #require(pair.a.nextDeadline)
-        #expect(idle == max(pair.a.lastHeardAt!, pair.a.lastPingSentAt ?? pair.a.lastHeardAt!) + .seconds(60))
+        let heard = try #require(pair.a.inspection.lastHeardAt)
+        #expect(idle == max(heard, pair.a.inspection.lastPingSentAt ?? heard) + .seconds(60))
     }
 
     @Test("random loss in both directions, acknowledgements included: everything arrives intact", arguments: [1, 2, 3] as [UInt64])
@@ -171,7 +174,10 @@ struct ARQTests {
         pair.filter = { _, _, _ in rng.next() % 100 < 15 ? .drop : .deliver }
         #expect(pair.establish())
         var maxOutstanding = 0
-        pair.invariant = { p in maxOutstanding = max(maxOutstanding, p.a.outstanding.count, p.b.outstanding.count) }
+        pair.invariant = { p in
+            maxOutstanding = max(maxOutstanding, p.a.inspection.outstandingFrames.count,
+                                 p.b.inspection.outstandingFrames.count)
+        }
         let up = try pair.open(.a)
         let down = try pair.open(.b)
         let d1 = pattern(300_000, seed: seed)
@@ -203,7 +209,7 @@ struct ARQTests {
         pair.write(.a, id, data, finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
         #expect(pair.receivedBytes(.b, id) == data)
-        #expect(pair.a.nextSequence.rawValue < 1000)
+        #expect(pair.a.inspection.nextSequence.rawValue < 1000)
         #expect(counter.counts[65_534] == 2 && counter.counts[1] == 2)
     }
 
@@ -215,7 +221,7 @@ struct ARQTests {
         #expect(pair.establish())
         let id = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
-        let dataSeq = pair.a.nextSequence.rawValue
+        let dataSeq = pair.a.inspection.nextSequence.rawValue
         var rounds: [(count: UInt8, dropped: UInt8)] = []
         pair.filter = { side, frame, _ in
             guard side == .a, let f = InspectedFrame(encoded: frame), f.sequence == dataSeq else { return .deliver }
@@ -228,17 +234,19 @@ struct ARQTests {
         let data = pattern(2100, seed: 6)  // > 2 quanta, so it is streamed as DATA-TAIL frames
         try pair.a.send(data, on: id)
         pair.step()  // the frame leaves (and is lost)
-        #expect(pair.a.outstanding.count >= 1 && pair.a.outstanding[0].body.count > 1000, "\(pair.a.outstanding.map { $0.body.count }) target \(pair.a.frameTarget)")
+        let inFlight = pair.a.inspection.outstandingFrames
+        #expect(inFlight.count >= 1 && inFlight[0].bodyBytes > 1000,
+                "\(inFlight.map(\.bodyBytes)) target \(pair.a.inspection.frameTarget)")
         // Meanwhile the line looks noisy: frames must be short now.
         pair.a.errorEstimateLosses = 40
-        #expect(pair.a.frameTarget < 1000)
+        #expect(pair.a.inspection.frameTarget < 1000)
         #expect(pair.run(timeLimit: .seconds(30)) { $0.receivedCount(.b, id) == data.count })
         #expect(pair.receivedBytes(.b, id) == data)
         #expect(rounds.count == 2)
         #expect(rounds.allSatisfy { $0.count >= 3 && $0.count == rounds[0].count })
         // The last acknowledgement may wait its short delay for a reply to ride on (§4.2).
-        #expect(pair.run(timeLimit: .seconds(5)) { $0.a.outstanding.allSatisfy { $0.acked } })
-        #expect(pair.b.fragments.isEmpty)
+        #expect(pair.run(timeLimit: .seconds(5)) { $0.a.inspection.outstandingFrames.allSatisfy { $0.isAcknowledged } })
+        #expect(pair.b.inspection.fragmentAssemblies == 0)
     }
 
     /// 115 200 baud, full duplex, no errors, bulk data both ways. Each end's acknowledgements
@@ -251,7 +259,7 @@ struct ARQTests {
         pair.clockBytesPerSecond = rate
         pair.pollLimit = pair.a.preferredQueueBelow
         #expect(pair.establish())
-        let initialTarget = pair.a.frameTarget
+        let initialTarget = pair.a.inspection.frameTarget
         let up = try pair.open(.a)
         let down = try pair.open(.b)
         let d1 = pattern(5 * rate, seed: 1)
@@ -269,7 +277,7 @@ struct ARQTests {
         // peer frame, or small frames time out needlessly and the frame target shrinks.
         #expect(a.timeoutRetransmissions + b.timeoutRetransmissions == 0)
         #expect(a.duplicateFrames + b.duplicateFrames == 0)
-        #expect(pair.a.frameTarget >= initialTarget && pair.b.frameTarget >= initialTarget,
-                "frame targets \(pair.a.frameTarget) and \(pair.b.frameTarget), from \(initialTarget)")
+        #expect(pair.a.inspection.frameTarget >= initialTarget && pair.b.inspection.frameTarget >= initialTarget,
+                "frame targets \(pair.a.inspection.frameTarget) and \(pair.b.inspection.frameTarget), from \(initialTarget)")
     }
 }

@@ -239,7 +239,8 @@ struct BitErrorTests {
         pair.write(.a, id, data, finish: true)
         let completed = pair.run(timeLimit: .seconds(60)) { $0.has(.b, .remoteFinished(id)) }
         #expect(forgedOnce)
-        #expect(completed, "B stuck at frame \(pair.b.expectedSequence) (A thinks it delivered); A has \(pair.a.outstanding.count) frames outstanding; B got \(pair.receivedCount(.b, id)) of \(data.count) bytes")
+        let (stuckAt, inFlight) = (pair.b.inspection.expectedSequence, pair.a.inspection.outstandingFrames.count)
+        #expect(completed, "B stuck at frame \(stuckAt) (A thinks it delivered); A has \(inFlight) frames outstanding; B got \(pair.receivedCount(.b, id)) of \(data.count) bytes")
     }
 
     /// Damage to the stuffed bytes on the line: flipped bits may move or create delimiters, so

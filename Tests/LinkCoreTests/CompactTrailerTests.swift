@@ -39,7 +39,7 @@ struct CompactTrailerTests {
             return .deliver
         }
         try transferBothWays(pair)
-        #expect((pair.a.peerHello?.capabilities ?? 0) & Wire.Capability.compactAcknowledgement != 0)
+        #expect((pair.a.inspection.peerHello?.capabilities ?? 0) & Wire.Capability.compactAcknowledgement != 0)
         for side in Side.allCases {
             let frames = recorder.acknowledging(side)
             #expect(frames.count > 10)
@@ -69,7 +69,7 @@ struct CompactTrailerTests {
             return .deliver
         }
         try transferBothWays(pair)
-        #expect(pair.a.peerHello?.capabilities == 0)
+        #expect(pair.a.inspection.peerHello?.capabilities == 0)
         #expect(!recorder.acknowledging(.a).isEmpty)
         #expect(recorder.acknowledging(.a).allSatisfy { !$0.hasCompactTrailer })
         // B itself still sends compact frames to A, which offered them; A understands them.
@@ -116,6 +116,6 @@ struct CompactTrailerTests {
               initialWindow: 1000).encode(into: &content)
         link.receive(encodeFrame(content), now: .zero)
         #expect(link.statistics.malformedFrames == 1)
-        #expect(link.peerHello == nil)
+        #expect(link.inspection.peerHello == nil)
     }
 }

@@ -21,15 +21,15 @@ struct CreditTests {
         var maxUnconsumed = 0
         pair.invariant = { p in
             maxBuffered = max(maxBuffered, p.b.bufferedReceiveBytes)
-            maxUnconsumed = max(maxUnconsumed, p.b.streams[s1]?.unconsumed ?? 0)
+            maxUnconsumed = max(maxUnconsumed, p.b.inspection.stream(s1)?.unconsumed ?? 0)
         }
         #expect(pair.run { $0.has(.b, .remoteFinished(s2)) })
         #expect(pair.receivedBytes(.b, s2) == d2)
         pair.run(for: .seconds(10))  // plenty of time: s1 stays stopped
         #expect(pair.receivedCount(.b, s1) == window)
         #expect(pair.receivedBytes(.b, s1) == Array(d1.prefix(window)))
-        #expect(pair.a.streams[s1]?.sendCredit == 0)
-        #expect(pair.b.streams[s1]?.receiveRemaining == 0)
+        #expect(pair.a.inspection.stream(s1)?.sendCredit == 0)
+        #expect(pair.b.inspection.stream(s1)?.receiveRemaining == 0)
         #expect(maxUnconsumed <= window)
         #expect(maxBuffered <= window)
         #expect(pair.b.bufferedReceiveBytes == window)
@@ -51,7 +51,7 @@ struct CreditTests {
         let id = try pair.openAccepted(from: .a)
         pair.stalled[Side.b.rawValue].insert(id)
         pair.write(.a, id, pattern(4 * window, seed: 3), finish: true)
-        #expect(pair.run { $0.receivedCount(.b, id) == window && $0.a.outstanding.isEmpty })
+        #expect(pair.run { $0.receivedCount(.b, id) == window && $0.a.inspection.outstandingFrames.isEmpty })
         pair.run(for: .seconds(3))
         #expect(pair.receivedCount(.b, id) == window)
         // Consuming less than a quarter window grants nothing yet...
@@ -73,25 +73,26 @@ struct CreditTests {
         #expect(pair.establish())
         let id = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
-        #expect(pair.a.streams[id]?.sendCredit == window)
+        #expect(pair.a.inspection.stream(id)?.sendCredit == window)
         // Inject the frame as A's next sequenced frame, and keep A's numbering in step.
-        let seq = pair.a.nextSequence
-        #expect(pair.b.expectedSequence == seq)
+        let seq = pair.a.inspection.nextSequence
+        #expect(pair.b.inspection.expectedSequence == seq)
         let payload = pattern(window + excess, seed: 4)
-        pair.b.receive(sequencedFrame(seq: seq, messages: [.data(id, payload[...])], ack: pair.a.expectedSequence), now: pair.now)
+        let ack = pair.a.inspection.expectedSequence
+        pair.b.receive(sequencedFrame(seq: seq, messages: [.data(id, payload[...])], ack: ack), now: pair.now)
         pair.a.nextSequence = seq + 1
 
         if excess == 0 {
             #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, id) == window })
             #expect(pair.b.statistics.creditViolations == 0)
-            #expect(pair.b.streams[id] != nil)
+            #expect(pair.b.inspection.stream(id) != nil)
             return
         }
         #expect(pair.run(timeLimit: .seconds(5)) { $0.has(.a, .streamReset(id, .creditExceeded)) })
         #expect(pair.has(.b, .streamReset(id, .creditExceeded)))
         #expect(pair.b.statistics.creditViolations == 1)
         #expect(pair.receivedCount(.b, id) == 0)
-        #expect(pair.a.streams[id] == nil && pair.b.streams[id] == nil)
+        #expect(pair.a.inspection.stream(id) == nil && pair.b.inspection.stream(id) == nil)
         #expect(pair.b.bufferedReceiveBytes == 0)
         // The link itself is fine: the next stream works.
         let next = try pair.openAccepted(from: .a)
@@ -127,8 +128,9 @@ struct CreditTests {
         #expect(pair.establish())
         let id = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
-        let seq = pair.b.nextSequence
-        pair.a.receive(sequencedFrame(seq: seq, messages: [.credit(id, UInt32.max)], ack: pair.b.expectedSequence), now: pair.now)
+        let seq = pair.b.inspection.nextSequence
+        let ack = pair.b.inspection.expectedSequence
+        pair.a.receive(sequencedFrame(seq: seq, messages: [.credit(id, UInt32.max)], ack: ack), now: pair.now)
         pair.b.nextSequence = seq + 1
         #expect(pair.run(timeLimit: .seconds(5)) { $0.has(.b, .streamReset(id, .protocolViolation)) })
         #expect(pair.has(.a, .streamReset(id, .protocolViolation)))
@@ -155,7 +157,7 @@ struct CreditTests {
         pair.b.consumed(10_000, on: s2)
         pair.run(for: .seconds(5))
         #expect(pair.receivedCount(.b, s2) == 40_000)
-        #expect(pair.b.withheldGrants == [s2])
+        #expect(pair.b.inspection.withheldGrants == [s2])
         // Once s1's reader catches up, the withheld grant goes out.
         pair.resume(.b, s1)
         #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, s2) == 50_000 })

@@ -65,8 +65,8 @@ struct FrameCodecTests {
 
         var stream: [UInt8] = []
         var expected: [[UInt8]] = []
-        var seq = pair.b.expectedSequence
-        let ack = pair.a.expectedSequence
+        var seq = pair.b.inspection.expectedSequence
+        let ack = pair.a.inspection.expectedSequence
         for (k, length) in lengths.enumerated() {
             let kind = PayloadKind.allCases[k % PayloadKind.allCases.count]
             let payload = kind.make(length, using: &rng)
@@ -98,7 +98,7 @@ struct FrameCodecTests {
         while index < all.count {
             let n = min(all.count - index, 1 + Int(rng.next() % 2000))
             link.receive(all[index..<(index + n)], now: pair.now)
-            #expect(link.decoder.frame.count <= link.decoder.maxFrameLength)
+            #expect(link.inspection.partialFrameLength <= link.inspection.maxFrameLength)
             while let e = link.pollEvent() {
                 if case .received(let sid, let bytes) = e {
                     #expect(sid == id)
@@ -118,7 +118,7 @@ struct FrameCodecTests {
         #expect(link.statistics.oversizeFrames - before.oversizeFrames == 1)
         #expect(link.statistics.crcErrors == before.crcErrors)
         #expect(link.statistics.malformedFrames == before.malformedFrames)
-        #expect(link.expectedSequence == seq)
+        #expect(link.inspection.expectedSequence == seq)
     }
 
     /// Each end announces its largest frame body in HELLO (maxFrame). A sender with a larger
@@ -127,7 +127,7 @@ struct FrameCodecTests {
     func peerMaxFrame() throws {
         let pair = Pair(seed: 13) { side, c in c.maxFrameBody = side == .a ? 8192 : 1024 }
         #expect(pair.establish())
-        #expect(pair.a.peerHello?.maxFrame == 1024)
+        #expect(pair.a.inspection.peerHello?.maxFrame == 1024)
         var largest = 0
         pair.filter = { side, frame, _ in
             if side == .a, let f = InspectedFrame(encoded: frame) { largest = max(largest, f.content.count) }

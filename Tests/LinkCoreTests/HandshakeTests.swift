@@ -103,7 +103,7 @@ struct HandshakeTests {
         while let e = link.pollEvent() { events.append(e) }
         #expect(events == [.versionMismatch(peerVersion: 2)])
         #expect(!link.isEstablished)
-        #expect(link.peerHello == nil)
+        #expect(link.inspection.peerHello == nil)
         // It does not answer the foreign HELLO straight away; only its own retry timer runs.
         #expect(link.pollTransmit(maxBytes: 1000, now: LinkTime(nanoseconds: 2_000_000)).isEmpty)
 
@@ -111,7 +111,7 @@ struct HandshakeTests {
         var v1 = hello
         v1.version = Wire.version
         link.receive(helloFrame(v1), now: .zero)
-        #expect(link.peerHello?.session == 0xFEED)
+        #expect(link.inspection.peerHello?.session == 0xFEED)
     }
 
     @Test("a HELLO with the wrong magic is counted as malformed and ignored")
@@ -123,7 +123,7 @@ struct HandshakeTests {
         content[1] = 0x54  // "TFSL"
         link.receive(encodeFrame(content), now: .zero)
         #expect(link.statistics.malformedFrames == 1)
-        #expect(link.peerHello == nil)
+        #expect(link.inspection.peerHello == nil)
         #expect(link.pollEvent() == nil)
     }
 
@@ -138,7 +138,7 @@ struct HandshakeTests {
         pair.write(.a, s1, pattern(500_000, seed: 1))
         pair.write(.b, s2, pattern(500_000, seed: 2))
         #expect(pair.run { $0.receivedCount(.b, s1) > 100_000 && $0.receivedCount(.a, s2) > 100_000 })
-        #expect(!pair.a.outstanding.isEmpty || !pair.a.isQuiescent)
+        #expect(!pair.a.inspection.outstandingFrames.isEmpty || !pair.a.isQuiescent)
 
         var config = pair.b.configuration
         config.seed &+= 0x1234_5678
@@ -164,7 +164,7 @@ struct HandshakeTests {
         // The restart is detected on the new peer's first HELLO (echo 0) and the handshake
         // completes on its second; the .established event must still report the restart.
         #expect(events[establishedIndex] == .established(peerSession: newSession, peerRestarted: true))
-        #expect(pair.a.streams.isEmpty)
+        #expect(pair.a.inspection.streamIDs.isEmpty)
         #expect(pair.a.statistics.peerRestarts == 1)
         #expect(pair.run(timeLimit: .seconds(10)) { $0.b.isEstablished })
         #expect(pair.has(.b, .established(peerSession: pair.a.session, peerRestarted: false)))
@@ -183,7 +183,7 @@ struct HandshakeTests {
     func openBeforeHandshake() throws {
         let pair = Pair(seed: 23)
         let id = try pair.a.openStream(target: "early")
-        #expect(pair.a.streams[id]?.sendCredit == 0)
+        #expect(pair.a.inspection.stream(id)?.sendCredit == 0)
         let data = pattern(150_000, seed: 4)
         pair.write(.a, id, data, finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
@@ -200,7 +200,7 @@ struct HandshakeTests {
         pair.write(.a, id, pattern(1_000, seed: 5))
         pair.run(for: .milliseconds(500))
         try pair.a.reset(id, reason: .aborted)
-        #expect(pair.a.streams.isEmpty)
+        #expect(pair.a.inspection.streamIDs.isEmpty)
         #expect(pair.establish())
         #expect(pair.quiesce())
         // Nothing about the stream reached B: no event, and no protocol violation either.
@@ -209,7 +209,7 @@ struct HandshakeTests {
         #expect(pair.b.statistics.payloadBytesReceived == 0)
         #expect(pair.a.statistics.payloadBytesSent == 0)
         // No sequenced frame at all left A: neither an OPEN nor a RESET for it.
-        #expect(pair.a.nextSequence == SequenceNumber(0))
+        #expect(pair.a.inspection.nextSequence == SequenceNumber(0))
     }
 
     @Test("a stream whose OPEN went out is still reset on the wire")

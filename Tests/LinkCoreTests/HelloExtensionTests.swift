@@ -57,10 +57,10 @@ struct HelloExtensionTests {
         let bad: [UInt8] = [Wire.FrameType.hello.rawValue] + body(hello()) + [0x00, 0x09, 0x00, 0x10]
         link.receive(encodeFrame(bad), now: .zero)
         #expect(link.statistics.malformedFrames == 1)
-        #expect(link.peerHello == nil)
+        #expect(link.inspection.peerHello == nil)
         link.receive(helloFrame(unknown), now: .zero)
-        #expect(link.peerHello?.session == 0xFEED)
-        #expect(link.peerHello?.extensions.count == 2)
+        #expect(link.inspection.peerHello?.session == 0xFEED)
+        #expect(link.inspection.peerHello?.extensions.count == 2)
         // It answers (the peer asked for a reply), with an empty area of its own.
         let reply = splitFrames(link.pollTransmit(maxBytes: 1000, now: .zero))
         #expect(reply.contains { InspectedFrame(encoded: $0.bytes)?.isHello == true })

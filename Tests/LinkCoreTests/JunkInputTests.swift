@@ -80,7 +80,7 @@ struct JunkInputTests {
             while offset < input.count {
                 let n = min(input.count - offset, 1 + Int(rng.next() % 9000))
                 link.receive(input[offset..<(offset + n)], now: pair.now)
-                #expect(link.decoder.frame.count <= link.decoder.maxFrameLength)
+                #expect(link.inspection.partialFrameLength <= link.inspection.maxFrameLength)
                 offset += n
             }
             var events: [LinkEvent] = []

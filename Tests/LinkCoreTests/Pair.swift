@@ -161,7 +161,7 @@ final class Pair {
         let s = side.rawValue
         for id in outbox[s].keys.sorted() {
             guard var o = outbox[s][id] else { continue }
-            guard self[side].streams[id] != nil else {
+            guard self[side].inspection.stream(id) != nil else {
                 outbox[s][id] = nil
                 continue
             }
@@ -390,6 +390,8 @@ extension Pair {
     /// Runs until both Links have nothing left to send or acknowledge.
     @discardableResult
     func quiesce(timeLimit: LinkDuration = .seconds(30)) -> Bool {
-        run(timeLimit: timeLimit) { $0.a.isQuiescent && $0.b.isQuiescent && $0.a.outstanding.isEmpty && $0.b.outstanding.isEmpty }
+        run(timeLimit: timeLimit) { p in
+            Side.allCases.allSatisfy { p[$0].isQuiescent && p[$0].inspection.outstandingFrames.isEmpty }
+        }
     }
 }

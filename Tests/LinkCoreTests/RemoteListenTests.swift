@@ -73,7 +73,7 @@ struct RemoteListenTests {
         #expect(pair.establish())
         let ids = try (0..<6).map { try pair.a.requestListen(bind: "127.0.0.1", port: UInt16(1000 + $0), target: "t:1") }
         #expect(pair.run { run in ids.suffix(2).allSatisfy { run.has(.a, .listenRefused($0, .tooMany)) } })
-        #expect(pair.b.peerListens.count == 4)
+        #expect(pair.b.inspection.peerListens.count == 4)
     }
 
     @Test("a LISTEN for an ID already held is a protocol violation")

@@ -105,7 +105,7 @@ struct SchedulerTests {
         let bulkData = pattern(2_000_000, seed: 7)
         pair.write(.a, bulk, bulkData, finish: true)
         // Stop where the bulk stream is in the middle of a frame.
-        #expect(pair.run { $0.receivedCount(.b, bulk) > after + 1000 * phase && $0.a.openFrame != nil })
+        #expect(pair.run { $0.receivedCount(.b, bulk) > after + 1000 * phase && $0.a.inspection.isFrameOpen })
 
         let queuedAt = pair.bytesSent[Side.a.rawValue]
         let key = try pair.a.openStream(target: "ssh")
@@ -134,7 +134,7 @@ struct SchedulerTests {
         #expect(pair.run { $0.receivedCount(.b, key) == 6 })
         let bulk = try pair.open(.a, target: "bulk")
         pair.write(.a, bulk, pattern(2_000_000, seed: 8), finish: true)
-        #expect(pair.run { $0.receivedCount(.b, bulk) > 300_000 && $0.a.openFrame != nil })
+        #expect(pair.run { $0.receivedCount(.b, bulk) > 300_000 && $0.a.inspection.isFrameOpen })
 
         let queuedAt = pair.bytesSent[Side.a.rawValue]
         #expect(queuedAt == wire.count)
@@ -150,12 +150,12 @@ struct SchedulerTests {
     func frameTargetGrows() throws {
         let pair = Pair(seed: 83)
         #expect(pair.establish())
-        let initial = pair.a.frameTarget
+        let initial = pair.a.inspection.frameTarget
         #expect(initial < pair.a.configuration.maxFrameBody)
         let id = try pair.open(.a)
         pair.write(.a, id, pattern(2_000_000, seed: 9), finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
-        #expect(pair.a.frameTarget == pair.a.configuration.maxFrameBody)
+        #expect(pair.a.inspection.frameTarget == pair.a.configuration.maxFrameBody)
         #expect(pair.a.statistics.currentFrameTarget == pair.a.configuration.maxFrameBody)
         // And the frames on the line really are that long.
         #expect(pair.b.statistics.payloadBytesReceived / pair.b.statistics.framesReceived > 4000)
@@ -170,22 +170,22 @@ struct SchedulerTests {
         let data = pattern(600_000, seed: 10)
         pair.write(.a, id, data, finish: true)
         var smallest = Int.max
-        pair.invariant = { p in smallest = min(smallest, p.a.frameTarget) }
+        pair.invariant = { p in smallest = min(smallest, p.a.inspection.frameTarget) }
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
         #expect(pair.receivedBytes(.b, id) == data)
-        #expect(pair.a.frameTarget <= 1024)
-        #expect(pair.a.frameTarget >= pair.a.configuration.minFrameBody)
+        #expect(pair.a.inspection.frameTarget <= 1024)
+        #expect(pair.a.inspection.frameTarget >= pair.a.configuration.minFrameBody)
         #expect(pair.a.statistics.currentFrameTarget <= 1024)
         #expect(pair.b.statistics.crcErrors + pair.b.statistics.malformedFrames > 10)
 
         // Once the line is clean again, frames grow again.
-        let noisyTarget = pair.a.frameTarget
+        let noisyTarget = pair.a.inspection.frameTarget
         pair.filter = nil
         let more = pattern(1_000_000, seed: 11)
         let id2 = try pair.open(.a)
         pair.write(.a, id2, more, finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(id2)) })
-        #expect(pair.a.frameTarget > noisyTarget)
+        #expect(pair.a.inspection.frameTarget > noisyTarget)
     }
 }
 

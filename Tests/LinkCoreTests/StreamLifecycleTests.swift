@@ -36,7 +36,7 @@ struct StreamLifecycleTests {
         #expect(pair.receivedBytes(.a, id) == down)
         #expect(streamEvents(pair, .a, id) == ["accepted", "data", "remoteFinished", "closed"])
         #expect(streamEvents(pair, .b, id) == ["opened(svc:80)", "data", "remoteFinished", "closed"])
-        #expect(pair.a.streams.isEmpty && pair.b.streams.isEmpty)
+        #expect(pair.a.inspection.streamIDs.isEmpty && pair.b.inspection.streamIDs.isEmpty)
         #expect(pair.quiesce())
         #expect(pair.a.bufferedSendBytes == 0 && pair.b.bufferedReceiveBytes == 0)
         #expect(pair.a.statistics.streamsOpened == 1 && pair.b.statistics.streamsAccepted == 1)
@@ -53,8 +53,8 @@ struct StreamLifecycleTests {
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
         #expect(pair.receivedBytes(.b, id) == request)
         // A's FIN is out; its own direction is closed but the stream lives on.
-        #expect(pair.a.streams[id]?.finSent == true)
-        #expect(pair.b.streams[id]?.finReceived == true)
+        #expect(pair.a.inspection.stream(id)?.finSent == true)
+        #expect(pair.b.inspection.stream(id)?.finReceived == true)
         #expect(throws: LinkError.invalidState(id, "send after finish")) { try pair.a.send([1], on: id) }
 
         let response = pattern(300_000, seed: 3)  // several windows' worth: credit keeps flowing
@@ -75,10 +75,10 @@ struct StreamLifecycleTests {
         pair.write(.a, id, data, finish: true)
         #expect(pair.run { $0.has(.b, .streamOpened(id, target: "nowhere:1")) })
         try pair.refuse(.b, id, .connectionRefused)
-        #expect(pair.b.streams[id] == nil)
+        #expect(pair.b.inspection.stream(id) == nil)
         #expect(pair.run { $0.has(.a, .openRefused(id, .connectionRefused)) })
         #expect(pair.quiesce())
-        #expect(pair.a.streams[id] == nil && pair.b.streams.isEmpty)
+        #expect(pair.a.inspection.stream(id) == nil && pair.b.inspection.streamIDs.isEmpty)
         #expect(streamEvents(pair, .a, id) == ["refused(connection refused)"])
         #expect(throws: LinkError.unknownStream(id)) { try pair.a.send([1], on: id) }
         #expect(pair.a.bufferedSendBytes == 0)
@@ -105,8 +105,8 @@ struct StreamLifecycleTests {
         #expect(pair.run { $0.receivedCount(.b, fromA) > 10_000 && $0.receivedCount(.a, fromB) > 10_000 })
         try pair.a.reset(fromA, reason: reason)
         try pair.a.reset(fromB, reason: reason)  // either end may reset either stream
-        #expect(pair.a.streams.isEmpty)
-        #expect(pair.run { $0.b.streams.isEmpty })
+        #expect(pair.a.inspection.streamIDs.isEmpty)
+        #expect(pair.run { $0.b.inspection.streamIDs.isEmpty })
         #expect(pair.has(.b, .streamReset(fromA, reason)))
         #expect(pair.has(.b, .streamReset(fromB, reason)))
         #expect(pair.quiesce())
@@ -125,8 +125,8 @@ struct StreamLifecycleTests {
         for _ in 0..<3 { ids.append(try pair.openAccepted(from: .a)) }
         for _ in 0..<3 { ids.append(try pair.openAccepted(from: .b)) }
         pair.b.resetAll()
-        #expect(pair.b.streams.isEmpty)
-        #expect(pair.run { $0.a.streams.isEmpty })
+        #expect(pair.b.inspection.streamIDs.isEmpty)
+        #expect(pair.run { $0.a.inspection.streamIDs.isEmpty })
         for id in ids { #expect(pair.has(.a, .streamReset(id, .shutdown))) }
     }
 
@@ -140,11 +140,11 @@ struct StreamLifecycleTests {
         pair.write(.a, id, request, finish: true)
         #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
         // The opener sent everything without waiting for OPEN-OK.
-        #expect(pair.a.streams[id]?.finSent == true)
+        #expect(pair.a.inspection.stream(id)?.finSent == true)
         #expect(!pair.has(.a, .openAccepted(id)))
-        #expect(pair.b.streams[id]?.phase == .awaitingAccept)
+        #expect(pair.b.inspection.stream(id)?.phase == .awaitingAccept)
         pair.run(for: .seconds(2))  // the acceptor takes its time (connecting, say)
-        #expect(pair.b.streams[id]?.phase == .awaitingAccept)
+        #expect(pair.b.inspection.stream(id)?.phase == .awaitingAccept)
 
         try pair.b.accept(id)
         #expect(throws: LinkError.invalidState(id, "not awaiting accept")) { try pair.b.accept(id) }
@@ -192,8 +192,8 @@ struct StreamLifecycleTests {
         #expect(pair.run { $0.has(.a, .openAccepted(a1)) && $0.has(.b, .openAccepted(b1)) })
         #expect(pair.b.statistics.refusedTooMany == 1)
         #expect(!pair.has(.b, .streamOpened(a2, target: "")))
-        #expect(pair.b.streams.count == 2)
-        #expect(pair.a.streams[a2] == nil)
+        #expect(pair.b.inspection.streamIDs.count == 2)
+        #expect(pair.a.inspection.stream(a2) == nil)
     }
 
     @Test("stream IDs are odd on A, even on B, unique, and agreed by both ends")
@@ -279,7 +279,7 @@ struct StreamLifecycleTests {
         let keep = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
         #expect(!pair.log.contains { $0.side == .b && $0.event == .streamOpened(id, target: "gone") })
-        #expect(pair.b.streams.keys.sorted() == [keep])
+        #expect(pair.b.inspection.streamIDs == [keep])
         #expect(pair.b.statistics.discardedBytes == 0)
     }
 

@@ -19,7 +19,7 @@ struct SupervisionTests {
             }
             return .deliver
         }
-        let quietSince = max(pair.a.lastHeardAt!, pair.b.lastHeardAt!)
+        let quietSince = max(pair.a.inspection.lastHeardAt!, pair.b.inspection.lastHeardAt!)
         let interval = pair.a.configuration.keepaliveInterval
         pair.run(for: .seconds(10))
         let first = try #require(pings.first)
@@ -39,12 +39,12 @@ struct SupervisionTests {
         #expect(pair.establish())
         let id = try pair.openAccepted(from: .a)
         #expect(pair.quiesce())
-        let lastHeard = pair.a.lastHeardAt!
+        let lastHeard = pair.a.inspection.lastHeardAt!
         pair.cut(for: .seconds(8))
         #expect(pair.run(timeLimit: .seconds(20)) { $0.has(.a, .linkDown) && $0.has(.b, .linkDown) })
         let downAt = try #require(pair.time(of: .linkDown, on: .a))
         #expect(downAt == lastHeard + pair.a.configuration.silenceTimeout)
-        #expect(pair.a.streams[id] != nil)
+        #expect(pair.a.inspection.stream(id) != nil)
         #expect(pair.run(timeLimit: .seconds(20)) { $0.has(.a, .linkRestored) && $0.has(.b, .linkRestored) })
         let restoredAt = try #require(pair.time(of: .linkRestored, on: .a))
         #expect(restoredAt >= pair.outage!.until)
@@ -66,7 +66,7 @@ struct SupervisionTests {
         pair.write(.a, s1, pattern(500_000, seed: 2))
         #expect(pair.run { $0.receivedCount(.b, s1) > 50_000 })
         let oldSessions = (pair.a.session, pair.b.session)
-        let lastHeard = pair.a.lastHeardAt!
+        let lastHeard = pair.a.inspection.lastHeardAt!
         pair.cut(for: .seconds(60))
         #expect(pair.run(timeLimit: .seconds(30)) { $0.has(.a, .linkLost) && $0.has(.b, .linkLost) })
         for side in Side.allCases {
@@ -75,7 +75,7 @@ struct SupervisionTests {
             #expect(events[..<lostIndex].contains(.streamReset(s1, .linkLost)))
             #expect(events[..<lostIndex].contains(.streamReset(s2, .linkLost)))
             #expect(events[..<lostIndex].contains(.linkDown))
-            #expect(pair[side].streams.isEmpty)
+            #expect(pair[side].inspection.streamIDs.isEmpty)
             #expect(!pair[side].isEstablished)
             #expect(pair[side].bufferedSendBytes == 0 && pair[side].bufferedReceiveBytes == 0)
         }
