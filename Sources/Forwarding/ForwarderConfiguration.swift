@@ -1,3 +1,4 @@
+import LinkCore
 import SerialPort
 
 /// Everything one end of the forwarder needs to run.
@@ -53,6 +54,8 @@ public struct ForwarderConfiguration: Sendable, Equatable {
     /// rate is unknown (`lineBytesPerSecond` 0), so it neither sizes timeouts by serialisation
     /// time nor expects the writer to pace itself, and only the kernel's buffers hold writes back.
     public var unpaced: Bool
+    /// Whether this end compresses stream data, and accepts compressed data (docs/protocol.md §5.7).
+    public var compression: CompressionMode = .auto
     /// How often a line of link statistics is logged at debug level, when something changed.
     public var statisticsLogIntervalSeconds: Double
 

@@ -92,7 +92,7 @@ final class LinkRuntime: @unchecked Sendable {
         serial = SerialLine(path: configuration.devicePath, settings: configuration.serial, lineRate: lineRate,
                             loop: loop, logger: logger)
         policy = configuration.targetPolicy
-        let linkConfiguration = LinkConfiguration(
+        var linkConfiguration = LinkConfiguration(
             usesOddStreamIDs: configuration.form != .server,
             lineBytesPerSecond: lineRate,
             maxStreams: configuration.maxStreams,
@@ -101,6 +101,7 @@ final class LinkRuntime: @unchecked Sendable {
             negotiatesStreamIDHalves: true,
             queueSlackBelow: serial.pacer.slack,
             seed: UInt64.random(in: 1...UInt64.max))
+        linkConfiguration.compression = configuration.compression
         link = Link(configuration: linkConfiguration)
         if configuration.verbosity >= 4 {
             let decoder = COBSDecoder(maxFrameLength: linkConfiguration.maxFrameBody + 64)

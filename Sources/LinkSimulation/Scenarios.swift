@@ -4,7 +4,8 @@ extension Scenario {
     /// A random scenario for the seed sweep: a few streams both ways with half-closes, resets,
     /// refusals, stalled readers and late opens, over a cable with random faults.
     /// `bytesPerSecond` is kept high so thousands of seeds run in seconds of real time.
-    public static func random(seed: UInt64) -> Scenario {
+    /// `compression`: nil draws it (one seed in two compresses); true or false forces it.
+    public static func random(seed: UInt64, compression: Bool? = nil) -> Scenario {
         var rng = SplitMix64(seed: seed ^ 0xA5A5_5A5A_C3C3_3C3C)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(rng.next() % UInt64(range.count)) }
@@ -44,6 +45,19 @@ extension Scenario {
         if int(0...3) == 0 {
             s.faults.delay = [0.02, 0.08, 0.15][int(0...2)]
             if int(0...1) == 0 { s.faults.bursts = (enter: 2e-5, leave: 0.02, badBER: 0.01) }
+        }
+        // Compression (§5.7), drawn after everything else. Both ends compress; half such seeds
+        // carry text, the others random bytes (which turns compression off by itself), and some
+        // allow fewer compressed streams than there are streams.
+        let compresses = int(0...1) == 0
+        let text = int(0...1) == 0
+        let cap = [16, 1, 2][int(0...2)]
+        if compression ?? compresses {
+            s.text = text
+            s.configure = { c in
+                c.compression = .always
+                c.maxCompressedStreams = cap
+            }
         }
         return s
     }

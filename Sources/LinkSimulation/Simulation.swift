@@ -44,6 +44,9 @@ public struct Scenario: Sendable {
     /// Simulation step in seconds.
     public var step = 0.001
     public var configure: @Sendable (inout LinkConfiguration) -> Void = { _ in }
+    /// Streams carry text (`TextCorpus`) rather than random bytes, so that compression has
+    /// something to shrink.
+    public var text = false
 
     public init(seed: UInt64) { self.seed = seed }
 }
@@ -87,6 +90,8 @@ struct EndState {
 /// Two cores joined by a simulated cable with a virtual clock.
 public struct Simulation {
     public let scenario: Scenario
+    /// The text each stream carries each way, when the scenario is of text.
+    var texts: [[[UInt8]]]?
     var links: [Link]
     var lines: [SimulatedLine]
     var ends: [[EndState]]
@@ -113,6 +118,20 @@ public struct Simulation {
         result.firstByteAt = Array(repeating: nil, count: scenario.streams.count)
         result.dataCompletion = Array(repeating: nil, count: scenario.streams.count)
         result.streamBytes = Array(repeating: 0, count: scenario.streams.count)
+        if scenario.text {
+            texts = scenario.streams.indices.map { i in
+                let plan = scenario.streams[i]
+                return [plan.bytesOut, plan.bytesBack].enumerated().map { dir, count in
+                    TextCorpus.generate(count: count, seed: scenario.seed &* 31 &+ UInt64(i * 2 + dir))
+                }
+            }
+        }
+    }
+
+    /// Byte `index` of stream `stream` in direction `direction`: text or pseudo-random.
+    func content(stream: Int, direction: Int, index: Int) -> UInt8 {
+        if let texts { return texts[stream][direction][index] }
+        return Simulation.contentByte(seed: scenario.seed, stream: stream, direction: direction, index: index)
     }
 
     /// Byte `i` of stream `s` in direction `dir` (0 = opener to acceptor).
@@ -218,7 +237,7 @@ public struct Simulation {
                     if chunk > 0 {
                         var bytes = [UInt8](repeating: 0, count: chunk)
                         for k in 0..<chunk {
-                            bytes[k] = Simulation.contentByte(seed: scenario.seed, stream: i, direction: dir, index: e.sent + k)
+                            bytes[k] = content(stream: i, direction: dir, index: e.sent + k)
                         }
                         let taken = (try? links[s].send(bytes, on: id)) ?? 0
                         e.sent += taken
@@ -276,7 +295,8 @@ public struct Simulation {
                 let dir = 1 - direction(of: side, stream: i)
                 let start = ends[s][i].received
                 for (k, b) in bytes.enumerated()
-                where b != Simulation.contentByte(seed: scenario.seed, stream: i, direction: dir, index: start + k) {
+                where start + k >= (dir == 0 ? scenario.streams[i].bytesOut : scenario.streams[i].bytesBack)
+                    || b != content(stream: i, direction: dir, index: start + k) {
                     result.failures.append("stream \(i) dir \(dir): corrupt byte at offset \(start + k)")
                     break
                 }

@@ -33,6 +33,8 @@ extension BenchScenario {
         BenchScenario(name: "faults", summary: "junk bursts and dropped bytes, both ways", run: faults),
         BenchScenario(name: "outage", summary: "a 3 s outage in the middle of a download", run: outage),
         BenchScenario(name: "radio", summary: "a telemetry radio: 57600 baud, 80 ms each way, bursts of errors", run: BenchRadio.run),
+        BenchScenario(name: "compress", summary: "text (logs, JSON, HTML, code) each way: goodput against the line rate",
+                      run: BenchCompress.run),
         BenchScenario(name: "unpaced", summary: "unpaced cable: socket2ser against a raw copy", run: unpaced),
         BenchScenario(name: "idle-memory", summary: "resident memory of each idle end", run: idleMemory),
         BenchScenario(name: "forward-L", summary: "bulk each way through a -L forward of C", run: { try forwardBulk($0, kind: "-L") }),

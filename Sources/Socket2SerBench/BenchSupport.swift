@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import LinkSimulation
 import TestKit
 
 // Plumbing shared by the benchmark: a clock, blocking POSIX sockets, threads that can be joined,
@@ -231,21 +232,30 @@ private func systemConnect(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ le
 
 /// The bytes one direction of one connection carries: pseudo-random (so compression or a lucky
 /// pattern cannot flatter anything), and deterministic from the run's seed, the connection and
-/// the direction, so the receiver can regenerate them and check every byte.
+/// the direction, so the receiver can regenerate them and check every byte. A connection whose
+/// id has `textFlag` carries text instead (`TextCorpus`: logs, JSON, HTML, source code), for
+/// the `compress` scenario.
 ///
 /// Generated in 64 KiB blocks, each from its own SplitMix64 sequence, so any offset is cheap.
 struct BenchPayload: Sendable {
     static let blockSize = 1 << 16
+    static let textFlag: UInt32 = 1 << 31
     let key: UInt64
+    let isText: Bool
 
     init(seed: UInt64, connection: UInt32, direction: UInt8) {
         key = BenchPayload.mix(seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(connection) << 8 ^ UInt64(direction))
+        isText = connection & Self.textFlag != 0
     }
 
     static func mix(_ value: UInt64) -> UInt64 { SplitMix64.mix(value) }
 
     /// Fills `buffer` (blockSize bytes) with block number `index`.
     func fill(block index: Int, into buffer: inout [UInt8]) {
+        if isText {
+            buffer = TextCorpus.generate(count: Self.blockSize, seed: BenchPayload.mix(key ^ UInt64(index)))
+            return
+        }
         if buffer.count != Self.blockSize { buffer = [UInt8](repeating: 0, count: Self.blockSize) }
         var generator = SplitMix64(seed: BenchPayload.mix(key ^ UInt64(index) &* 0xD6E8_FEB8_6659_FD93))
         buffer.withUnsafeMutableBytes { raw in

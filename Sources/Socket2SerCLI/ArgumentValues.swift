@@ -1,3 +1,4 @@
+import LinkCore
 import SerialPort
 
 /// A command-line value or combination that cannot be used, explained in one line.
@@ -57,6 +58,13 @@ enum ArgumentValues {
             throw CommandLineError("the debug level is 0, 1, 2, 3 or 4")
         }
         return value
+    }
+
+    static func compression(_ text: String) throws -> CompressionMode {
+        guard let mode = CompressionMode(rawValue: text) else {
+            throw CommandLineError("compression is auto, off or always")
+        }
+        return mode
     }
 
     static func maxStreams(_ text: String) throws -> Int {

@@ -39,7 +39,7 @@ struct ConfigFile: Equatable {
     static let lineKeys = [
         "device", "role", "baud", "baudrate", "serial", "data-bits", "parity", "stop-bits", "flow", "target", "listen",
         "local", "remote", "dynamic", "allow", "gateway-ports", "max-streams", "grace", "link-wait", "connect-timeout",
-        "socks-timeout", "socks-username", "socks-password-file", "unpaced", "debug",
+        "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "debug",
     ]
 
     static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -238,6 +238,7 @@ struct ConfigFile: Equatable {
             connectTimeoutSeconds: try value("connect-timeout", ArgumentValues.connectTimeout) ?? 5,
             unpaced: try flag("unpaced"))
         configuration.socksHandshakeTimeoutSeconds = try value("socks-timeout", ForwardOptions.socksTimeout) ?? 10
+        configuration.compression = try value("compress", ArgumentValues.compression) ?? .auto
         let username = try value("socks-username") { $0 }
         let passwordFile = try value("socks-password-file") { $0 }
         switch (username, passwordFile) {

@@ -101,6 +101,7 @@ struct LinkCommand: AsyncParsableCommand {
             maxStreams: link.maxStreams, verbosity: link.debug, gracePeriodSeconds: link.grace,
             linkWaitSeconds: link.linkWait, unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
+        configuration.compression = link.compress
         return configuration
     }
 

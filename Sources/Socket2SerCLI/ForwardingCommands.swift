@@ -49,6 +49,7 @@ struct ServerCommand: AsyncParsableCommand {
             connectTimeoutSeconds: connectTimeout,
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
+        configuration.compression = link.compress
         return configuration
     }
 
@@ -109,6 +110,7 @@ struct ClientCommand: AsyncParsableCommand {
             linkWaitSeconds: link.linkWait,
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
+        configuration.compression = link.compress
         return configuration
     }
 

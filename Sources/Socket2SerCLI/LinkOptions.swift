@@ -1,3 +1,4 @@
+import LinkCore
 import ArgumentParser
 import SerialPort
 
@@ -70,6 +71,14 @@ struct LinkOptions: ParsableArguments {
     @Flag(name: .customLong("unpaced"),
           help: "Do not pace to the baud rate (for a CPU-bound virtual cable; never needed on a real UART).")
     var unpaced = false
+
+    @Option(name: .customLong("compress"),
+            help: ArgumentHelp("""
+                auto (default): compress data that shrinks (text, logs, JSON) on lines up to 4 Mbit/s, \
+                where the line is the bottleneck; off: never, and ask the peer not to; always: on any line.
+                """, valueName: "auto|off|always"),
+            transform: ArgumentValues.compression)
+    var compress: CompressionMode = .auto
 
     @Option(name: .customLong("ui"),
             help: ArgumentHelp("Serve the dashboard on [ADDR:]PORT (loopback unless an address is given; 0: any free port).",

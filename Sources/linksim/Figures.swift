@@ -70,8 +70,11 @@ enum Figures {
     }
 
     /// Encode + decode throughput of the core on one core, in MB/s of payload.
-    static func cpu(megabytes: Int = 200) -> Double {
+    /// Payload MB/s through both cores on one CPU. `compressed`: the payload is text and both
+    /// ends compress (docs/protocol.md §5.7), so the figure is deflate plus inflate plus the rest.
+    static func cpu(megabytes: Int = 200, compressed: Bool = false) -> Double {
         var config = LinkConfiguration(usesOddStreamIDs: true, lineBytesPerSecond: 0, seed: 1)
+        config.compression = compressed ? .always : .off
         config.initialWindow = 1 << 20
         config.sendBufferLimit = 1 << 18
         var a = Link(configuration: config)
@@ -92,6 +95,7 @@ enum Figures {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var rng = SplitMix64(seed: 3)
         for i in chunk.indices { chunk[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        if compressed { chunk = TextCorpus.generate(count: chunk.count, seed: 3) }
         let total = megabytes << 20
         var sent = 0
         var received = 0

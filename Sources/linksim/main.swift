@@ -2,11 +2,21 @@ import LinkCore
 import LinkSimulation
 
 // linksim: runs the deterministic two-peer simulation.
-//   linksim seeds [FIRST] [COUNT]   random scenarios; prints failing seeds
-//   linksim replay SEED             one random scenario, verbose
+//   linksim seeds [FIRST] [COUNT] [--compress|--plain]
+//                                   random scenarios; prints failing seeds. One seed in two
+//                                   compresses; --compress makes every seed do so, --plain none.
+//   linksim replay SEED [--compress|--plain]
+//                                   one random scenario, verbose
 //   linksim figures                 the figures for docs/benchmarks.md
 
-let args = Array(CommandLine.arguments.dropFirst())
+var args = Array(CommandLine.arguments.dropFirst())
+/// `--compress` or `--plain`, wherever it is given: forces compression on or off in every seed.
+var compression: Bool?
+if let i = args.firstIndex(where: { $0 == "--compress" || $0 == "--plain" }) {
+    compression = args[i] == "--compress"
+    args.remove(at: i)
+}
+let replayHint = compression.map { $0 ? " --compress" : " --plain" } ?? ""
 
 func describe(_ r: SimulationResult) -> String {
     let st = r.statistics
@@ -16,8 +26,8 @@ func describe(_ r: SimulationResult) -> String {
 switch args.first ?? "seeds" {
 case "replay":
     let seed = UInt64(args.dropFirst().first ?? "1") ?? 1
-    let sc = Scenario.random(seed: seed)
-    print("faults: \(sc.faults) restart: \(String(describing: sc.restart))")
+    let sc = Scenario.random(seed: seed, compression: compression)
+    print("faults: \(sc.faults) restart: \(String(describing: sc.restart)) text: \(sc.text)")
     for (i, p) in sc.streams.enumerated() { print("stream \(i): \(p)") }
     var sim = Simulation(sc)
     let r = sim.run()
@@ -40,16 +50,17 @@ case "figures":
     Figures.printAll()
 case "cpu":
     print("core encode+decode: \(Figures.cpu()) MB/s")
+    print("core encode+decode of text, compressed: \(Figures.cpu(megabytes: 50, compressed: true)) MB/s of payload")
 default:
     let first = UInt64(args.dropFirst().first ?? "1") ?? 1
     let count = UInt64(args.dropFirst(2).first ?? "2000") ?? 2000
     var failed = 0
     for seed in first..<(first + count) {
-        var sim = Simulation(Scenario.random(seed: seed))
+        var sim = Simulation(Scenario.random(seed: seed, compression: compression))
         let r = sim.run()
         if !r.passed {
             failed += 1
-            print("FAIL seed \(seed): \(r.failures.prefix(3)) — replay: swift run linksim replay \(seed)")
+            print("FAIL seed \(seed): \(r.failures.prefix(3)) — replay: swift run linksim replay \(seed)\(replayHint)")
         }
     }
     print("\(count - UInt64(failed))/\(count) seeds passed")

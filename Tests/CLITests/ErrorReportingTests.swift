@@ -31,6 +31,12 @@ struct ErrorReportingTests {
 
     private enum Refused: Error { case accepted }
 
+    @Test("A compression mode that does not exist")
+    func badCompression() throws {
+        let (error, _) = try refusal(["S", "-port", "22", "-com", "/dev/x", "--compress", "gzip"])
+        #expect(error.contains("compression is auto, off or always"), "\(error)")
+    }
+
     @Test("Unknown flag")
     func unknownFlag() throws {
         let (error, hint) = try refusal(["S", "-port", "22", "-com", "/dev/x", "--colour"])

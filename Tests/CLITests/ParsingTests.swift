@@ -1,3 +1,4 @@
+import LinkCore
 import Forwarding
 import SerialPort
 import Testing
@@ -274,5 +275,45 @@ struct ReloadScopeTests {
         var device = base
         device.devicePath = "/dev/y"
         #expect(!base.differsOnlyInForwardsAndRules(from: device))
+    }
+}
+
+@Suite("Parsing: compression")
+struct CompressionParsingTests {
+    @Test("--compress: auto by default, off and always on S, C and link")
+    func compressOption() throws {
+        #expect(try Socket2Ser.configuration(for: ["S", "-port", "22", "-com", "/dev/x"]).compression == .auto)
+        for (role, extra) in [("S", ["-port", "22"]), ("C", ["-port", "22"]), ("link", [])] {
+            for mode in CompressionMode.allCases {
+                let configuration = try Socket2Ser.configuration(for: [role, "-com", "/dev/x"] + extra
+                                                                  + ["--compress", mode.rawValue])
+                #expect(configuration.compression == mode, "\(role) --compress \(mode)")
+            }
+        }
+    }
+}
+
+extension CompressionParsingTests {
+    @Test("compress: in the config file, per line; a bad value names its line")
+    func configKey() throws {
+        let text = """
+            lines:
+              radio:
+                device: /dev/ttyUSB0
+                target: 127.0.0.1:22
+                compress: off
+              plain:
+                device: /dev/ttyUSB1
+                target: 127.0.0.1:22
+
+            """
+        let file = try ConfigFile.parse(text, path: "f.yaml")
+        #expect(file.lines.map(\.configuration.compression) == [.off, .auto])
+        do {
+            _ = try ConfigFile.parse(text.replacingOccurrences(of: "compress: off", with: "compress: lz4"), path: "f.yaml")
+            Issue.record("compress: lz4 was taken")
+        } catch {
+            #expect(error.description == "f.yaml:5: line 'radio': 'compress': compression is auto, off or always")
+        }
     }
 }
