@@ -34,7 +34,7 @@ enum BenchOriginal {
             run.info("skipped", "skipped: \(missing)")
             return
         }
-        let size = run.settings.quick ? 4 << 20 : 50 << 20
+        let size = run.settings.quick ? 1 << 20 : 50 << 20
         let rig = try run.rig(cable: ["--baud", "0"], startForwarders: false)
         // A transfer that stops for this long on an unpaced cable has stalled: the original can
         // lose a frame and then its parser stops (see docs/benchmarks.md).
