@@ -97,16 +97,35 @@ final class BenchRig: @unchecked Sendable {
     func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = [],
                          serverExtra: [String] = [], clientExtra: [String] = [],
                          environment: [String: String] = [:]) throws {
-        clientPort = try BenchSocket.freePort()
         var extra = extra
         if settings.forwarderDebug > 0 { extra += ["-d", "\(settings.forwarderDebug)"] }
-        server = try cableProcess.startServer(targetPort: target.port, baud: forwarderBaud, extra + serverExtra,
-                                              output: .logFile(path: "\(logDirectory)/\(name)-S.log", collectingOutput: false),
+        try startEnds(server: { targetPort in
+            try self.cableProcess.startServer(targetPort: targetPort, baud: forwarderBaud, extra + serverExtra,
+                                              output: .logFile(path: "\(self.logDirectory)/\(self.name)-S.log", collectingOutput: false),
                                               environment: environment)
-        client = try cableProcess.startClient(port: clientPort, baud: forwarderBaud, extra + clientExtra,
-                                              output: .logFile(path: "\(logDirectory)/\(name)-C.log", collectingOutput: false),
+        }, client: { clientPort in
+            try self.cableProcess.startClient(port: clientPort, baud: forwarderBaud, extra + clientExtra,
+                                              output: .logFile(path: "\(self.logDirectory)/\(self.name)-C.log", collectingOutput: false),
                                               environment: environment)
-        try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
+        })
+    }
+
+    /// Starts the two ends as `server` (given the target's port; on end A) and `client` (given a
+    /// free port to listen on; on end B) spawn them, and waits until an echo goes through. Any
+    /// pair of forwarders with that shape fits, not only socket2ser's (the `original` scenario
+    /// starts the Python tool this way). An end that exits before the echo is named in the error.
+    func startEnds(server startServer: (Int) throws -> ChildProcess, client startClient: (Int) throws -> ChildProcess) throws {
+        clientPort = try BenchSocket.freePort()
+        server = try startServer(target.port)
+        client = try startClient(clientPort)
+        do {
+            try BenchClient.waitUntilReady(port: clientPort, deadline: BenchClock.deadline(after: 30))
+        } catch {
+            let exited = [server, client].compactMap { $0 }.filter { !$0.isRunning }
+            guard !exited.isEmpty else { throw error }
+            throw BenchError("\(error); " + exited.map { "\($0.name) exited (\($0.exit.map { "\($0)" } ?? "?"), log \($0.logPath ?? "none"))" }
+                .joined(separator: ", "))
+        }
     }
 
     /// Stops S and C (SIGTERM, SIGKILL after 2 s) but keeps the cable, so it can be measured
