@@ -45,7 +45,8 @@ extension LinkRuntime: SerialLineDelegate {
     func transmit(now: LinkTime) {
         guard serial.isAttached else { return }
         let reported = serial.reportedQueue()
-        var budget = serial.budget(now: now, preferred: link.preferredQueueBelow, reported: reported)
+        var budget = serial.budget(now: now, preferred: link.preferredQueueBelow, reported: reported,
+                                   interactive: link.isInteractive(at: now))
         var wrote = 0
         while budget > 0 {
             let chunk = link.pollTransmit(maxBytes: budget, now: now)
@@ -71,7 +72,8 @@ extension LinkRuntime: SerialLineDelegate {
     /// after a few milliseconds of line time: about when half the queue has gone out.
     private func armTopUp(now: LinkTime, reported: Int) {
         guard topUpTask == nil else { return }
-        let delay = serial.topUpDelay(now: now, preferred: link.preferredQueueBelow, reported: reported)
+        let delay = serial.topUpDelay(now: now, preferred: link.preferredQueueBelow, reported: reported,
+                                      interactive: link.isInteractive(at: now))
         topUpTask = loop.scheduleTask(in: .nanoseconds(delay.nanoseconds)) {
             self.topUpTask = nil
             self.driver.runPass()

@@ -179,15 +179,15 @@ final class SerialLine: @unchecked Sendable {
 
     /// How many bytes to pull from the core now; 0 without a device or while NIO holds more than
     /// its high-water mark (the writability change asks for a pass).
-    func budget(now: LinkTime, preferred: Int, reported: Int) -> Int {
+    func budget(now: LinkTime, preferred: Int, reported: Int, interactive: Bool) -> Int {
         guard let attachment, attachment.channel.isActive, attachment.channel.isWritable else { return 0 }
-        return pacer.budget(now: now, preferred: preferred, reported: reported)
+        return pacer.budget(now: now, preferred: preferred, reported: reported, interactive: interactive)
     }
 
     /// When to look again while the core has more.
-    func topUpDelay(now: LinkTime, preferred: Int, reported: Int) -> LinkDuration {
+    func topUpDelay(now: LinkTime, preferred: Int, reported: Int, interactive: Bool) -> LinkDuration {
         guard attachment != nil else { return .milliseconds(2) }
-        return pacer.topUpDelay(now: now, preferred: preferred, reported: reported)
+        return pacer.topUpDelay(now: now, preferred: preferred, reported: reported, interactive: interactive)
     }
 
     /// Writes `chunk` (not yet flushed). Without an active channel it is dropped: the core

@@ -19,11 +19,15 @@ import LinkCore
 struct TransmitPacer {
     /// Line time allowed for a late wake-up of the event loop.
     static let wakeUpSlackMilliseconds = 12
+    /// The same while someone types (`Link.isInteractive`): every byte queued is a byte a
+    /// keystroke waits behind, so the queue is kept short and the line may idle now and then.
+    static let interactiveSlackMilliseconds = 4
 
     /// Payload bytes per second of the line; 0 when unpaced (the kernel's buffer is the limit).
     let lineRate: Int
     /// Bytes kept queued beyond what the core asks for.
     let slack: Int
+    let interactiveSlack: Int
     private var line: LineQueueModel
     /// Handed to the serial channel and not yet taken by the kernel.
     private(set) var inChannel = 0
@@ -31,6 +35,7 @@ struct TransmitPacer {
     init(lineRate: Int) {
         self.lineRate = lineRate
         slack = lineRate > 0 ? lineRate * Self.wakeUpSlackMilliseconds / 1000 : 0
+        interactiveSlack = lineRate > 0 ? lineRate * Self.interactiveSlackMilliseconds / 1000 : 0
         line = LineQueueModel(bytesPerSecond: lineRate)
     }
 
@@ -41,7 +46,7 @@ struct TransmitPacer {
     }
 
     /// What to keep queued below the core.
-    func target(preferred: Int) -> Int { preferred + slack }
+    func target(preferred: Int, interactive: Bool = false) -> Int { preferred + (interactive ? interactiveSlack : slack) }
 
     /// Bytes queued below the core at `now`; `reported`: what the driver says its queue holds.
     mutating func queued(now: LinkTime, reported: Int) -> Int {
@@ -50,8 +55,8 @@ struct TransmitPacer {
 
     /// How many bytes to pull from the core now: up to the target, or none while the queue is
     /// still above half of it.
-    mutating func budget(now: LinkTime, preferred: Int, reported: Int) -> Int {
-        let target = target(preferred: preferred)
+    mutating func budget(now: LinkTime, preferred: Int, reported: Int, interactive: Bool = false) -> Int {
+        let target = target(preferred: preferred, interactive: interactive)
         let queued = queued(now: now, reported: reported)
         let budget = target - queued
         return queued > 0 && budget < target / 2 ? 0 : max(0, budget)
@@ -68,9 +73,9 @@ struct TransmitPacer {
 
     /// When to look again while the core has more: about when the queue has drained to half its
     /// target, between 1 and 5 ms; 2 ms unpaced. NIO cannot say when a tty queue drains.
-    mutating func topUpDelay(now: LinkTime, preferred: Int, reported: Int) -> LinkDuration {
+    mutating func topUpDelay(now: LinkTime, preferred: Int, reported: Int, interactive: Bool = false) -> LinkDuration {
         guard lineRate > 0 else { return .milliseconds(2) }
-        let excess = max(0, queued(now: now, reported: reported) - target(preferred: preferred) / 2)
+        let excess = max(0, queued(now: now, reported: reported) - target(preferred: preferred, interactive: interactive) / 2)
         let nanoseconds = min(5_000_000, max(1_000_000, Int64(excess) * 1_000_000_000 / Int64(lineRate)))
         return LinkDuration(nanoseconds: nanoseconds)
     }

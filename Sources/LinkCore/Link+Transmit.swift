@@ -47,7 +47,7 @@ extension Link {
     /// Adds one unit of output: a block of the open frame, a whole frame, or nothing.
     mutating func produce(now: LinkTime) -> Bool {
         if openFrame != nil {
-            if !urgentWorkPending && appendToOpenFrame() { return true }
+            if !urgentWorkPending && appendToOpenFrame(now: now) { return true }
             closeOpenFrame(now: now)
             return true
         }
@@ -121,6 +121,11 @@ extension Link {
         return min(limit, max(min(configuration.minFrameBody, limit), Int(l)))
     }
 
+    /// A stream that was idle and sent at most this much at once is someone typing.
+    static let interactiveBurst = 256
+    /// How long after such a burst bulk tails stay stuffed.
+    static let interactiveHold = LinkDuration.seconds(2)
+
     // MARK: Frames
 
     mutating func startFrame() {
@@ -150,12 +155,16 @@ extension Link {
 
     /// Appends the next message (or the next block of a DATA-TAIL) to the open frame.
     /// Returns false when the frame should be closed.
-    mutating func appendToOpenFrame() -> Bool {
+    mutating func appendToOpenFrame(now: LinkTime) -> Bool {
         // Scalars only: a copy of the open frame would share its body's storage, and the next
         // append would then duplicate the body (copy-on-write).
         guard let target = openFrame?.target, let bodyCount = openFrame?.body.count else { return false }
         if let tail = openFrame!.tailStream { return continueTail(tail) }
-        let room = target - bodyCount
+        var room = target - bodyCount
+        if let start = openFrame!.suffixStart {
+            // The suffix is at most 255 bytes, and its length byte follows it.
+            room = min(room, 255 - (bodyCount - start)) - 1
+        }
         guard room > 0 else { return false }
         if openFrame!.latencySensitive && bodyCount >= latencySensitiveFrameLimit { return false }
         if let item = control.first {
@@ -173,7 +182,7 @@ extension Link {
             return true
         }
         guard let id = nextStreamWithWork() else { return false }
-        return serve(id, room: room)
+        return serve(id, room: room, now: now)
     }
 
     /// The message for a queued control item, or nil if it no longer applies.
@@ -219,7 +228,7 @@ extension Link {
     }
 
     /// Sends one DRR turn of stream `id` into the open frame (§8.1).
-    mutating func serve(_ id: StreamID, room: Int) -> Bool {
+    mutating func serve(_ id: StreamID, room: Int, now: LinkTime) -> Bool {
         var s = streams[id]!
         let sparse = newStreams.first == id
         if sparse {
@@ -252,12 +261,21 @@ extension Link {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
             streams[id] = s
-            let type: Wire.MessageType = compressed ? .dataCompressedTail : .dataTail
+            // Stuffed while someone types, on a paced line (§8.3).
+            let stuffed = isInteractive(at: now) && peerAcceptsStuffedTails && produceBudget <= 1024
+            let type: Wire.MessageType = switch (compressed, stuffed) {
+            case (false, false): .dataTail
+            case (true, false): .dataCompressedTail
+            case (false, true): .dataTailStuffed
+            case (true, true): .dataCompressedTailStuffed
+            }
             var header: [UInt8] = [type.rawValue]
             header.appendBE(id.rawValue)
             appendRaw(header)
             openFrame!.tailStream = id
+            openFrame!.tailStart = openFrame!.body.count
             openFrame!.tailCompressed = compressed
+            openFrame!.tailStuffed = stuffed
             return continueTail(id)
         }
         let n = min(s.deficit, available, fit, Wire.maxDataMessage)
@@ -276,6 +294,9 @@ extension Link {
             notePlainSent(n, &s)
         }
         s.deficit -= n
+        if sparse && n <= Self.interactiveBurst && s.sendBuffer.isEmpty {
+            interactiveUntil = now + Self.interactiveHold
+        }
         var finToo = false
         if s.sendBuffer.isEmpty && s.compression.pendingCount == 0 && s.finQueued && room - 5 - n >= 3 {
             Message.fin(id).encode(into: &bytes)
@@ -300,7 +321,8 @@ extension Link {
     mutating func continueTail(_ id: StreamID) -> Bool {
         guard let target = openFrame?.target, let bodyCount = openFrame?.body.count, var s = streams[id] else { return false }
         let otherWork = !control.isEmpty || newStreams.count + oldStreams.count > 1 || pingDue || pongOwed != nil
-        guard !otherWork else { return false }
+        // Other work ends the tail, but not before its first byte: an empty tail is malformed.
+        if otherWork && bodyCount > openFrame!.tailStart { return beginSuffix() }
         let room = target - bodyCount
         guard room > 0 else { return false }
         let tailCompressed = openFrame!.tailCompressed
@@ -316,8 +338,21 @@ extension Link {
             streams[id] = s
             return false
         }
+        let stuffed = openFrame!.tailStuffed
         var n: Int
-        if produceBudget > 1024 {
+        if stuffed {
+            // Up to the next zero or marker, which ends a COBS block: blocks of at most 128
+            // bytes, each handed to the line whole (§5.2). Room is kept for a marker and the
+            // suffix length.
+            n = min(available, room - 2, Wire.stuffingRun - openFrame!.stuffRun, 254 - encoder.blockLength)
+            guard n > 0 else {
+                streams[id] = s
+                return false
+            }
+            let zero = compressed ? s.compression.deflater!.pending.offsetOfFirstZero(in: n)
+                : s.sendBuffer.offsetOfFirstZero(in: n)
+            if let z = zero { n = z + 1 }
+        } else if produceBudget > 1024 {
             // Unpaced line, lots wanted: append a large chunk at once. The last partial block
             // waits for the next chunk or the frame's end.
             n = min(available, room, produceBudget)
@@ -341,8 +376,34 @@ extension Link {
         }
         streams[id] = s
         appendRaw(chunk)
+        if stuffed {
+            if chunk.last == 0 {
+                openFrame!.stuffRun = 0
+            } else {
+                openFrame!.stuffRun += n
+                if openFrame!.stuffRun == Wire.stuffingRun {
+                    appendRaw(CollectionOfOne(0))
+                    openFrame!.stuffRun = 0
+                }
+            }
+        }
         notifyWritableIfRoom(id)
         if !s.hasSendableWork { leaveRounds(id) }
+        return true
+    }
+
+    /// Ends a stuffed tail where it is, so that the urgent message that interrupts it (stream
+    /// control, or a stream that was idle) follows in the same frame, as its suffix (§5.2): it
+    /// then costs neither this frame's end nor a frame of its own. Returns whether it did; if not,
+    /// the frame closes and the message goes in the next.
+    mutating func beginSuffix() -> Bool {
+        guard let frame = openFrame, frame.tailStuffed, frame.suffixStart == nil, !pingDue, pongOwed == nil else {
+            return false
+        }
+        let sparse = newStreams.first.map { $0 != frame.tailStream } ?? false
+        guard !control.isEmpty || sparse, frame.target - frame.body.count > 16 else { return false }
+        openFrame!.tailStream = nil
+        openFrame!.suffixStart = frame.body.count
         return true
     }
 
@@ -387,6 +448,16 @@ extension Link {
         openFrame = nil
         if let tail = frame.tailStream, streams[tail]?.hasSendableWork == true, streams[tail]?.inActiveList == false {
             markActive(tail)
+        }
+        if frame.tailStuffed {
+            statistics.stuffedFramesSent += 1
+            if frame.suffixStart != nil { statistics.suffixedFramesSent += 1 }
+            // The suffix length ends the body (0: no suffix).
+            let length = frame.suffixStart.map { frame.body.count - $0 } ?? 0
+            let byte = [UInt8(length)]
+            frame.body.append(contentsOf: byte)
+            frame.crc.update(byte)
+            encoder.append(contentsOf: byte, into: &out)
         }
         var trailer: [UInt8] = []
         let (ack, sack) = acknowledgementState
@@ -493,7 +564,7 @@ extension Link {
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
                           initialWindow: UInt32(configuration.initialWindow),
                           capabilities: Wire.Capability.compactAcknowledgement | Wire.Capability.remoteListen
-                              | Wire.Capability.compactTargets
+                              | Wire.Capability.compactTargets | Wire.Capability.stuffedTails
                               | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0),
                           extensions: helloExtensions)
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]

@@ -97,6 +97,10 @@ public struct Link: Sendable {
     /// Listeners the peer asked of us and we have not refused or seen cancelled.
     var peerListens: Set<ListenID> = []
 
+    /// Until when a bulk tail is stuffed into short COBS blocks: a few seconds after an
+    /// interactive stream (one that was idle) last sent a little (§8.3).
+    var interactiveUntil = LinkTime.zero
+
     // Compression (§5.7)
     /// What the peer's HELLO offers to receive, if anything this end can use.
     var peerCompression: Compression.Offer?
@@ -128,8 +132,16 @@ struct OpenFrame: Sendable {
     var target: Int
     /// The stream whose DATA-TAIL runs to the end of this frame, if any.
     var tailStream: StreamID?
+    /// Body length when the tail's header was written: a tail carries at least one byte.
+    var tailStart = 0
     /// That tail is DATA-COMPRESSED-TAIL: its bytes come from the stream's compressor (§5.7).
     var tailCompressed = false
+    /// That tail is stuffed (§5.2): `stuffRun` non-zero bytes since its last 0x00. Its frame
+    /// ends with the suffix length, whether a suffix came or not.
+    var tailStuffed = false
+    var stuffRun = 0
+    /// Where the stuffed tail's suffix began, once urgent messages follow the tail.
+    var suffixStart: Int?
     /// Carries something latency-sensitive (stream control, or data of a stream that was idle):
     /// bulk data must not follow it in the same frame, or the receiver could act on it only
     /// when the whole long frame has arrived and passed its CRC (§8.3).
@@ -192,6 +204,11 @@ extension Link {
         peerHello.map { $0.capabilities & Wire.Capability.compactAcknowledgement != 0 } ?? false
     }
 
+    /// The peer reads stuffed tails (§5.2).
+    var peerAcceptsStuffedTails: Bool {
+        peerHello.map { $0.capabilities & Wire.Capability.stuffedTails != 0 } ?? false
+    }
+
     /// The peer reads address targets in binary, OPEN-IPV4 and OPEN-IPV6 (§5.2).
     var peerAcceptsCompactTargets: Bool {
         peerHello.map { $0.capabilities & Wire.Capability.compactTargets != 0 } ?? false
@@ -239,6 +256,11 @@ extension Link {
         guard rate > 0 else { return 1 << 16 }
         return max(16, rate / 1000)
     }
+
+    /// Someone is typing: a stream that was idle sent a little within the last two seconds. Bulk
+    /// tails are stuffed into short blocks then (§8.3), and an I/O layer should keep its own
+    /// queue short too, since a keystroke waits behind every byte of it.
+    public func isInteractive(at now: LinkTime) -> Bool { now < interactiveUntil }
 
     /// What is queued below the core when the I/O layer keeps what it was asked for: the
     /// preferred queue plus the layer's declared slack. The timer and the window count this.

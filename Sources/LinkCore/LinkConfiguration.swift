@@ -165,6 +165,10 @@ public struct LinkStatistics: Sendable, Equatable {
     /// Smoothed round-trip time in milliseconds (0 before the first sample).
     public var smoothedRTTMilliseconds = 0.0
     public var currentFrameTarget = 0
+    /// Frames whose bulk tail was stuffed because someone was typing, and of those, the ones
+    /// that carried urgent messages after the tail (§5.2, §8.3).
+    public var stuffedFramesSent = 0
+    public var suffixedFramesSent = 0
     /// Payload bytes sent through the compressor, and the line bytes of DATA-COMPRESSED they became.
     public var compressedPayloadBytesSent = 0
     public var compressedBytesSent = 0

@@ -44,6 +44,13 @@ public enum Wire {
         case dataCompressedTail = 0x1F
         case ping = 0x20
         case pong = 0x21
+        /// DATA-TAIL whose bytes have a 0x00 marker after every run of `Wire.stuffingRun`
+        /// non-zero bytes, so its COBS blocks are short, and which may be followed by a suffix of
+        /// urgent messages: an urgent message waits behind less of it, and rides in the same
+        /// frame (§5.2, §8.3).
+        case dataTailStuffed = 0x22
+        /// DATA-COMPRESSED-TAIL, stuffed the same way and with a suffix.
+        case dataCompressedTailStuffed = 0x23
     }
 
     /// Bit 7 of the type byte of a SEQUENCED, CONTROL or FRAGMENT frame: the trailer is `ack`
@@ -62,6 +69,8 @@ public enum Wire {
         public static let remoteListen: UInt32 = 4
         /// The sender understands OPEN-IPV4 and OPEN-IPV6 (§5.2).
         public static let compactTargets: UInt32 = 8
+        /// The sender understands DATA-TAIL-STUFFED and DATA-COMPRESSED-TAIL-STUFFED (§5.2).
+        public static let stuffedTails: UInt32 = 16
     }
 
     /// type(1) + seq(2)
@@ -78,6 +87,9 @@ public enum Wire {
     public static let maxTargetLength = 255
     /// Largest body a DATA message can carry (16-bit length).
     public static let maxDataMessage = 65535
+    /// In a stuffed tail, after this many non-zero bytes in a row comes a 0x00 that is not
+    /// stream data: it ends a COBS block, so no block of the tail is longer than 128 bytes (§5.2).
+    public static let stuffingRun = 127
 
     /// Per-frame line overhead of a sequenced frame, excluding COBS: header, trailer, CRC, delimiter.
     public static let sequencedFrameOverhead = sequencedHeaderLength + ackTrailerLength + crcLength + 1
@@ -291,11 +303,17 @@ public enum MessageParseError: Error, Equatable, Sendable {
     case truncated
     case emptyData
     case badTarget
+    /// A stuffed tail whose marker byte is not 0x00, or whose suffix length is too long.
+    case badStuffing
+    /// A tail inside a stuffed tail's suffix.
+    case tailInSuffix
 }
 
 /// Parses the messages of a frame body in order.
 public struct MessageParser {
     var reader: ByteReader
+    /// Past a stuffed tail: what is left is its suffix, where no tail may come.
+    var inSuffix = false
 
     public init(_ body: ArraySlice<UInt8>) { reader = ByteReader(body) }
 
@@ -352,9 +370,21 @@ public struct MessageParser {
             guard let bytes = reader.bytes(Int(len)) else { throw .truncated }
             return type == .data ? .data(id, bytes) : .compressedData(id, bytes)
         case .dataTail, .dataCompressedTail:
+            guard !inSuffix else { throw .tailInSuffix }
             let bytes = reader.rest()
             guard !bytes.isEmpty else { throw .emptyData }
             return type == .dataTail ? .data(id, bytes) : .compressedData(id, bytes)
+        case .dataTailStuffed, .dataCompressedTailStuffed:
+            // region · suffix messages · suffix length (1)
+            guard !inSuffix else { throw .tailInSuffix }
+            let rest = reader.rest()
+            guard let last = rest.last, Int(last) < rest.count else { throw .truncated }
+            let suffixStart = rest.endIndex - 1 - Int(last)
+            let bytes = try Self.unstuff(rest[..<suffixStart])
+            guard !bytes.isEmpty else { throw .emptyData }
+            reader = ByteReader(rest[suffixStart..<(rest.endIndex - 1)])
+            inSuffix = true
+            return type == .dataTailStuffed ? .data(id, bytes[...]) : .compressedData(id, bytes[...])
         case .fin: return .fin(id)
         case .reset:
             guard let r = reader.u8() else { throw .truncated }
@@ -365,6 +395,30 @@ public struct MessageParser {
         case .ping, .pong, .listen, .listenOK, .listenRefused, .unlisten:
             preconditionFailure("handled above")
         }
+    }
+}
+
+extension MessageParser {
+    /// A stuffed tail's stream bytes: the 0x00 after each run of `Wire.stuffingRun` non-zero
+    /// bytes is a marker, dropped here.
+    static func unstuff(_ stuffed: ArraySlice<UInt8>) throws(MessageParseError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(stuffed.count)
+        var start = stuffed.startIndex
+        while start < stuffed.endIndex {
+            // The next run: up to and including a zero, or `stuffingRun` non-zero bytes.
+            let limit = min(start + Wire.stuffingRun, stuffed.endIndex)
+            if let zero = stuffed[start..<limit].firstIndex(of: 0) {
+                out.append(contentsOf: stuffed[start...zero])
+                start = zero + 1
+                continue
+            }
+            out.append(contentsOf: stuffed[start..<limit])
+            guard limit < stuffed.endIndex else { break }
+            guard stuffed[limit] == 0 else { throw .badStuffing }
+            start = limit + 1
+        }
+        return out
     }
 }
 

@@ -52,6 +52,14 @@ extension Scenario {
         let compresses = int(0...1) == 0
         let text = int(0...1) == 0
         let cap = [16, 1, 2][int(0...2)]
+        // One seed in three has someone typing next to the bulk, so that bulk tails are stuffed
+        // and keystrokes ride in their suffixes (§5.2, §8.3).
+        if int(0...2) == 0 {
+            var typing = StreamPlan(opener: int(0...1) == 0 ? .a : .b, openAt: uniform() * 0.3,
+                                    bytesOut: int(5...40), bytesBack: int(0...40))
+            typing.typingInterval = [0.02, 0.05, 0.1][int(0...2)]
+            s.streams.append(typing)
+        }
         if compression ?? compresses {
             s.text = text
             s.configure = { c in

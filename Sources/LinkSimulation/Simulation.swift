@@ -22,6 +22,8 @@ public struct StreamPlan: Sendable {
     public var stallReaderUntil: (side: Side, time: Double)? = nil
     /// The acceptor sends its bytes only after the opener's FIN (request, then response).
     public var respondAfterFin = false
+    /// Each side writes its bytes one at a time, this many seconds apart (someone typing).
+    public var typingInterval: Double? = nil
 
     public init(opener: Side, openAt: Double, bytesOut: Int, bytesBack: Int) {
         self.opener = opener
@@ -85,6 +87,8 @@ struct EndState {
     var accepted = false
     var pendingConsume = 0
     var lost = false
+    /// When a typing stream may write its next byte.
+    var nextKeystrokeAt = 0.0
 }
 
 /// Two cores joined by a simulated cable with a virtual clock.
@@ -232,8 +236,9 @@ public struct Simulation {
             let mayStart = dir == 0 || !plan.respondAfterFin || e.gotFin
             if mayStart && !e.finishedSending && (dir == 1 ? e.accepted : true) {
                 let limit = dir == 0 ? (plan.resetAfter ?? total) : total
-                if e.sent < limit {
-                    let chunk = min(limit - e.sent, links[s].sendSpace(on: id), 8192)
+                if e.sent < limit, plan.typingInterval == nil || time >= e.nextKeystrokeAt {
+                    if let interval = plan.typingInterval { e.nextKeystrokeAt = time + interval }
+                    let chunk = min(limit - e.sent, links[s].sendSpace(on: id), plan.typingInterval == nil ? 8192 : 1)
                     if chunk > 0 {
                         var bytes = [UInt8](repeating: 0, count: chunk)
                         for k in 0..<chunk {

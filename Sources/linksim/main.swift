@@ -55,13 +55,16 @@ default:
     let first = UInt64(args.dropFirst().first ?? "1") ?? 1
     let count = UInt64(args.dropFirst(2).first ?? "2000") ?? 2000
     var failed = 0
+    var stuffed = 0, suffixed = 0
     for seed in first..<(first + count) {
         var sim = Simulation(Scenario.random(seed: seed, compression: compression))
         let r = sim.run()
+        stuffed += r.statistics.reduce(0) { $0 + $1.stuffedFramesSent }
+        suffixed += r.statistics.reduce(0) { $0 + $1.suffixedFramesSent }
         if !r.passed {
             failed += 1
             print("FAIL seed \(seed): \(r.failures.prefix(3)) — replay: swift run linksim replay \(seed)\(replayHint)")
         }
     }
-    print("\(count - UInt64(failed))/\(count) seeds passed")
+    print("\(count - UInt64(failed))/\(count) seeds passed (\(stuffed) frames with stuffed tails, \(suffixed) with suffixes)")
 }

@@ -17,6 +17,17 @@ struct TransmitPacerTests {
         #expect(pacer.budget(now: start, preferred: Self.preferred, reported: 0) == Self.preferred + pacer.slack)
     }
 
+    @Test("while someone types, the queue kept below the core is 4 ms of line time, not 12")
+    func interactiveQueueIsShort() {
+        var pacer = TransmitPacer(lineRate: Self.rate)
+        let start = LinkTime(nanoseconds: 1_000_000_000)
+        pacer.reset(now: start)
+        #expect(pacer.interactiveSlack == Self.rate * 4 / 1000)
+        #expect(pacer.budget(now: start, preferred: Self.preferred, reported: 0, interactive: true)
+                == Self.preferred + pacer.interactiveSlack)
+        #expect(pacer.target(preferred: Self.preferred, interactive: true) < pacer.target(preferred: Self.preferred))
+    }
+
     @Test("hysteresis: nothing more until the queue has drained to half its target, then a refill")
     func hysteresis() {
         var pacer = TransmitPacer(lineRate: Self.rate)

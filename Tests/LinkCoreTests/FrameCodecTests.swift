@@ -186,3 +186,61 @@ struct FrameDescriptionTests {
         }
     }
 }
+
+extension FrameCodecTests {
+    /// A stuffed tail's body as a sender makes it: a marker after every run of 127 non-zero
+    /// bytes, then `suffix` and its length.
+    static func stuffedTail(_ data: [UInt8], suffix: [Message] = [], compressed: Bool = false) -> [UInt8] {
+        var body: [UInt8] = [(compressed ? Wire.MessageType.dataCompressedTailStuffed : .dataTailStuffed).rawValue, 0, 7]
+        var run = 0
+        for b in data {
+            body.append(b)
+            run = b == 0 ? 0 : run + 1
+            if run == Wire.stuffingRun {
+                body.append(0)
+                run = 0
+            }
+        }
+        var tail: [UInt8] = []
+        for m in suffix { m.encode(into: &tail) }
+        return body + tail + [UInt8(tail.count)]
+    }
+
+    @Test("a stuffed tail drops the 0x00 after every run of 127 non-zero bytes; its suffix is parsed after it",
+          arguments: [0, 1, 3])
+    func stuffedTail(zeroEvery: Int) throws {
+        var data = pattern(700, seed: 5).map { $0 == 0 ? 1 : $0 }
+        if zeroEvery > 0 { for i in stride(from: 50, to: data.count, by: 60 * zeroEvery) { data[i] = 0 } }
+        let suffix: [Message] = [.credit(StreamID(9), 4096), .data(StreamID(3), [0x41][...])]
+        for extra in [[], suffix] {
+            let body = Self.stuffedTail(data, suffix: extra)
+            var parser = MessageParser(body[...])
+            #expect(try parser.next() == .data(StreamID(7), data[...]))
+            for m in extra { #expect(try parser.next() == m) }
+            #expect(try parser.next() == nil)
+        }
+        var compressed = MessageParser(Self.stuffedTail(data, compressed: true)[...])
+        #expect(try compressed.next() == .compressedData(StreamID(7), data[...]))
+    }
+
+    @Test("stuffed tails: a marker that is not 0x00, a suffix longer than the body, a tail in the suffix, no bytes")
+    func stuffedTailViolations() throws {
+        let data = [UInt8](repeating: 0x55, count: 300)
+        var badMarker = Self.stuffedTail(data)
+        badMarker[3 + Wire.stuffingRun] = 1
+        var parser = MessageParser(badMarker[...])
+        #expect(throws: MessageParseError.badStuffing) { try parser.next() }
+        var tooLong = Self.stuffedTail(Array(data.prefix(20)))
+        tooLong[tooLong.count - 1] = 200
+        parser = MessageParser(tooLong[...])
+        #expect(throws: MessageParseError.truncated) { try parser.next() }
+        var nested = Self.stuffedTail(data)
+        nested.removeLast()
+        nested += [Wire.MessageType.dataTail.rawValue, 0, 9, 0x42, 4]
+        parser = MessageParser(nested[...])
+        _ = try parser.next()
+        #expect(throws: MessageParseError.tailInSuffix) { try parser.next() }
+        parser = MessageParser([Wire.MessageType.dataCompressedTailStuffed.rawValue, 0, 7, 0][...])
+        #expect(throws: MessageParseError.emptyData) { try parser.next() }
+    }
+}

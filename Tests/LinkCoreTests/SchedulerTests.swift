@@ -146,6 +146,68 @@ struct SchedulerTests {
         #expect(delay <= 300, "the keystroke left \(delay) line bytes after it was queued")
     }
 
+    @Test("while someone types, bulk tails are stuffed: each keystroke waits behind at most one short block",
+          arguments: [true, false])
+    func stuffedTailsWhileTyping(peerStuffs: Bool) throws {
+        let pair = Pair(seed: 87)
+        pair.pollLimit = 100
+        var wire: [UInt8] = []
+        pair.tap = { side, bytes, _ in if side == .a { wire += bytes } }
+        var stuffedFrames = 0
+        var keystrokeFrames = 0
+        var key: StreamID?
+        pair.filter = { side, frame, _ in
+            if side == .a, let f = InspectedFrame(encoded: frame), f.isSequenced {
+                let messages = f.messages
+                if messages.contains(where: { f.content[$0.offset] == Wire.MessageType.dataTailStuffed.rawValue }) {
+                    stuffedFrames += 1
+                }
+                // A frame whose first message is the keystroke: it did not ride in a suffix.
+                if case .data(let id, _)? = messages.first?.message, id == key { keystrokeFrames += 1 }
+            }
+            return .deliver
+        }
+        if !peerStuffs {
+            // B as an end from before stuffed tails: its HELLO does not offer them.
+            let count = pair.filter!
+            pair.filter = { side, frame, now in
+                _ = count(side, frame, now)
+                guard side == .b, let f = InspectedFrame(encoded: frame), f.isHello,
+                      case .success(var hello) = Hello.decode(f.content[1..<(f.content.count - 4)]) else { return .deliver }
+                hello.capabilities &= ~Wire.Capability.stuffedTails
+                return .replace(helloFrame(hello))
+            }
+        }
+        #expect(pair.establish())
+        let keyID = try pair.openAccepted(from: .a, target: "ssh")
+        key = keyID
+        let bulk = try pair.open(.a, target: "bulk")
+        let bulkData = pattern(600_000, seed: 9)
+        pair.write(.a, bulk, bulkData, finish: true)
+        var worst = 0
+        for k in 0..<20 {
+            #expect(pair.run { $0.receivedCount(.b, bulk) > 20_000 * (k + 1) && $0.a.inspection.isFrameOpen })
+            let queuedAt = pair.bytesSent[Side.a.rawValue]
+            try pair.a.send([UInt8(0x41 + k)], on: keyID)
+            #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, keyID) == k + 1 })
+            let found = try #require(positionOfData(on: keyID, in: wire, after: queuedAt))
+            worst = max(worst, found.position - queuedAt)
+        }
+        #expect(pair.run { $0.has(.b, .remoteFinished(bulk)) })
+        #expect(pair.receivedBytes(.b, bulk) == bulkData)
+        if peerStuffs {
+            #expect(stuffedFrames > 0)
+            // One block of at most 128 bytes, the poll that was under way, the keystroke's DATA
+            // and the frame's end.
+            #expect(worst <= 100 + Wire.stuffingRun + 1 + 20, "a keystroke waited \(worst) line bytes")
+            // The first keystroke finds a plain tail; every later one rides in a suffix.
+            #expect(keystrokeFrames <= 1, "\(keystrokeFrames) keystrokes had a frame of their own")
+        } else {
+            #expect(stuffedFrames == 0)
+            #expect(worst <= 300)
+        }
+    }
+
     @Test("on a clean line the frame target grows to maxFrameBody")
     func frameTargetGrows() throws {
         let pair = Pair(seed: 83)
