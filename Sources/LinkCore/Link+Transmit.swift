@@ -121,6 +121,11 @@ extension Link {
         return min(limit, max(min(configuration.minFrameBody, limit), Int(l)))
     }
 
+    /// More streams with work than this, and a short one's data goes in two turns.
+    static let manyStreams = 8
+    /// The least a turn carries when a short stream's data is split.
+    static let smallestTurn = 128
+
     /// A stream that was idle and sent at most this much at once is someone typing.
     static let interactiveBurst = 256
     /// How long after such a burst bulk tails stay stuffed.
@@ -278,7 +283,20 @@ extension Link {
             openFrame!.tailStuffed = stuffed
             return continueTail(id)
         }
-        let n = min(s.deficit, available, fit, Wire.maxDataMessage)
+        var n = min(s.deficit, available, fit, Wire.maxDataMessage)
+        // Among many streams, one with little waiting sends it in two turns, not one (§8.1):
+        // otherwise a thousand short downloads finish one after the other, the first in
+        // milliseconds and the last after the whole line time, and the slowest has a
+        // hundredth of the fastest one's rate. With few streams it does not, so that a reply
+        // next to a bulk transfer does not wait a bulk turn for its second half.
+        var split = false
+        if newStreams.count + oldStreams.count > Self.manyStreams && available < 2 * configuration.quantum {
+            let half = max(Self.smallestTurn, (available + 1) / 2)
+            if half < n {
+                n = half
+                split = true
+            }
+        }
         // DATA's header is written here and its bytes taken straight from the send buffer (or
         // the compressor's output), rather than through `Message.data`, which would copy them
         // once more.
@@ -309,7 +327,7 @@ extension Link {
         notifyWritableIfRoom(id)
         if !s.hasSendableWork {
             leaveRounds(id)
-        } else if s.deficit <= 0 {
+        } else if s.deficit <= 0 || split {
             rotate(id)
         }
         if finToo { closeIfDone(id) }

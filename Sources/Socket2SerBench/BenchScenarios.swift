@@ -24,6 +24,8 @@ extension BenchScenario {
         BenchScenario(name: "streams8", summary: "8 downloads at once: total and Jain fairness", run: { try streams($0, count: 8) }),
         BenchScenario(name: "streams253", summary: "253 downloads at once (the original's limit)", run: { try streams($0, count: 253) }),
         BenchScenario(name: "streams1000", summary: "1000 echo connections open at once", run: streams1000),
+        BenchScenario(name: "downloads1000", summary: "1000 downloads of 256 B started at once: all complete, Jain fairness",
+                      run: { try streams($0, count: 1000) }),
         BenchScenario(name: "echo", summary: "1-byte echo round trips on an idle link", run: echo),
         BenchScenario(name: "echo-load", summary: "echo round trips while bulk runs both ways", run: echoUnderLoad),
         BenchScenario(name: "stalled-reader", summary: "a stream nobody reads next to a transferring one", run: stalledReader),
@@ -110,16 +112,21 @@ private func duplex(_ run: BenchRun) throws {
 /// `count` downloads of equal size started together. Per-stream throughput is the stream's bytes
 /// over its own first-byte-sent to last-byte-received time; with fair sharing all end together.
 private func streams(_ run: BenchRun, count: Int) throws {
+    if count > 253 { try requireDescriptors(for: count) }
     let rig = try run.rig()
     let perStream = count <= 8
         ? run.settings.size(full: 32 << 10, quick: 2 << 10)
-        : run.settings.size(full: 2 << 10, quick: 256)
-    let (totalTarget, jainTarget) = count <= 8 ? (0.98, 0.99) : (0.97, 0.95)
+        : count <= 253 ? run.settings.size(full: 2 << 10, quick: 256) : run.settings.size(full: 256, quick: 16)
+    // 1000 short downloads (issue 11, §4): fairness is the target; each stream's 256 bytes then
+    // go in two turns, and every turn costs a DATA header, so the total is not held to 0.97.
+    let (totalTarget, jainTarget): (Double?, Double) = count <= 8 ? (0.98, 0.99) : count <= 253 ? (0.97, 0.95) : (nil, 0.9)
     let ids = (0..<count).map { _ in run.newID() }
     let deadline = run.settings.deadline(bytes: perStream * count)
     let settings = run.settings
     let target = rig.target
     let port = rig.clientPort
+    // A thousand short downloads start together at the target, once every request is in.
+    if count > 253 { target.holdDownloads(untilRequests: count, seconds: 60) }
     let outcomes = benchParallel(count, name: "bench stream") { index in
         BenchClient.transfer(port: port, target: target, id: ids[index], up: 0, down: perStream,
                              ioTimeout: settings.ioTimeout, deadline: deadline)
@@ -140,6 +147,13 @@ private func streams(_ run: BenchRun, count: Int) throws {
         let rates = downs.map(\.bytesPerSecond)
         run.atLeast("Jain fairness of per-stream rates", BenchStatistics.jain(rates), limit: jainTarget, unit: "",
                     format: "%.3f")
+        let starts = downs.map { BenchClock.seconds($0.firstSentAt - first) }
+        let durations = downs.map(\.seconds)
+        run.info("stream start / duration, p10 p50 p90", String(
+            format: "%.2f %.2f %.2f s / %.2f %.2f %.2f s",
+            BenchStatistics.percentile(starts, 10), BenchStatistics.percentile(starts, 50), BenchStatistics.percentile(starts, 90),
+            BenchStatistics.percentile(durations, 10), BenchStatistics.percentile(durations, 50),
+            BenchStatistics.percentile(durations, 90)))
         run.stopRigs()
         run.lineUse("line use", rig: run.name, aToB: true, payload: bytes, seconds: BenchClock.seconds(last - first))
         run.details["totalBytes"] = Double(bytes)
@@ -157,9 +171,8 @@ private func streams(_ run: BenchRun, count: Int) throws {
 
 /// 1000 connections that each echo a few bytes, all held open until every one has echoed, so the
 /// link really carries 1000 streams at once.
-private func streams1000(_ run: BenchRun) throws {
-    let count = 1000
-    // Both sides of every connection live in this process, plus a few dozen other descriptors.
+/// Both sides of every connection live in this process, plus a few dozen other descriptors.
+private func requireDescriptors(for count: Int) throws {
     var limit = rlimit()
     #if canImport(Glibc)
     getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
@@ -170,6 +183,11 @@ private func streams1000(_ run: BenchRun) throws {
         throw BenchError("the open-file limit is \(limit.rlim_cur); \(count) streams need about \(2 * count + 100) here "
             + "(and \(count + 100) in S and C): raise it with ulimit -n")
     }
+}
+
+private func streams1000(_ run: BenchRun) throws {
+    let count = 1000
+    try requireDescriptors(for: count)
     let rig = try run.rig()
     let size = run.settings.quick ? 4 : 16
     let port = rig.clientPort

@@ -84,6 +84,11 @@ final class BenchTarget: @unchecked Sendable {
     private let condition = NSCondition()
     // Guarded by `condition`:
     private var records: [UInt32: TargetRecord] = [:]
+    /// Downloads wait until this many transfer requests have arrived (or `gateDeadline`), so
+    /// that they start together: what a thousand clients connecting at once ask for reaches the
+    /// target over a couple of seconds of line time, and the first would otherwise run alone.
+    private var gate: (count: Int, deadline: UInt64)?
+    private var requestsArrived = 0
 
     init(seed: UInt64, ioTimeout: Double) throws {
         self.seed = seed
@@ -120,6 +125,27 @@ final class BenchTarget: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return records[id]
+    }
+
+    /// Holds every download until `count` transfer requests have arrived or `seconds` passed.
+    func holdDownloads(untilRequests count: Int, seconds: Double) {
+        condition.lock()
+        gate = (count, BenchClock.deadline(after: seconds))
+        requestsArrived = 0
+        condition.unlock()
+    }
+
+    /// A transfer request arrived; returns once downloads may start.
+    private func passGate() {
+        condition.lock()
+        defer { condition.unlock() }
+        requestsArrived += 1
+        condition.broadcast()
+        while let gate, requestsArrived < gate.count {
+            let now = BenchClock.now()
+            if now >= gate.deadline { break }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: Double(gate.deadline - now) / 1e9))
+        }
     }
 
     private func update(_ id: UInt32, _ body: (inout TargetRecord) -> Void) {
@@ -163,6 +189,7 @@ final class BenchTarget: @unchecked Sendable {
     private func transfer(_ fd: Int32, _ request: BenchRequest) {
         let id = request.id
         update(id) { $0 = TargetRecord() }
+        passGate()
         let down = Int(request.down)
         // The endless download is meant to stay stuck for the whole scenario: its writer must not
         // give up (and end the stream) after the usual I/O timeout.

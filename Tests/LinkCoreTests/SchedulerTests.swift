@@ -91,6 +91,30 @@ struct SchedulerTests {
         }
     }
 
+    @Test("1000 short streams started together finish close together: Jain index of their rates ≥ 0.9")
+    func thousandShortStreams() throws {
+        let pair = Pair(seed: 88)
+        pair.clockBytesPerSecond = 11_520
+        pair.pollLimit = 160
+        #expect(pair.establish())
+        var ids: [StreamID] = []
+        for k in 0..<1000 {
+            let id = try pair.open(.b, target: "short:\(k)")
+            ids.append(id)
+            pair.write(.b, id, pattern(256, seed: UInt64(k)), finish: true)
+        }
+        let start = pair.now
+        var done: [StreamID: LinkTime] = [:]
+        pair.invariant = { p in
+            for id in ids where done[id] == nil && p.receivedCount(.a, id) == 256 { done[id] = p.now }
+        }
+        #expect(pair.run { _ in done.count == ids.count })
+        let rates = ids.map { 256 / max(0.001, (done[$0]! - start).seconds) }
+        let j = jainIndex(rates)
+        let times = ids.map { (done[$0]! - start).seconds }
+        #expect(j >= 0.9, "Jain \(j); first done after \(times.min()!) s, last after \(times.max()!) s")
+    }
+
     /// A keystroke on a new stream while a bulk stream streams a long DATA-TAIL frame: the
     /// open frame must end at the next block boundary and the keystroke leave right after.
     @Test("a 1-byte message on a new stream overtakes a bulk stream within ~300 line bytes",
