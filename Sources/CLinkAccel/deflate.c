@@ -2,6 +2,7 @@
 // (docs/protocol.md §5.7). A thin wrapper: zlib owns the format; this file only hides z_stream
 // from Swift and fixes the parameters the protocol relies on (raw, no header, no final block).
 #include "CLinkAccel.h"
+#include <limits.h>
 #include <stdlib.h>
 #include <zlib.h>
 
@@ -31,6 +32,8 @@ size_t lk_deflate_sync_bound(lk_deflater *d, size_t len) {
 }
 
 long lk_deflate_sync(lk_deflater *d, const void *in, size_t len, void *out, size_t cap) {
+    // zlib counts in uInt; callers pass chunks of kilobytes, but the API says size_t.
+    if (len > UINT_MAX || cap > UINT_MAX) return -1;
     d->z.next_in = (Bytef *)in;
     d->z.avail_in = (uInt)len;
     d->z.next_out = (Bytef *)out;
@@ -58,12 +61,15 @@ void lk_inflater_destroy(lk_inflater *z) {
 }
 
 long lk_inflate(lk_inflater *z, const void *in, size_t len, size_t *consumed, void *out, size_t cap) {
+    if (len > UINT_MAX || cap > UINT_MAX) return -1;
     z->z.next_in = (Bytef *)in;
     z->z.avail_in = (uInt)len;
     z->z.next_out = (Bytef *)out;
     z->z.avail_out = (uInt)cap;
     int rc = Z_OK;
-    if (len > 0 && cap > 0) rc = inflate(&z->z, Z_SYNC_FLUSH);
+    // Called even without input: output held back from the last call (the rest of a copy that
+    // did not fit) comes out now.
+    if (cap > 0) rc = inflate(&z->z, Z_SYNC_FLUSH);
     *consumed = len - z->z.avail_in;
     // Z_BUF_ERROR only says no progress was possible (input ended mid-block): not an error.
     if (rc != Z_OK && rc != Z_BUF_ERROR) return -1;

@@ -139,14 +139,16 @@ final class StreamInflater: @unchecked Sendable {
 
 /// How a stream sends its data: plain, or through its compressor (§5.7).
 enum SendCompression: Sendable {
-    /// Plain only: compression is not agreed for this link, or no compressor was free.
+    /// Plain only: the stream's FIN is sent (its compressor is freed).
     case off
-    /// May compress once enough is waiting; no compressor yet.
+    /// May compress once enough is waiting and the link agreed to compression; no compressor
+    /// yet (also while none is free).
     case eligible
     /// Compressing. `probeIn`/`probeOut`: bytes in and out since the current probe began.
     case on(StreamDeflater, probeIn: Int, probeOut: Int)
     /// The data did not shrink: plain for `plainLeft` more bytes, then another probe. The
-    /// compressor keeps its history, and the peer's decompressor the same.
+    /// compressor keeps its history, and the peer's decompressor the same. A compressor that
+    /// failed rests for good (`Int.max`), keeping its slot until FIN.
     case resting(StreamDeflater, plainLeft: Int)
 
     var deflater: StreamDeflater? {

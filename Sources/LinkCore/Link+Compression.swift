@@ -36,6 +36,8 @@ extension Link {
                   liveCompressors < min(offer.maxStreams, configuration.maxCompressedStreams) else { return false }
             guard let d = StreamDeflater(windowBits: min(offer.windowBits, Compression.windowBits)) else { return false }
             liveCompressors += 1
+            // Held by the stream from now on, so that releasing it counts it free.
+            s.compression = .on(d, probeIn: 0, probeOut: 0)
             deflater = d
         case .on(let d, let pin, let pout):
             deflater = d
@@ -47,7 +49,10 @@ extension Link {
         // ever failed, the stream would go on plain without a gap (the peer's decompressor has
         // seen nothing of the failed chunk).
         guard let n = deflater.compress(s.sendBuffer.prefix(k)) else {
-            releaseCompressor(&s)
+            // The stream goes on plain for good. It keeps its slot until FIN, as the peer keeps
+            // its decompressor until then: freeing it now could let another stream push the
+            // peer past the number it offered.
+            s.compression = .resting(deflater, plainLeft: Int.max)
             return false
         }
         withSendBuffer(id, of: &s) { $0.removeFirst(k) }

@@ -414,7 +414,9 @@ extension Link {
 
         case .compressedData(let id, let bytes):
             guard configuration.compression != .off else {
+                // Ignoring it would leave a hole in the stream's bytes: the stream ends here.
                 violation("DATA-COMPRESSED for \(id), but this end offered no compression")
+                if streams[id] != nil { abortStream(id, .protocolViolation) }
                 return
             }
             guard var s = streams[id], !s.finReceived else {

@@ -290,7 +290,10 @@ extension Link {
         // hundredth of the fastest one's rate. With few streams it does not, so that a reply
         // next to a bulk transfer does not wait a bulk turn for its second half.
         var split = false
-        if newStreams.count + oldStreams.count > Self.manyStreams && available < 2 * configuration.quantum {
+        // Short means little buffered in all, not little compressed output waiting or little
+        // credit left: a compressed bulk stream keeps its whole quantum.
+        let waiting = s.compression.pendingCount + s.sendBuffer.count
+        if newStreams.count + oldStreams.count > Self.manyStreams && waiting < 2 * configuration.quantum {
             let half = max(Self.smallestTurn, (available + 1) / 2)
             if half < n {
                 n = half

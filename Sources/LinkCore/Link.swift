@@ -6,6 +6,11 @@
 /// Outputs: `pollTransmit(maxBytes:now:)` for bytes to write to the line, `pollEvent()` for
 /// events, `nextDeadline` for the timer to arm and `preferredQueueBelow` for how much to keep
 /// queued in the kernel. docs/protocol.md is the wire specification this implements.
+///
+/// A value, but not one to fork: a stream that compresses holds its zlib state by reference
+/// (§5.7), so two copies of a link that both go on sending would corrupt each other's deflate
+/// streams. Keep one owner, as the forwarder and the simulation do; copies for reading
+/// (`inspection`) are fine.
 public struct Link: Sendable {
     public let configuration: LinkConfiguration
     public internal(set) var statistics = LinkStatistics()

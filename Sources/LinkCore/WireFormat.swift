@@ -303,7 +303,8 @@ public enum MessageParseError: Error, Equatable, Sendable {
     case truncated
     case emptyData
     case badTarget
-    /// A stuffed tail whose marker byte is not 0x00, or whose suffix length is too long.
+    /// A stuffed tail whose marker byte is not 0x00 (a suffix length longer than the body is
+    /// `.truncated`).
     case badStuffing
     /// A tail inside a stuffed tail's suffix.
     case tailInSuffix
