@@ -306,14 +306,7 @@ extension Link {
         var bytes: [UInt8] = [(compressed ? Wire.MessageType.dataCompressed : .data).rawValue]
         bytes.appendBE(id.rawValue)
         bytes.appendBE(UInt16(n))
-        if compressed {
-            s.compression.deflater!.pending.take(n, appendingTo: &bytes)
-        } else {
-            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &bytes) }
-            s.sendCredit -= n
-            statistics.payloadBytesSent += n
-            notePlainSent(n, &s)
-        }
+        takeData(n, of: id, &s, compressed: compressed, appendingTo: &bytes)
         s.deficit -= n
         if sparse && n <= Self.interactiveBurst && s.sendBuffer.isEmpty {
             interactiveUntil = now + Self.interactiveHold
@@ -387,14 +380,7 @@ extension Link {
         }
         var chunk: [UInt8] = []
         chunk.reserveCapacity(n)
-        if compressed {
-            s.compression.deflater!.pending.take(n, appendingTo: &chunk)
-        } else {
-            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &chunk) }
-            s.sendCredit -= n
-            statistics.payloadBytesSent += n
-            notePlainSent(n, &s)
-        }
+        takeData(n, of: id, &s, compressed: compressed, appendingTo: &chunk)
         streams[id] = s
         appendRaw(chunk)
         if stuffed {
@@ -411,6 +397,20 @@ extension Link {
         notifyWritableIfRoom(id)
         if !s.hasSendableWork { leaveRounds(id) }
         return true
+    }
+
+    /// Takes `n` bytes of stream `id` for a DATA message or tail: from its compressor's output,
+    /// whose credit is spent already, or plain from its send buffer, spending credit.
+    mutating func takeData(_ n: Int, of id: StreamID, _ s: inout StreamState, compressed: Bool,
+                           appendingTo out: inout [UInt8]) {
+        if compressed {
+            s.compression.deflater!.pending.take(n, appendingTo: &out)
+        } else {
+            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &out) }
+            s.sendCredit -= n
+            statistics.payloadBytesSent += n
+            notePlainSent(n, &s)
+        }
     }
 
     /// Ends a stuffed tail where it is, so that the urgent message that interrupts it (stream

@@ -1,3 +1,5 @@
+import LinkCore
+
 /// Text of the kinds people carry over a serial link and that compress (docs/protocol.md §5.7):
 /// log lines, JSON records, HTML rows and source code, mixed in runs, with numbers, ids and
 /// words drawn at random so that it shrinks about as much as real text does (3–5× with deflate),
@@ -92,15 +94,11 @@ public enum TextCorpus {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
+    /// The core's SplitMix64, with the two draws the corpus needs.
     struct Generator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random: SplitMix64
+        init(state: UInt64) { random = SplitMix64(seed: state) }
+        mutating func next() -> UInt64 { random.next() }
         mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
         mutating func pick(_ items: [String]) -> String { items[below(items.count)] }
     }
