@@ -109,11 +109,13 @@ extension Link {
     }
 
     /// Queues a CREDIT once a quarter of the window has been consumed, unless the link-wide
-    /// receive budget is exhausted (§6).
+    /// receive budget is exhausted and this stream holds unconsumed bytes itself (§6): the
+    /// streams whose readers have stalled are the ones that wait, not one whose reader keeps up
+    /// (a thousand stuck downloads had starved every other stream).
     mutating func considerGrant(_ id: StreamID) {
         guard var s = streams[id], !s.creditQueued, !s.finReceived else { return }
         guard s.pendingGrant >= max(1, configuration.initialWindow / 4) else { return }
-        if totalUnconsumed >= configuration.receiveBudget {
+        if totalUnconsumed >= configuration.receiveBudget && s.unconsumed > 0 {
             withheldGrants.append(id)
             return
         }

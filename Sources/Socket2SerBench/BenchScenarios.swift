@@ -29,6 +29,8 @@ extension BenchScenario {
         BenchScenario(name: "echo", summary: "1-byte echo round trips on an idle link", run: echo),
         BenchScenario(name: "echo-load", summary: "echo round trips while bulk runs both ways", run: echoUnderLoad),
         BenchScenario(name: "stalled-reader", summary: "a stream nobody reads next to a transferring one", run: stalledReader),
+        BenchScenario(name: "stalled1000", summary: "1000 downloads nobody reads, unpaced: each end's memory, and another download",
+                      run: BenchStalledMany.run),
         BenchScenario(name: "churn", summary: "200 short echo connections, 20 in parallel", run: churn),
         BenchScenario(name: "ber-1e-5", summary: "bulk each way, bit error rate 1e-5", run: { try bitErrors($0, ber: 1e-5, target: 0.90) }),
         BenchScenario(name: "ber-1e-4", summary: "bulk each way, bit error rate 1e-4", run: { try bitErrors($0, ber: 1e-4, target: 0.60) }),
@@ -172,7 +174,7 @@ private func streams(_ run: BenchRun, count: Int) throws {
 /// 1000 connections that each echo a few bytes, all held open until every one has echoed, so the
 /// link really carries 1000 streams at once.
 /// Both sides of every connection live in this process, plus a few dozen other descriptors.
-private func requireDescriptors(for count: Int) throws {
+func requireDescriptors(for count: Int) throws {
     var limit = rlimit()
     #if canImport(Glibc)
     getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)

@@ -166,4 +166,27 @@ struct CreditTests {
         #expect(pair.receivedBytes(.b, s2) == d2)
         #expect(pair.b.bufferedReceiveBytes == 0)
     }
+
+    /// Stalled streams that exhaust the receive budget must not starve a stream whose reader
+    /// keeps up: grants are withheld only from streams that hold unconsumed bytes.
+    @Test("streams that stall and exhaust the receive budget do not starve one whose reader keeps up")
+    func budgetDoesNotStarveHealthyStreams() throws {
+        let pair = Pair(seed: 57) { side, c in
+            if side == .b { c.initialWindow = 40_000; c.receiveBudget = 50_000 }
+        }
+        #expect(pair.establish())
+        let stuck = [try pair.openAccepted(from: .a), try pair.openAccepted(from: .a)]
+        pair.stalled[Side.b.rawValue] = Set(stuck)
+        for (k, id) in stuck.enumerated() { pair.write(.a, id, pattern(200_000, seed: UInt64(20 + k)), finish: true) }
+        #expect(pair.run { p in stuck.allSatisfy { p.receivedCount(.b, $0) == 40_000 } })
+        #expect(pair.b.bufferedReceiveBytes == 80_000)
+        let healthy = try pair.openAccepted(from: .a)
+        let data = pattern(500_000, seed: 30)
+        pair.write(.a, healthy, data, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(healthy)) })
+        #expect(pair.receivedBytes(.b, healthy) == data)
+        // The stuck ones got nothing more, and what is held stayed within budget plus a window.
+        #expect(stuck.allSatisfy { pair.receivedCount(.b, $0) == 40_000 })
+        #expect(pair.b.bufferedReceiveBytes == 80_000)
+    }
 }
