@@ -92,6 +92,17 @@ final class BenchRig: @unchecked Sendable {
         }
     }
 
+    /// Starts S and C on an unpaced cable without pacing themselves: with `--unpaced` where the
+    /// command line has it, else at the fastest rate it accepts, whose pacing model is then their
+    /// ceiling. Returns whether `--unpaced` was given.
+    @discardableResult
+    func startUnpacedForwarders(settings: BenchSettings) throws -> Bool {
+        let unpaced = BenchHost.forwarderAccepts("--unpaced", executable: settings.executable)
+        try startForwarders(settings: settings, forwarderBaud: BenchSettings.fastestForwarderBaud,
+                            extra: unpaced ? ["--unpaced"] : [])
+        return unpaced
+    }
+
     /// Starts S and C with the line rate they should assume, and waits until an echo goes through.
     /// `environment` adds to both ends' environment (the bench's own otherwise).
     func startForwarders(settings: BenchSettings, forwarderBaud: Int, extra: [String] = [],

@@ -568,12 +568,8 @@ private func unpaced(_ run: BenchRun) throws {
     // few seconds, and bracketing the measurement cancels most of that drift from the ratio.
     let rawABBefore = try rawCopy(from: rig.pathA, to: rig.pathB, bytes: size, seed: run.settings.seed)
     let rawBABefore = try rawCopy(from: rig.pathB, to: rig.pathA, bytes: size, seed: run.settings.seed)
-    // The forwarders must not pace themselves to a line rate here. If the command line can say
-    // so, it is said; otherwise they are given the fastest rate it accepts, and that rate's
-    // pacing model becomes their ceiling (reported below).
-    let unpacedOption = BenchHost.forwarderAccepts("--unpaced", executable: run.settings.executable)
-    try rig.startForwarders(settings: run.settings, forwarderBaud: BenchSettings.fastestForwarderBaud,
-                            extra: unpacedOption ? ["--unpaced"] : [])
+    // The forwarders must not pace themselves to a line rate here (the ceiling is reported below).
+    let unpacedOption = try rig.startUnpacedForwarders(settings: run.settings)
     run.info("forwarders' line model", unpacedOption
         ? "--unpaced" : "\(BenchSettings.fastestForwarderBaud) baud = \(BenchSettings.fastestForwarderBaud / 10 / 1000) kB/s ceiling (no --unpaced option)")
     let deadline = BenchClock.deadline(after: 120 + Double(size) / 1e5)

@@ -14,9 +14,7 @@ enum BenchStalledMany {
         let count = run.settings.quick ? 100 : 1000
         try requireDescriptors(for: count)
         let rig = try run.rig(cable: ["--baud", "0"], startForwarders: false)
-        let unpaced = BenchHost.forwarderAccepts("--unpaced", executable: run.settings.executable)
-        try rig.startForwarders(settings: run.settings, forwarderBaud: BenchSettings.fastestForwarderBaud,
-                                extra: unpaced ? ["--unpaced"] : [])
+        try rig.startUnpacedForwarders(settings: run.settings)
         let idle = rig.samples()
         var stuck: [Int32] = []
         defer { stuck.forEach { close($0) } }
