@@ -106,6 +106,10 @@ final class E2EClient: @unchecked Sendable {
     let fd: Int32
     private let lock = NSLock()
     private var closed = false
+    /// A send that failed because the peer had reset the connection. Linux hands the reset to
+    /// whichever call comes first: a send that meets it takes the error, and the next recv only
+    /// sees the end (0). `readToEnd` reports that end as the reset it was.
+    private var sendMetReset = false
 
     private init(fd: Int32) {
         self.fd = fd
@@ -144,7 +148,11 @@ final class E2EClient: @unchecked Sendable {
     }
 
     func send(_ bytes: [UInt8]) throws {
-        guard writeAll(fd, bytes[...]) else { throw E2EFailure("send failed: \(errnoText())") }
+        guard writeAll(fd, bytes[...]) else {
+            let code = errno
+            if code == ECONNRESET { lock.withLock { sendMetReset = true } }
+            throw E2EFailure("send failed: \(errnoText(code))")
+        }
     }
 
     func shutdownWrite() {
@@ -172,7 +180,8 @@ final class E2EClient: @unchecked Sendable {
                 bytes += buffer[0..<n]
                 arrivals.append((.now, bytes.count))
             } else if n == 0 {
-                return E2EReadResult(bytes: bytes, end: .endOfFile, endedAt: .now, arrivals: arrivals)
+                let end: E2EEnd = lock.withLock { sendMetReset } ? .reset : .endOfFile
+                return E2EReadResult(bytes: bytes, end: end, endedAt: .now, arrivals: arrivals)
             } else if errno == ECONNRESET {
                 return E2EReadResult(bytes: bytes, end: .reset, endedAt: .now, arrivals: arrivals)
             } else if errno != EINTR && errno != EAGAIN {
