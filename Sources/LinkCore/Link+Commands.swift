@@ -11,8 +11,8 @@ extension Link {
         let limit = min(configuration.maxStreams, peerMaxStreams ?? configuration.maxStreams)
         guard streams.count < limit else { throw .tooManyStreams }
         let id = allocateStreamID()
-        streams[id] = StreamState(id: id, locallyInitiated: true, phase: .opening(target: target),
-                                  sendCredit: peerInitialWindow, receiveWindow: configuration.initialWindow)
+        streams.insert(StreamState(opening: id, target: target, peerWindow: peerInitialWindow,
+                                   receiveWindow: configuration.initialWindow))
         control.append(.open(id))
         statistics.streamsOpened += 1
         return id
@@ -27,16 +27,14 @@ extension Link {
             if nextLocalStreamID == 0 || nextLocalStreamID == 1 {
                 nextLocalStreamID = usesOddStreamIDs ? 1 : 2
             }
-            if streams[candidate] == nil { return candidate }
+            if !streams.contains(candidate) { return candidate }
         }
     }
 
     /// Accepts a stream the peer opened (after `.streamOpened`).
     public mutating func accept(_ id: StreamID) throws(LinkError) {
-        guard var s = streams[id] else { throw .unknownStream(id) }
-        guard s.phase == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
-        s.phase = .open
-        streams[id] = s
+        guard streams.contains(id) else { throw .unknownStream(id) }
+        guard streams[id]!.accepted() else { throw .invalidState(id, "not awaiting accept") }
         control.append(.openOK(id))
         statistics.streamsAccepted += 1
     }
@@ -44,7 +42,7 @@ extension Link {
     /// Refuses a stream the peer opened. Data it already sent is discarded (§5.3).
     public mutating func refuse(_ id: StreamID, reason: OpenRefusal) throws(LinkError) {
         guard let s = streams[id] else { throw .unknownStream(id) }
-        guard s.phase == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
+        guard s.opening == .awaitingAccept else { throw .invalidState(id, "not awaiting accept") }
         removeStream(id)
         control.append(.refuse(id, reason))
     }
@@ -53,24 +51,20 @@ extension Link {
     /// stream's send buffer is full; `.writable` follows when there is room again.
     @discardableResult
     public mutating func send<C: Collection>(_ bytes: C, on id: StreamID) throws(LinkError) -> Int where C.Element == UInt8 {
-        guard var s = streams[id] else { throw .unknownStream(id) }
-        guard !s.finQueued else { throw .invalidState(id, "send after finish") }
-        let room = max(0, configuration.sendBufferLimit - s.sendBuffer.count)
-        let n = min(room, bytes.count)
-        if n > 0 { withSendBuffer(id, of: &s) { $0.append(contentsOf: bytes.prefix(n)) } }
-        if n < bytes.count { s.sendBlocked = true }
-        streams[id] = s
-        if n > 0 { markActive(id) }
+        guard let buffered = streams[id]?.sendBuffer.count else { throw .unknownStream(id) }
+        guard !streams[id]!.finQueued else { throw .invalidState(id, "send after finish") }
+        let n = min(max(0, configuration.sendBufferLimit - buffered), bytes.count)
+        if n > 0 { streams[id]!.sendBuffer.append(contentsOf: bytes.prefix(n)) }
+        if n < bytes.count { streams[id]!.sendBlocked = true }
+        if n > 0 { streams.markActive(id) }
         return n
     }
 
     /// Half-closes this end's direction: FIN follows the buffered data (§5.4).
     public mutating func finish(_ id: StreamID) throws(LinkError) {
-        guard var s = streams[id] else { throw .unknownStream(id) }
-        guard !s.finQueued else { return }
-        s.finQueued = true
-        streams[id] = s
-        markActive(id)
+        guard streams.contains(id) else { throw .unknownStream(id) }
+        guard streams[id]!.finish() else { return }
+        streams.markActive(id)
     }
 
     /// Aborts a stream in both directions. Unsent data is dropped; the peer gets RESET (§5.5).
@@ -87,14 +81,9 @@ extension Link {
     /// Credit is granted for bytes consumed, not bytes received, so a stalled consumer stops
     /// only its own stream (§6).
     public mutating func consumed(_ count: Int, on id: StreamID) {
-        guard count > 0, var s = streams[id] else { return }
-        let n = min(count, s.unconsumed)
-        s.unconsumed -= n
-        totalUnconsumed -= n
-        s.pendingGrant += n
-        streams[id] = s
+        guard count > 0, streams.consumed(count, on: id) > 0 else { return }
         considerGrant(id)
-        if totalUnconsumed < configuration.receiveBudget && !withheldGrants.isEmpty {
+        if streams.totalUnconsumed < configuration.receiveBudget && !withheldGrants.isEmpty {
             let waiting = withheldGrants
             withheldGrants.removeAll()
             for w in waiting { considerGrant(w) }
@@ -103,7 +92,7 @@ extension Link {
 
     /// Resets every stream and tells the peer, for a shutdown.
     public mutating func resetAll(reason: ResetReason = .shutdown) {
-        for id in streams.keys.sorted() {
+        for id in streams.ids.sorted() {
             try? reset(id, reason: reason)
         }
     }
@@ -113,37 +102,21 @@ extension Link {
     /// streams whose readers have stalled are the ones that wait, not one whose reader keeps up
     /// (a thousand stuck downloads had starved every other stream).
     mutating func considerGrant(_ id: StreamID) {
-        guard var s = streams[id], !s.creditQueued, !s.finReceived else { return }
-        guard s.pendingGrant >= max(1, configuration.initialWindow / 4) else { return }
-        if totalUnconsumed >= configuration.receiveBudget && s.unconsumed > 0 {
+        guard let s = streams[id], s.wantsGrant else { return }
+        if streams.totalUnconsumed >= configuration.receiveBudget && s.unconsumed > 0 {
             withheldGrants.append(id)
             return
         }
-        s.creditQueued = true
-        streams[id] = s
+        streams[id]!.creditQueued = true
         control.append(.credit(id))
     }
 
     /// Forgets a stream and the memory it held.
-    mutating func removeStream(_ id: StreamID) {
-        guard let s = streams.removeValue(forKey: id) else { return }
-        totalUnconsumed -= s.unconsumed
-        if s.compression.deflater != nil { liveCompressors -= 1 }
-        if s.inflater != nil { liveDecompressors -= 1 }
-    }
-
-    /// Puts a stream into the DRR rounds if it has something to send.
-    mutating func markActive(_ id: StreamID) {
-        guard var s = streams[id], !s.inActiveList, s.hasSendableWork else { return }
-        s.inActiveList = true
-        s.deficit = 0
-        streams[id] = s
-        newStreams.append(id)
-    }
+    mutating func removeStream(_ id: StreamID) { streams.remove(id) }
 
     /// Closes a stream whose both directions finished normally.
     mutating func closeIfDone(_ id: StreamID) {
-        guard let s = streams[id], s.finSent, s.finReceived else { return }
+        guard streams[id]?.isDone == true else { return }
         removeStream(id)
         events.append(.streamClosed(id))
     }

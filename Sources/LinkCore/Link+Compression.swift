@@ -21,23 +21,24 @@ extension Link {
     /// Whether stream `id`'s next data goes as DATA-COMPRESSED. Compresses a chunk from the send
     /// buffer first when nothing compressed is waiting and compression is worth it: enough is
     /// waiting (`continuing`, inside a compressed tail, any amount is), and the stream's data has
-    /// been shrinking. `s` is the caller's working copy of the stream; the caller writes it back.
-    mutating func nextDataIsCompressed(_ id: StreamID, _ s: inout StreamState, continuing: Bool) -> Bool {
-        if s.compression.pendingCount > 0 { return true }
-        let available = min(s.sendBuffer.count, s.sendCredit)
+    /// been shrinking. The stream is changed in place in the table.
+    mutating func nextDataIsCompressed(_ id: StreamID, continuing: Bool) -> Bool {
+        // No copy of the stream's state is held here: it would share the send buffer's storage,
+        // and taking from the buffer below would then duplicate it.
+        guard let compression = streams[id]?.compression else { return false }
+        if compression.pendingCount > 0 { return true }
+        let available = streams[id]!.plainSendable
         guard available > 0, available >= Compression.minimumChunk || continuing else { return false }
         let deflater: StreamDeflater
         var probeIn = 0, probeOut = 0
-        switch s.compression {
+        switch compression {
         case .off, .resting:
             return false
         case .eligible:
             guard compressesToPeer, let offer = peerCompression,
-                  liveCompressors < min(offer.maxStreams, configuration.maxCompressedStreams) else { return false }
-            guard let d = StreamDeflater(windowBits: min(offer.windowBits, Compression.windowBits)) else { return false }
-            liveCompressors += 1
-            // Held by the stream from now on, so that releasing it counts it free.
-            s.compression = .on(d, probeIn: 0, probeOut: 0)
+                  let d = streams.makeDeflater(for: id, windowBits: min(offer.windowBits, Compression.windowBits),
+                                               limit: min(offer.maxStreams, configuration.maxCompressedStreams))
+            else { return false }
             deflater = d
         case .on(let d, let pin, let pout):
             deflater = d
@@ -48,75 +49,56 @@ extension Link {
         // Compressed from the buffer in place, and taken from it only once that worked: if zlib
         // ever failed, the stream would go on plain without a gap (the peer's decompressor has
         // seen nothing of the failed chunk).
-        guard let n = deflater.compress(s.sendBuffer.prefix(k)) else {
+        guard let n = deflater.compress(streams[id]!.sendBuffer.prefix(k)) else {
             // The stream goes on plain for good. It keeps its slot until FIN, as the peer keeps
             // its decompressor until then: freeing it now could let another stream push the
             // peer past the number it offered.
-            s.compression = .resting(deflater, plainLeft: Int.max)
+            streams[id]!.compression = .resting(deflater, plainLeft: Int.max)
             return false
         }
-        withSendBuffer(id, of: &s) { $0.removeFirst(k) }
-        s.sendCredit -= k
+        streams[id]!.sendBuffer.removeFirst(k)
+        streams[id]!.spendCredit(k)
         statistics.payloadBytesSent += k
         statistics.compressedPayloadBytesSent += k
         statistics.compressedBytesSent += n
         probeIn += k
         probeOut += n
         if probeIn >= Compression.probeBytes && Double(probeOut) > Double(probeIn) * Compression.poorRatio {
-            s.compression = .resting(deflater, plainLeft: Compression.restBytes)
+            streams[id]!.compression = .resting(deflater, plainLeft: Compression.restBytes)
         } else if probeIn >= Compression.probeWindow {
-            s.compression = .on(deflater, probeIn: 0, probeOut: 0)
+            streams[id]!.compression = .on(deflater, probeIn: 0, probeOut: 0)
         } else {
-            s.compression = .on(deflater, probeIn: probeIn, probeOut: probeOut)
+            streams[id]!.compression = .on(deflater, probeIn: probeIn, probeOut: probeOut)
         }
         return true
     }
 
     /// Counts plain bytes against a resting compressor's pause; at its end the stream probes again.
-    func notePlainSent(_ n: Int, _ s: inout StreamState) {
-        guard case .resting(let d, let left) = s.compression else { return }
-        s.compression = left > n ? .resting(d, plainLeft: left - n) : .on(d, probeIn: 0, probeOut: 0)
+    mutating func notePlainSent(_ n: Int, on id: StreamID) {
+        guard case .resting(let d, let left) = streams[id]?.compression else { return }
+        streams[id]!.compression = left > n ? .resting(d, plainLeft: left - n) : .on(d, probeIn: 0, probeOut: 0)
     }
 
-    /// The stream's direction is finished or gone: its compressor is freed for another stream.
-    mutating func releaseCompressor(_ s: inout StreamState) {
-        if s.compression.deflater != nil { liveCompressors -= 1 }
-        s.compression = .off
-    }
-
-    /// The peer's direction of the stream is finished or gone: its decompressor is freed.
-    mutating func releaseDecompressor(_ s: inout StreamState) {
-        if s.inflater != nil { liveDecompressors -= 1 }
-        s.inflater = nil
-    }
-
-    /// Inflates a DATA-COMPRESSED for stream `s`, within what its window lets the peer send.
+    /// Inflates a DATA-COMPRESSED for stream `id`, within what its window lets the peer send.
     /// Returns the bytes, or nil after resetting the stream for a violation.
-    mutating func inflate(_ id: StreamID, _ s: inout StreamState, _ bytes: ArraySlice<UInt8>) -> [UInt8]? {
-        if s.inflater == nil {
-            guard liveDecompressors < configuration.maxCompressedStreams,
-                  let z = StreamInflater(windowBits: Compression.windowBits) else {
-                // More streams than this end offered compress at once: the peer broke its word.
-                statistics.protocolViolations += 1
-                abortStream(id, .protocolViolation)
-                return nil
-            }
-            liveDecompressors += 1
-            s.inflater = z
+    mutating func inflate(_ id: StreamID, _ bytes: ArraySlice<UInt8>) -> [UInt8]? {
+        guard streams.makeInflater(for: id, limit: configuration.maxCompressedStreams),
+              let inflater = streams[id]?.inflater else {
+            // More streams than this end offered compress at once: the peer broke its word.
+            statistics.protocolViolations += 1
+            abortStream(id, .protocolViolation)
+            return nil
         }
-        switch s.inflater!.decompress(bytes, limit: s.receiveRemaining) {
+        switch inflater.decompress(bytes, limit: streams[id]!.receiveRemaining) {
         case .success(let plain):
             statistics.compressedBytesReceived += bytes.count
             statistics.compressedPayloadBytesReceived += plain.count
             return plain
         case .failure(.overLimit):
-            // The stream's entry must hold the decompressor when it is removed, to count it free.
-            streams[id] = s
             statistics.creditViolations += 1
             abortStream(id, .creditExceeded)
             return nil
         case .failure(.corrupt):
-            streams[id] = s
             statistics.protocolViolations += 1
             abortStream(id, .protocolViolation)
             return nil

@@ -82,7 +82,7 @@ extension Link {
         // MARK: Streams and remote listeners (§5–8)
 
         /// The streams open now, in both directions, in ID order.
-        public var streamIDs: [StreamID] { link.streams.keys.sorted() }
+        public var streamIDs: [StreamID] { link.streams.ids.sorted() }
 
         /// Stream `id`'s state, or nil if no such stream is open.
         public func stream(_ id: StreamID) -> StreamInspection? {
@@ -92,6 +92,11 @@ extension Link {
         /// Streams whose credit grant is held back because the link-wide receive budget is
         /// spent (§6), in the order they will be granted.
         public var withheldGrants: [StreamID] { link.withheldGrants }
+
+        /// Streams of this end holding a compressor, and streams of the peer's holding one of
+        /// this end's decompressors (§5.7); each is at most the number the HELLOs allow.
+        public var compressorsInUse: Int { link.streams.liveCompressors }
+        public var decompressorsInUse: Int { link.streams.liveDecompressors }
 
         /// Listeners the peer asked of this end and holds now (§5.6).
         public var peerListens: Set<ListenID> { link.peerListens }
@@ -142,10 +147,10 @@ extension Link {
 
         init(_ s: StreamState) {
             id = s.id
-            switch s.phase {
-            case .opening: phase = .opening
+            switch s.opening {
+            case .openQueued, .openSent: phase = .opening
             case .awaitingAccept: phase = .awaitingAccept
-            case .open: phase = .open
+            case .acceptQueued, .open: phase = .open
             }
             sendCredit = s.sendCredit
             bufferedSendBytes = s.sendBuffer.count

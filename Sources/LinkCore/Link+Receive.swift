@@ -140,9 +140,9 @@ extension Link {
         if hello.needsReply || hello.echo != session { helloReplyOwed = true }
         if firstContact {
             // Streams opened before the handshake get the peer's initial credit now.
-            for id in streams.keys {
-                streams[id]!.sendCredit += peerInitialWindow
-                markActive(id)
+            for id in Array(streams.ids) {
+                streams[id]!.peerWindowKnown(peerInitialWindow)
+                streams.markActive(id)
             }
         }
         if isEstablished && !wasEstablished {
@@ -159,13 +159,8 @@ extension Link {
     mutating func resetSession(reason: ResetReason, now: LinkTime) {
         // A frame being streamed must still be completed on the line; it belongs to the old session.
         closeOpenFrame(now: now)
-        for id in streams.keys.sorted() {
-            removeStream(id)
-            events.append(.streamReset(id, reason))
-        }
+        for id in streams.removeAll() { events.append(.streamReset(id, reason)) }
         control.removeAll()
-        newStreams.removeAll()
-        oldStreams.removeAll()
         withheldGrants.removeAll()
         outstanding.removeAll()
         outOfOrder.removeAll()
@@ -339,13 +334,29 @@ extension Link {
         }
     }
 
-    /// Hands a stream's received bytes to the application, within the window (checked by the caller).
-    mutating func accept(_ bytes: [UInt8], on id: StreamID, _ s: inout StreamState) {
-        s.receiveRemaining -= bytes.count
-        s.unconsumed += bytes.count
-        streams[id] = s
-        totalUnconsumed += bytes.count
+    /// Hands a stream's received bytes to the application if its window lets them in.
+    mutating func deliverData(_ bytes: [UInt8], on id: StreamID) {
+        guard settle(streams.received(bytes.count, on: id), on: id) else { return }
         events.append(.received(id, bytes))
+    }
+
+    /// Acts on what a stream's state machine decided about a message from the peer; true if
+    /// the message is to be applied.
+    mutating func settle(_ verdict: PeerMessageVerdict, on id: StreamID) -> Bool {
+        switch verdict {
+        case .applied:
+            return true
+        case .ignored:
+            return false
+        case .violation(let what):
+            violation(what)
+            abortStream(id, .protocolViolation)
+            return false
+        case .creditExceeded:
+            statistics.creditViolations += 1
+            abortStream(id, .creditExceeded)
+            return false
+        }
     }
 
     mutating func violation(_ what: String) {
@@ -375,7 +386,7 @@ extension Link {
                 violation("OPEN for \(id) from our half of the ID space")
                 return
             }
-            guard streams[id] == nil else {
+            guard !streams.contains(id) else {
                 violation("OPEN for \(id), which is in use")
                 return
             }
@@ -384,80 +395,59 @@ extension Link {
                 control.append(.refuse(id, .tooManyStreams))
                 return
             }
-            streams[id] = StreamState(id: id, locallyInitiated: false, phase: .awaitingAccept,
-                                      sendCredit: peerInitialWindow, receiveWindow: configuration.initialWindow)
+            streams.insert(StreamState(openedByPeer: id, peerWindow: peerInitialWindow,
+                                       receiveWindow: configuration.initialWindow))
             events.append(.streamOpened(id, target: target))
 
         case .openOK(let id):
-            guard let s = streams[id], s.locallyInitiated, case .opening = s.phase else { return }
-            streams[id]!.phase = .open
+            // Unknown: this end reset the stream while the answer was on its way.
+            guard streams.contains(id), settle(streams[id]!.peerAccepted(), on: id) else { return }
             events.append(.openAccepted(id))
 
         case .openRefused(let id, let reason):
-            guard let s = streams[id], s.locallyInitiated, case .opening = s.phase else { return }
+            guard let s = streams[id], settle(s.peerRefused(), on: id) else { return }
             removeStream(id)
             events.append(.openRefused(id, reason))
 
         case .data(let id, let bytes):
             statistics.payloadBytesReceived += bytes.count
-            guard var s = streams[id], !s.finReceived else {
+            guard streams.contains(id) else {
                 // A stream this end reset or refused: the peer sent before it knew. Not an error.
                 statistics.discardedBytes += bytes.count
                 return
             }
-            guard bytes.count <= s.receiveRemaining else {
-                statistics.creditViolations += 1
-                abortStream(id, .creditExceeded)
-                return
-            }
-            accept(Array(bytes), on: id, &s)
+            deliverData(Array(bytes), on: id)
 
         case .compressedData(let id, let bytes):
             guard configuration.compression != .off else {
                 // Ignoring it would leave a hole in the stream's bytes: the stream ends here.
                 violation("DATA-COMPRESSED for \(id), but this end offered no compression")
-                if streams[id] != nil { abortStream(id, .protocolViolation) }
+                if streams.contains(id) { abortStream(id, .protocolViolation) }
                 return
             }
-            guard var s = streams[id], !s.finReceived else {
+            guard let s = streams[id] else {
                 statistics.discardedBytes += bytes.count
                 return
             }
-            guard let plain = inflate(id, &s, bytes) else { return }
+            guard settle(s.peerMayCompress(), on: id), let plain = inflate(id, bytes) else { return }
             statistics.payloadBytesReceived += plain.count
             // A flush marker alone, or the first part of a block, may give nothing yet.
-            if plain.isEmpty {
-                streams[id] = s
-                return
-            }
-            accept(plain, on: id, &s)
+            guard !plain.isEmpty else { return }
+            deliverData(plain, on: id)
 
         case .fin(let id):
-            guard var s = streams[id] else { return }
-            releaseDecompressor(&s)
-            s.finReceived = true
-            streams[id] = s
+            guard streams.contains(id), settle(streams.peerFinished(id), on: id) else { return }
             events.append(.remoteFinished(id))
             closeIfDone(id)
 
         case .reset(let id, let reason):
-            guard streams[id] != nil else { return }
+            guard streams.contains(id) else { return }
             removeStream(id)
             events.append(.streamReset(id, reason))
 
         case .credit(let id, let increment):
-            guard var s = streams[id] else { return }
-            let (sum, overflow) = s.sendCredit.addingReportingOverflow(Int(increment))
-            guard !overflow, sum <= Int(Int32.max) else {
-                statistics.protocolViolations += 1
-                removeStream(id)
-                control.append(.reset(id, .protocolViolation))
-                events.append(.streamReset(id, .protocolViolation))
-                return
-            }
-            s.sendCredit = sum
-            streams[id] = s
-            markActive(id)
+            guard streams.contains(id), settle(streams[id]!.peerGranted(increment), on: id) else { return }
+            streams.markActive(id)
 
         case .listen(let id, let bind, let port, let target):
             guard !peerListens.contains(id) else {

@@ -18,8 +18,7 @@ extension Link {
     public mutating func pollTransmit(into buffer: inout [UInt8], maxBytes: Int, now: LinkTime) -> Int {
         guard maxBytes > 0 else { return 0 }
         while committedCount < maxBytes {
-            produceBudget = maxBytes - committedCount
-            if !produce(now: now) { break }
+            if !produce(budget: maxBytes - committedCount, now: now) { break }
         }
         let n = min(maxBytes, committedCount)
         guard n > 0 else { return 0 }
@@ -44,10 +43,12 @@ extension Link {
         }
     }
 
-    /// Adds one unit of output: a block of the open frame, a whole frame, or nothing.
-    mutating func produce(now: LinkTime) -> Bool {
+    /// Adds one unit of output: a block of the open frame, a whole frame, or nothing. `budget`
+    /// is how many bytes the current `pollTransmit` still wants: an unpaced line takes large
+    /// chunks, a paced one a COBS block at a time.
+    mutating func produce(budget: Int, now: LinkTime) -> Bool {
         if openFrame != nil {
-            if !urgentWorkPending && appendToOpenFrame(now: now) { return true }
+            if !urgentWorkPending && appendToOpenFrame(budget: budget, now: now) { return true }
             closeOpenFrame(now: now)
             return true
         }
@@ -83,7 +84,7 @@ extension Link {
     var hasSequencedWork: Bool {
         mutating get {
             dropStaleControl()
-            return !control.isEmpty || nextStreamWithWork() != nil
+            return !control.isEmpty || streams.nextWithWork() != nil
         }
     }
 
@@ -160,11 +161,11 @@ extension Link {
 
     /// Appends the next message (or the next block of a DATA-TAIL) to the open frame.
     /// Returns false when the frame should be closed.
-    mutating func appendToOpenFrame(now: LinkTime) -> Bool {
+    mutating func appendToOpenFrame(budget: Int, now: LinkTime) -> Bool {
         // Scalars only: a copy of the open frame would share its body's storage, and the next
         // append would then duplicate the body (copy-on-write).
         guard let target = openFrame?.target, let bodyCount = openFrame?.body.count else { return false }
-        if let tail = openFrame!.tailStream { return continueTail(tail) }
+        if let tail = openFrame!.tailStream { return continueTail(tail, budget: budget) }
         var room = target - bodyCount
         if let start = openFrame!.suffixStart {
             // The suffix is at most 255 bytes, and its length byte follows it.
@@ -186,25 +187,25 @@ extension Link {
             }
             return true
         }
-        guard let id = nextStreamWithWork() else { return false }
-        return serve(id, room: room, now: now)
+        guard let id = streams.nextWithWork() else { return false }
+        return serve(id, room: room, budget: budget, now: now)
     }
 
     /// The message for a queued control item, or nil if it no longer applies.
     func controlMessage(_ item: ControlItem) -> Message? {
         switch item {
         case .open(let id):
-            guard let s = streams[id], case .opening(let target) = s.phase else { return nil }
+            guard let target = streams[id]?.queuedOpenTarget else { return nil }
             return .open(id, target: target)
         case .openOK(let id):
-            return streams[id] == nil ? nil : .openOK(id)
+            return streams[id]?.opening == .acceptQueued ? .openOK(id) : nil
         case .refuse(let id, let reason):
             return .openRefused(id, reason)
         case .reset(let id, let reason):
             return .reset(id, reason)
         case .credit(let id):
-            guard let s = streams[id], s.pendingGrant > 0 else { return nil }
-            return .credit(id, UInt32(min(s.pendingGrant, Int(UInt32.max))))
+            guard let increment = streams[id]?.receiveWindow?.increment else { return nil }
+            return .credit(id, increment)
         case .listen(let id, let bind, let port, let target):
             return ourListens[id] == nil ? nil : .listen(id, bind: bind, port: port, target: target)
         case .listenOK(let id, let port):
@@ -219,55 +220,51 @@ extension Link {
     mutating func afterControlSent(_ item: ControlItem) {
         switch item {
         case .open(let id), .openOK(let id):
-            streams[id]?.openEmitted = true
-            markActive(id)
+            streams[id]?.openOrAcceptEmitted()
+            streams.markActive(id)
         case .credit(let id):
-            guard var s = streams[id] else { return }
-            s.receiveRemaining += s.pendingGrant
-            s.pendingGrant = 0
-            s.creditQueued = false
-            streams[id] = s
+            guard let increment = streams[id]?.receiveWindow?.increment else { return }
+            streams[id]!.grantEmitted(increment)
         case .refuse, .reset, .listen, .listenOK, .listenRefused, .unlisten:
             break
         }
     }
 
     /// Sends one DRR turn of stream `id` into the open frame (§8.1).
-    mutating func serve(_ id: StreamID, room: Int, now: LinkTime) -> Bool {
-        var s = streams[id]!
-        let sparse = newStreams.first == id
+    mutating func serve(_ id: StreamID, room: Int, budget: Int, now: LinkTime) -> Bool {
+        let sparse = streams.firstNew == id
         if sparse {
             openFrame!.latencySensitive = true
         } else if openFrame!.latencySensitive {
             return false
         }
-        if s.sendBuffer.isEmpty && s.compression.pendingCount == 0 {
+        if streams[id]!.sendBuffer.isEmpty && streams[id]!.compression.pendingCount == 0 {
             // Only FIN is left.
             guard room >= 3 || openFrame!.body.isEmpty else { return false }
             var fin: [UInt8] = []
             Message.fin(id).encode(into: &fin)
             appendRaw(fin)
-            s.finSent = true
-            releaseCompressor(&s)
-            streams[id] = s
-            leaveRounds(id)
+            streams.finEmitted(id)
+            streams.leaveRounds(id)
             closeIfDone(id)
             return true
         }
-        if s.deficit <= 0 { s.deficit = configuration.quantum }
+        if streams[id]!.deficit <= 0 { streams[id]!.deficit = configuration.quantum }
         let fit = room - 5
         guard fit > 0 else { return false }
-        let compressed = nextDataIsCompressed(id, &s, continuing: false)
-        let plainAvailable = min(s.sendBuffer.count, s.sendCredit)
-        let available = compressed ? s.compression.pendingCount : plainAvailable
-        let alone = newStreams.count + oldStreams.count == 1 && control.isEmpty
+        let compressed = nextDataIsCompressed(id, continuing: false)
+        // Scalars, not a copy of the state: a copy would share the send buffer's storage, and
+        // taking from the buffer would then duplicate it.
+        let plainAvailable = streams[id]!.plainSendable
+        let pendingCompressed = streams[id]!.compression.pendingCount
+        let available = compressed ? pendingCompressed : plainAvailable
+        let alone = streams.competing == 1 && control.isEmpty
         if alone && openFrame!.body.isEmpty && available + (compressed ? plainAvailable : 0) > 2 * configuration.quantum
             && room > 64 {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
-            streams[id] = s
             // Stuffed while someone types, on a paced line (§8.3).
-            let stuffed = isInteractive(at: now) && peerAcceptsStuffedTails && produceBudget <= 1024
+            let stuffed = isInteractive(at: now) && peerAcceptsStuffedTails && budget <= 1024
             let type: Wire.MessageType = switch (compressed, stuffed) {
             case (false, false): .dataTail
             case (true, false): .dataCompressedTail
@@ -281,9 +278,9 @@ extension Link {
             openFrame!.tailStart = openFrame!.body.count
             openFrame!.tailCompressed = compressed
             openFrame!.tailStuffed = stuffed
-            return continueTail(id)
+            return continueTail(id, budget: budget)
         }
-        var n = min(s.deficit, available, fit, Wire.maxDataMessage)
+        var n = min(streams[id]!.deficit, available, fit, Wire.maxDataMessage)
         // Among many streams, one with little waiting sends it in two turns, not one (§8.1):
         // otherwise a thousand short downloads finish one after the other, the first in
         // milliseconds and the last after the whole line time, and the slowest has a
@@ -292,8 +289,8 @@ extension Link {
         var split = false
         // Short means little buffered in all, not little compressed output waiting or little
         // credit left: a compressed bulk stream keeps its whole quantum.
-        let waiting = s.compression.pendingCount + s.sendBuffer.count
-        if newStreams.count + oldStreams.count > Self.manyStreams && waiting < 2 * configuration.quantum {
+        let waiting = pendingCompressed + streams[id]!.sendBuffer.count
+        if streams.competing > Self.manyStreams && waiting < 2 * configuration.quantum {
             let half = max(Self.smallestTurn, (available + 1) / 2)
             if half < n {
                 n = half
@@ -306,25 +303,24 @@ extension Link {
         var bytes: [UInt8] = [(compressed ? Wire.MessageType.dataCompressed : .data).rawValue]
         bytes.appendBE(id.rawValue)
         bytes.appendBE(UInt16(n))
-        takeData(n, of: id, &s, compressed: compressed, appendingTo: &bytes)
-        s.deficit -= n
-        if sparse && n <= Self.interactiveBurst && s.sendBuffer.isEmpty {
+        takeData(n, of: id, compressed: compressed, appendingTo: &bytes)
+        streams[id]!.deficit -= n
+        let drained = streams[id]!.sendBuffer.isEmpty
+        if sparse && n <= Self.interactiveBurst && drained {
             interactiveUntil = now + Self.interactiveHold
         }
         var finToo = false
-        if s.sendBuffer.isEmpty && s.compression.pendingCount == 0 && s.finQueued && room - 5 - n >= 3 {
+        if drained && streams[id]!.compression.pendingCount == 0 && streams[id]!.finQueued && room - 5 - n >= 3 {
             Message.fin(id).encode(into: &bytes)
-            s.finSent = true
-            releaseCompressor(&s)
+            streams.finEmitted(id)
             finToo = true
         }
-        streams[id] = s
         appendRaw(bytes)
         notifyWritableIfRoom(id)
-        if !s.hasSendableWork {
-            leaveRounds(id)
-        } else if s.deficit <= 0 || split {
-            rotate(id)
+        if !streams[id]!.hasSendableWork {
+            streams.leaveRounds(id)
+        } else if streams[id]!.deficit <= 0 || split {
+            streams.rotate(id)
         }
         if finToo { closeIfDone(id) }
         return true
@@ -332,9 +328,9 @@ extension Link {
 
     /// Adds the next block's worth of DATA-TAIL bytes, ending on a COBS block boundary so the
     /// frame can be closed right after without holding anything back.
-    mutating func continueTail(_ id: StreamID) -> Bool {
-        guard let target = openFrame?.target, let bodyCount = openFrame?.body.count, var s = streams[id] else { return false }
-        let otherWork = !control.isEmpty || newStreams.count + oldStreams.count > 1 || pingDue || pongOwed != nil
+    mutating func continueTail(_ id: StreamID, budget: Int) -> Bool {
+        guard let target = openFrame?.target, let bodyCount = openFrame?.body.count, streams.contains(id) else { return false }
+        let otherWork = !control.isEmpty || streams.competing > 1 || pingDue || pongOwed != nil
         // Other work ends the tail, but not before its first byte: an empty tail is malformed.
         if otherWork && bodyCount > openFrame!.tailStart { return beginSuffix() }
         let room = target - bodyCount
@@ -342,16 +338,10 @@ extension Link {
         let tailCompressed = openFrame!.tailCompressed
         // A compressed tail refills from the send buffer as it goes; a plain one ends where the
         // stream would rather compress, so that the next frame can.
-        let compressed = nextDataIsCompressed(id, &s, continuing: tailCompressed)
-        guard compressed == tailCompressed else {
-            streams[id] = s
-            return false
-        }
-        let available = compressed ? s.compression.pendingCount : min(s.sendBuffer.count, s.sendCredit)
-        guard available > 0 else {
-            streams[id] = s
-            return false
-        }
+        let compressed = nextDataIsCompressed(id, continuing: tailCompressed)
+        guard compressed == tailCompressed else { return false }
+        let available = compressed ? streams[id]!.compression.pendingCount : streams[id]!.plainSendable
+        guard available > 0 else { return false }
         let stuffed = openFrame!.tailStuffed
         var n: Int
         if stuffed {
@@ -359,29 +349,21 @@ extension Link {
             // bytes, each handed to the line whole (§5.2). Room is kept for a marker and the
             // suffix length.
             n = min(available, room - 2, Wire.stuffingRun - openFrame!.stuffRun, 254 - encoder.blockLength)
-            guard n > 0 else {
-                streams[id] = s
-                return false
-            }
-            let zero = compressed ? s.compression.deflater!.pending.offsetOfFirstZero(in: n)
-                : s.sendBuffer.offsetOfFirstZero(in: n)
-            if let z = zero { n = z + 1 }
-        } else if produceBudget > 1024 {
+            guard n > 0 else { return false }
+            if let z = offsetOfFirstZero(in: n, of: id, compressed: compressed) { n = z + 1 }
+        } else if budget > 1024 {
             // Unpaced line, lots wanted: append a large chunk at once. The last partial block
             // waits for the next chunk or the frame's end.
-            n = min(available, room, produceBudget)
+            n = min(available, room, budget)
         } else {
             // Paced line: exactly up to the end of the current COBS block, so that everything
             // appended can be handed to the line at once and nothing is held back (§8.3).
             n = min(available, room, 254 - encoder.blockLength)
-            let zero = compressed ? s.compression.deflater!.pending.offsetOfFirstZero(in: n)
-                : s.sendBuffer.offsetOfFirstZero(in: n)
-            if let z = zero { n = z + 1 }
+            if let z = offsetOfFirstZero(in: n, of: id, compressed: compressed) { n = z + 1 }
         }
         var chunk: [UInt8] = []
         chunk.reserveCapacity(n)
-        takeData(n, of: id, &s, compressed: compressed, appendingTo: &chunk)
-        streams[id] = s
+        takeData(n, of: id, compressed: compressed, appendingTo: &chunk)
         appendRaw(chunk)
         if stuffed {
             if chunk.last == 0 {
@@ -395,21 +377,25 @@ extension Link {
             }
         }
         notifyWritableIfRoom(id)
-        if !s.hasSendableWork { leaveRounds(id) }
+        if !streams[id]!.hasSendableWork { streams.leaveRounds(id) }
         return true
+    }
+
+    /// Where the first zero byte is among the next `n` bytes stream `id` would send.
+    func offsetOfFirstZero(in n: Int, of id: StreamID, compressed: Bool) -> Int? {
+        compressed ? streams[id]!.compression.deflater!.pending.offsetOfFirstZero(in: n)
+            : streams[id]!.sendBuffer.offsetOfFirstZero(in: n)
     }
 
     /// Takes `n` bytes of stream `id` for a DATA message or tail: from its compressor's output,
     /// whose credit is spent already, or plain from its send buffer, spending credit.
-    mutating func takeData(_ n: Int, of id: StreamID, _ s: inout StreamState, compressed: Bool,
-                           appendingTo out: inout [UInt8]) {
+    mutating func takeData(_ n: Int, of id: StreamID, compressed: Bool, appendingTo out: inout [UInt8]) {
         if compressed {
-            s.compression.deflater!.pending.take(n, appendingTo: &out)
+            streams[id]!.compression.deflater!.pending.take(n, appendingTo: &out)
         } else {
-            withSendBuffer(id, of: &s) { $0.take(n, appendingTo: &out) }
-            s.sendCredit -= n
+            streams.takePlain(n, of: id, appendingTo: &out)
             statistics.payloadBytesSent += n
-            notePlainSent(n, &s)
+            notePlainSent(n, on: id)
         }
     }
 
@@ -421,7 +407,7 @@ extension Link {
         guard let frame = openFrame, frame.tailStuffed, frame.suffixStart == nil, !pingDue, pongOwed == nil else {
             return false
         }
-        let sparse = newStreams.first.map { $0 != frame.tailStream } ?? false
+        let sparse = streams.firstNew.map { $0 != frame.tailStream } ?? false
         guard !control.isEmpty || sparse, frame.target - frame.body.count > 16 else { return false }
         openFrame!.tailStream = nil
         openFrame!.suffixStart = frame.body.count
@@ -434,42 +420,10 @@ extension Link {
         events.append(.writable(id))
     }
 
-    /// The stream at the head of the rounds that really has work; stale entries are dropped.
-    /// New (previously idle) streams go first, so a keystroke does not wait a whole round.
-    mutating func nextStreamWithWork() -> StreamID? {
-        while let id = newStreams.first {
-            if let s = streams[id], s.inActiveList, s.hasSendableWork { return id }
-            _ = newStreams.popFirst()
-            streams[id]?.inActiveList = false
-        }
-        while let id = oldStreams.first {
-            if let s = streams[id], s.inActiveList, s.hasSendableWork { return id }
-            _ = oldStreams.popFirst()
-            streams[id]?.inActiveList = false
-        }
-        return nil
-    }
-
-    /// Moves the head stream to the back of the round-robin, its turn used up.
-    mutating func rotate(_ id: StreamID) {
-        if newStreams.first == id { _ = newStreams.popFirst() } else if oldStreams.first == id { _ = oldStreams.popFirst() }
-        streams[id]?.deficit = 0
-        oldStreams.append(id)
-    }
-
-    /// Takes the head stream out of the rounds: it has nothing to send.
-    mutating func leaveRounds(_ id: StreamID) {
-        if newStreams.first == id { _ = newStreams.popFirst() } else if oldStreams.first == id { _ = oldStreams.popFirst() }
-        streams[id]?.inActiveList = false
-        streams[id]?.deficit = 0
-    }
-
     mutating func closeOpenFrame(now: LinkTime) {
         guard var frame = openFrame else { return }
         openFrame = nil
-        if let tail = frame.tailStream, streams[tail]?.hasSendableWork == true, streams[tail]?.inActiveList == false {
-            markActive(tail)
-        }
+        if let tail = frame.tailStream { streams.markActive(tail) }
         if frame.tailStuffed {
             statistics.stuffedFramesSent += 1
             if frame.suffixStart != nil { statistics.suffixedFramesSent += 1 }

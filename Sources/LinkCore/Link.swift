@@ -48,8 +48,6 @@ public struct Link: Sendable {
     var outStart = 0
     var encoder = COBSEncoder()
     var openFrame: OpenFrame?
-    /// Bytes the current `pollTransmit` still wants; lets an unpaced line take large chunks.
-    var produceBudget = 0
     /// The body size the last frame aimed at (§8.2): the send window counts four of them.
     /// Kept here, not read back from `statistics`, which is output only.
     var lastFrameTarget: Int
@@ -85,14 +83,10 @@ public struct Link: Sendable {
     var ackUrgent = false
 
     // MARK: Streams (§5–8)
-    var streams: [StreamID: StreamState] = [:]
+    /// The streams and the rounds that schedule them, mutated in place.
+    var streams = StreamTable()
     var nextLocalStreamID: UInt16
     var control = FIFO<ControlItem>()
-    /// Streams that turned active after being idle: served first (sparse-flow priority).
-    var newStreams = FIFO<StreamID>()
-    /// Streams with sustained work, served round-robin.
-    var oldStreams = FIFO<StreamID>()
-    var totalUnconsumed = 0
     var withheldGrants: [StreamID] = []
 
     // MARK: Remote listeners (§5.6)
@@ -109,9 +103,6 @@ public struct Link: Sendable {
     // Compression (§5.7)
     /// What the peer's HELLO offers to receive, if anything this end can use.
     var peerCompression: Compression.Offer?
-    /// Streams of ours holding a compressor, and of the peer's holding our decompressor.
-    var liveCompressors = 0
-    var liveDecompressors = 0
 
     var events = FIFO<LinkEvent>()
 
@@ -305,11 +296,11 @@ extension Link {
     }
 
     /// Bytes of data received and not yet consumed by the application, across all streams.
-    public var bufferedReceiveBytes: Int { totalUnconsumed }
+    public var bufferedReceiveBytes: Int { streams.totalUnconsumed }
 
     /// Bytes held by the core for sending: stream buffers plus unacknowledged frames.
     public var bufferedSendBytes: Int {
-        streams.values.reduce(0) { $0 + $1.sendBuffer.count } + outstanding.reduce(0) { $0 + $1.body.count }
+        streams.states.reduce(0) { $0 + $1.sendBuffer.count } + outstanding.reduce(0) { $0 + $1.body.count }
     }
 
     /// Bytes the application may still queue on `id` without being pushed back.
@@ -321,6 +312,6 @@ extension Link {
     /// Whether nothing is waiting to be sent or acknowledged.
     public var isQuiescent: Bool {
         outstanding.isEmpty && control.isEmpty && openFrame == nil && outStart == out.count
-            && streams.values.allSatisfy { $0.sendBuffer.isEmpty && (!$0.finQueued || $0.finSent) }
+            && streams.states.allSatisfy { $0.sendBuffer.isEmpty && (!$0.finQueued || $0.finSent) }
     }
 }

@@ -1,83 +1,330 @@
-/// One stream's state: lifecycle, send buffer and credit in each direction (docs/protocol.md §5–6).
-struct StreamState: Sendable {
-    /// Where the stream is in its opening handshake.
-    enum Phase: Equatable, Sendable {
-        /// This end sent (or will send) OPEN and waits for OPEN-OK. Data may already flow (§5.3).
-        case opening(target: String)
-        /// The peer opened it; the application has not accepted or refused yet.
-        case awaitingAccept
-        /// Accepted by both ends.
-        case open
-    }
+// MARK: - One stream's state (docs/protocol.md §5–6)
 
+/// Where a stream is in its opening handshake (§5.3).
+enum Opening: Sendable, Equatable {
+    /// This end opened it and its OPEN waits for a frame: the peer knows nothing of it yet.
+    case openQueued(target: String)
+    /// Our OPEN is in a frame and neither OPEN-OK nor OPEN-REFUSED has come. Data may follow
+    /// the OPEN already.
+    case openSent
+    /// The peer opened it; the application has not accepted or refused it yet.
+    case awaitingAccept
+    /// Accepted here; the OPEN-OK waits for a frame, and our data waits behind it.
+    case acceptQueued
+    /// Open at both ends.
+    case open
+}
+
+/// This end's sending direction.
+enum Outbound: Sendable, Equatable {
+    /// The application may queue more; the window is the peer's credit.
+    case sending(SendWindow)
+    /// The application finished: FIN goes once the buffer has drained.
+    case finishing(SendWindow)
+    /// FIN is in a frame; nothing more is sent on the stream.
+    case finished
+
+    var window: SendWindow? {
+        switch self {
+        case .sending(let w), .finishing(let w): return w
+        case .finished: return nil
+        }
+    }
+}
+
+/// The peer's sending direction.
+enum Inbound: Sendable {
+    /// Data may come within the window; the decompressor exists once compressed data came (§5.7).
+    case receiving(ReceiveWindow, inflater: StreamInflater?)
+    /// The peer's FIN came. `unconsumed` of what it sent before are not consumed yet.
+    case finished(unconsumed: Int)
+
+    var unconsumed: Int {
+        switch self {
+        case .receiving(let w, _): return w.unconsumed
+        case .finished(let n): return n
+        }
+    }
+}
+
+/// What a stream message from the peer means for the stream it names (§5). Decided in one
+/// place, `StreamState`'s `peer…` methods, so that a message out of order is a violation and one
+/// that merely crossed a RESET or a refusal is dropped without fuss.
+enum PeerMessageVerdict: Sendable, Equatable {
+    /// Applied to the stream.
+    case applied
+    /// Harmless and ignored: it crossed something this end sent.
+    case ignored
+    /// The peer broke the protocol on this stream: it is reset.
+    case violation(String)
+    /// More data than the credit this end granted: the stream is reset (`.creditExceeded`).
+    case creditExceeded
+}
+
+/// One stream's state: lifecycle, send buffer and credit in each direction (§5–6).
+struct StreamState: Sendable {
     let id: StreamID
     let locallyInitiated: Bool
-    var phase: Phase
-    /// Our OPEN (or OPEN-OK) is in a frame, so DATA and FIN may follow it.
-    var openEmitted = false
+    private(set) var opening: Opening
+    private(set) var outbound: Outbound
+    private(set) var inbound: Inbound
 
-    // MARK: Sending
+    /// Queued by the application, not yet in a frame. Mutated in place through the stream table,
+    /// never through a copy of the state (which would copy the buffer).
     var sendBuffer = ByteQueue()
-    /// Bytes the peer still lets us send (its credit).
-    var sendCredit: Int
-    /// The application finished its side; FIN goes out after the buffer drains.
-    var finQueued = false
-    var finSent = false
-    /// `send` refused bytes; tell the application when there is room again.
-    var sendBlocked = false
     /// Plain or through a compressor, and the compressed bytes waiting (§5.7).
     var compression = SendCompression.eligible
 
-    // MARK: Receiving
-    /// Bytes the peer may still send before exceeding the credit we granted.
-    var receiveRemaining: Int
-    /// Delivered to the application but not yet reported consumed.
-    var unconsumed = 0
-    /// Consumed but not yet granted back to the peer.
-    var pendingGrant = 0
-    var finReceived = false
-    /// The decompressor of the peer's compressed data, from its first DATA-COMPRESSED to its FIN.
-    var inflater: StreamInflater?
-
-    // MARK: Scheduling
+    // Scheduling hints, owned by the stream table (§8.1).
+    /// `send` refused bytes; tell the application when there is room again.
+    var sendBlocked = false
     var inActiveList = false
     var deficit = 0
     var creditQueued = false
 
-    init(id: StreamID, locallyInitiated: Bool, phase: Phase, sendCredit: Int, receiveWindow: Int) {
+    /// A stream this end opens, to `target`.
+    init(opening id: StreamID, target: String, peerWindow: Int, receiveWindow: Int) {
         self.id = id
-        self.locallyInitiated = locallyInitiated
-        self.phase = phase
-        self.sendCredit = sendCredit
-        self.receiveRemaining = receiveWindow
+        locallyInitiated = true
+        opening = .openQueued(target: target)
+        outbound = .sending(SendWindow(credit: peerWindow))
+        inbound = .receiving(ReceiveWindow(size: receiveWindow), inflater: nil)
     }
 
-    /// The peer has heard of this stream, or will from a frame already built: it opened it, or
-    /// our OPEN is in a frame. A stream of ours still waiting for its OPEN to go out is not.
-    var peerKnowsOf: Bool { !locallyInitiated || openEmitted }
+    /// A stream the peer opened.
+    init(openedByPeer id: StreamID, peerWindow: Int, receiveWindow: Int) {
+        self.id = id
+        locallyInitiated = false
+        opening = .awaitingAccept
+        outbound = .sending(SendWindow(credit: peerWindow))
+        inbound = .receiving(ReceiveWindow(size: receiveWindow), inflater: nil)
+    }
+
+    // MARK: Derived
+
+    /// The peer has heard of this stream, or will from a frame already built.
+    var peerKnowsOf: Bool {
+        if case .openQueued = opening { return false }
+        return true
+    }
+
+    /// Our OPEN or OPEN-OK is in a frame, so DATA and FIN may follow it.
+    var openEmitted: Bool { opening == .openSent || opening == .open }
+
+    /// The OPEN this stream still has to send, if it waits for one.
+    var queuedOpenTarget: String? {
+        if case .openQueued(let target) = opening { return target }
+        return nil
+    }
+
+    var sendCredit: Int { outbound.window?.credit ?? 0 }
+    /// Plain bytes that may go now: buffered, and within the peer's credit.
+    var plainSendable: Int { min(sendBuffer.count, sendCredit) }
+    var finQueued: Bool {
+        if case .sending = outbound { return false }
+        return true
+    }
+    var finSent: Bool { outbound == .finished }
+    var finReceived: Bool {
+        if case .finished = inbound { return true }
+        return false
+    }
+    var receiveWindow: ReceiveWindow? {
+        if case .receiving(let w, _) = inbound { return w }
+        return nil
+    }
+    var inflater: StreamInflater? {
+        if case .receiving(_, let z) = inbound { return z }
+        return nil
+    }
+    var unconsumed: Int { inbound.unconsumed }
+
+    /// Both directions ended with FIN.
+    var isDone: Bool { finSent && finReceived }
 
     /// Something DATA or FIN can be sent for right now.
     var hasSendableWork: Bool {
-        guard openEmitted, !finSent else { return false }
+        guard openEmitted, let window = outbound.window else { return false }
         // Compressed bytes have had their credit already.
         if compression.pendingCount > 0 { return true }
-        if !sendBuffer.isEmpty { return sendCredit > 0 }
+        if !sendBuffer.isEmpty { return window.credit > 0 }
         return finQueued
     }
-}
 
-extension Link {
-    /// Runs `body` on the send buffer of `s`, the working copy of stream `id`'s state, without
-    /// copying the buffer. The copy shares the buffer's storage with the entry in `streams`, so
-    /// mutating it through the copy would first duplicate the whole buffer (copy-on-write) — on
-    /// every `send` and every drained queue. The entry's reference is dropped for the duration;
-    /// the caller writes `s` back before anything reads the entry's buffer again.
-    mutating func withSendBuffer<R>(_ id: StreamID, of s: inout StreamState, _ body: (inout ByteQueue) -> R) -> R {
-        var buffer = ByteQueue()
-        swap(&buffer, &s.sendBuffer)
-        streams[id]?.sendBuffer = ByteQueue()
-        let result = body(&buffer)
-        s.sendBuffer = buffer
-        return result
+    // MARK: Events from the application
+
+    /// The application accepted the peer's stream.
+    mutating func accepted() -> Bool {
+        guard opening == .awaitingAccept else { return false }
+        opening = .acceptQueued
+        return true
     }
+
+    /// The application finished its direction. False if it already had.
+    mutating func finish() -> Bool {
+        guard case .sending(let w) = outbound else { return false }
+        outbound = .finishing(w)
+        return true
+    }
+
+    // MARK: Events from the frame builder
+
+    /// Our OPEN or OPEN-OK went into a frame.
+    mutating func openOrAcceptEmitted() {
+        switch opening {
+        case .openQueued: opening = .openSent
+        case .acceptQueued: opening = .open
+        case .openSent, .awaitingAccept, .open: break
+        }
+    }
+
+    /// `n` plain bytes went into DATA, or into the compressor.
+    mutating func spendCredit(_ n: Int) {
+        switch outbound {
+        case .sending(var w):
+            w.spend(n)
+            outbound = .sending(w)
+        case .finishing(var w):
+            w.spend(n)
+            outbound = .finishing(w)
+        case .finished:
+            preconditionFailure("data taken after FIN")
+        }
+    }
+
+    /// Our FIN went into a frame.
+    mutating func finEmitted() {
+        precondition(finQueued && !finSent, "FIN emitted out of turn")
+        outbound = .finished
+    }
+
+    /// A CREDIT of ours went into a frame, carrying `increment`.
+    mutating func grantEmitted(_ increment: UInt32) {
+        creditQueued = false
+        guard case .receiving(var w, let z) = inbound else { return }
+        w.granted(increment)
+        inbound = .receiving(w, inflater: z)
+    }
+
+    // MARK: Events from the peer (§5)
+
+    /// OPEN-OK: the peer accepted a stream we opened.
+    mutating func peerAccepted() -> PeerMessageVerdict {
+        switch opening {
+        case .openSent:
+            opening = .open
+            return .applied
+        case .openQueued:
+            return .violation("OPEN-OK for \(id) before its OPEN was sent")
+        case .awaitingAccept, .acceptQueued, .open:
+            return .violation(locallyInitiated ? "a second OPEN-OK for \(id)" : "OPEN-OK for \(id), which the peer opened")
+        }
+    }
+
+    /// OPEN-REFUSED: the peer refused a stream we opened. `.applied` means the stream is gone.
+    func peerRefused() -> PeerMessageVerdict {
+        switch opening {
+        case .openSent: return .applied
+        case .openQueued: return .violation("OPEN-REFUSED for \(id) before its OPEN was sent")
+        case .awaitingAccept, .acceptQueued, .open: return .violation("OPEN-REFUSED for \(id), which is open")
+        }
+    }
+
+    /// Whether the peer may send on this stream now: it opened it, or it accepted ours.
+    private var peerMaySend: PeerMessageVerdict {
+        switch opening {
+        case .awaitingAccept, .acceptQueued, .open: return .applied
+        case .openQueued, .openSent: return .violation("data or FIN for \(id) before the peer accepted it")
+        }
+    }
+
+    /// DATA (or the plain size of DATA-COMPRESSED) of `n` bytes.
+    mutating func peerData(_ n: Int) -> PeerMessageVerdict {
+        guard case .applied = peerMaySend else { return peerMaySend }
+        switch inbound {
+        case .receiving(var w, let z):
+            guard w.receive(n) else { return .creditExceeded }
+            inbound = .receiving(w, inflater: z)
+            return .applied
+        case .finished:
+            return .violation("data for \(id) after the peer's FIN")
+        }
+    }
+
+    /// Whether DATA-COMPRESSED may arrive now: the peer may send, and its direction is open.
+    /// Checked before inflating; `peerData` then checks the plain bytes against the window.
+    func peerMayCompress() -> PeerMessageVerdict {
+        guard case .applied = peerMaySend else { return peerMaySend }
+        if finReceived { return .violation("data for \(id) after the peer's FIN") }
+        return .applied
+    }
+
+    /// Gives the stream the decompressor made for it.
+    mutating func installInflater(_ z: StreamInflater) {
+        guard case .receiving(let w, nil) = inbound else { return }
+        inbound = .receiving(w, inflater: z)
+    }
+
+    /// What the peer may still send, in plain bytes: the bound on inflating (§5.7).
+    var receiveRemaining: Int { receiveWindow?.remaining ?? 0 }
+
+    /// FIN: the peer's direction ends. `.applied` carries no decompressor any more; the caller
+    /// frees the one it had (`hadInflater`).
+    mutating func peerFinished() -> (PeerMessageVerdict, hadInflater: Bool) {
+        guard case .applied = peerMaySend else { return (peerMaySend, false) }
+        switch inbound {
+        case .receiving(let w, let z):
+            inbound = .finished(unconsumed: w.unconsumed)
+            return (.applied, z != nil)
+        case .finished:
+            return (.violation("a second FIN for \(id)"), false)
+        }
+    }
+
+    /// CREDIT of `increment` bytes.
+    mutating func peerGranted(_ increment: UInt32) -> PeerMessageVerdict {
+        if case .openQueued = opening { return .violation("CREDIT for \(id) before its OPEN was sent") }
+        switch outbound {
+        case .sending(var w):
+            guard w.grant(increment) else { return .violation("CREDIT for \(id) overflows the window") }
+            outbound = .sending(w)
+        case .finishing(var w):
+            guard w.grant(increment) else { return .violation("CREDIT for \(id) overflows the window") }
+            outbound = .finishing(w)
+        case .finished:
+            return .ignored  // sent before our FIN reached the peer
+        }
+        return .applied
+    }
+
+    /// The handshake completed: a stream opened before it gets the peer's initial window.
+    mutating func peerWindowKnown(_ initial: Int) {
+        switch outbound {
+        case .sending(var w):
+            w.addInitial(initial)
+            outbound = .sending(w)
+        case .finishing(var w):
+            w.addInitial(initial)
+            outbound = .finishing(w)
+        case .finished:
+            break
+        }
+    }
+
+    /// The application consumed up to `n` delivered bytes; returns how many it had.
+    mutating func consume(_ n: Int) -> Int {
+        switch inbound {
+        case .receiving(var w, let z):
+            let taken = w.consume(n)
+            inbound = .receiving(w, inflater: z)
+            return taken
+        case .finished(let left):
+            let taken = min(n, left)
+            inbound = .finished(unconsumed: left - taken)
+            return taken
+        }
+    }
+
+    /// A CREDIT is due, and none is queued already.
+    var wantsGrant: Bool { !creditQueued && (receiveWindow?.grantDue ?? false) }
 }

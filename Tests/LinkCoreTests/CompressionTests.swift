@@ -51,8 +51,8 @@ struct CompressionTests {
         #expect(a.compressedBytesSent * 3 < up.count, "text shrinks at least 3x: \(a.compressedBytesSent)")
         #expect(a.lineBytesSent * 3 < up.count)
         #expect(pair.b.statistics.compressedBytesSent * 3 < down.count)
-        #expect(pair.a.liveCompressors == 0 && pair.b.liveDecompressors == 0)
-        #expect(pair.a.liveDecompressors == 0 && pair.b.liveCompressors == 0)
+        #expect(pair.a.inspection.compressorsInUse == 0 && pair.b.inspection.decompressorsInUse == 0)
+        #expect(pair.a.inspection.decompressorsInUse == 0 && pair.b.inspection.compressorsInUse == 0)
     }
 
     @Test("credit counts uncompressed bytes: a stalled reader gets exactly one window, however well it compresses")
@@ -121,7 +121,7 @@ struct CompressionTests {
             #expect(pair.run { $0.receivedCount(.b, id) == k + 1 })
         }
         #expect(types().allSatisfy { $0 == Wire.MessageType.data.rawValue } && types().count == 20)
-        #expect(pair.a.liveCompressors == 0)
+        #expect(pair.a.inspection.compressorsInUse == 0)
     }
 
     @Test("an end with compression off is offered nothing and sent nothing compressed")
@@ -158,7 +158,7 @@ struct CompressionTests {
         pair.pollLimit = 256
         #expect(pair.establish())
         var most = 0
-        pair.invariant = { p in most = max(most, p.b.liveDecompressors, p.a.liveCompressors) }
+        pair.invariant = { p in most = max(most, p.b.inspection.decompressorsInUse, p.a.inspection.compressorsInUse) }
         var ids: [StreamID] = []
         var sent: [StreamID: [UInt8]] = [:]
         for k in 0..<8 {
@@ -247,11 +247,11 @@ struct CompressionViolationTests {
         let pair = Pair(seed: 5) { _, c in c.compression = .always }
         #expect(pair.establish())
         let id = try pair.openAccepted(from: .b)
-        var z = StreamState(id: id, locallyInitiated: false, phase: .open, sendCredit: 0, receiveWindow: 65_536)
-        let plain = pair.a.inflate(id, &z, bomb[...])
+        #expect(pair.a.inspection.stream(id)?.receiveRemaining == 65_536)
+        let plain = pair.a.inflate(id, bomb[...])
         #expect(plain == nil)
         #expect(pair.a.statistics.creditViolations == 1)
-        #expect(pair.a.liveDecompressors == 0)
+        #expect(pair.a.inspection.decompressorsInUse == 0)
     }
 
     @Test("a bomb sent on the line resets the stream for exceeding its credit; the link goes on")

@@ -109,7 +109,7 @@ struct CreditTests {
         let id = try pair.openAccepted(from: .a)
         let other = try pair.openAccepted(from: .a)
         pair.stalled[Side.b.rawValue].insert(id)
-        pair.a.streams[id]!.sendCredit += 5000
+        #expect(pair.a.streams[id]!.peerGranted(5000) == .applied)  // a grant the peer never sent
         pair.write(.a, id, pattern(200_000, seed: 6))
         pair.write(.a, other, pattern(100_000, seed: 7), finish: true)
         #expect(pair.run { $0.has(.b, .streamReset(id, .creditExceeded)) && $0.has(.a, .streamReset(id, .creditExceeded)) })
