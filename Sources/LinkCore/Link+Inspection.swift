@@ -60,7 +60,7 @@ extension Link {
         public var outstandingFrames: [OutstandingFrame] {
             link.outstanding.map { frame in
                 OutstandingFrame(sequence: frame.sequence, bodyBytes: frame.body.count,
-                                 transmissions: frame.transmissions, isAcknowledged: frame.acked,
+                                 transmissions: frame.transmissions, isAcknowledged: frame.fate == .acked,
                                  retransmissionDeadline: link.retransmissionDeadline(of: frame))
             }
         }

@@ -89,13 +89,12 @@ extension Link {
 
     mutating func heard(now: LinkTime) {
         lastHeardAt = now
-        if linkIsDown {
-            linkIsDown = false
+        if state.heard() {
             events.append(.linkRestored)
             // Resend the oldest unacknowledged frame at once instead of waiting out a backed-off
             // timer: the line is back, and its acknowledgement reveals every other gap.
             rtoBackoff = 0
-            if let i = outstanding.firstIndex(where: { !$0.acked }) { outstanding[i].needsRetransmit = true }
+            if let i = outstanding.firstIndex(where: { $0.fate != .acked }) { outstanding[i].fate = .lost }
         }
     }
 
@@ -132,11 +131,9 @@ extension Link {
         }
         localUsesOddIDs = half
         if (nextLocalStreamID & 1 == 1) != half { nextLocalStreamID = half ? 1 : 2 }
-        let wasEstablished = isEstablished
         let firstContact = peerHello == nil || restarted
-        peerHello = hello
+        let nowEstablished = state.helloReceived(hello, ourSession: session)
         peerCompression = Compression.Offer(hello)
-        if hello.echo == session { peerConfirmedUs = true }
         if hello.needsReply || hello.echo != session { helloReplyOwed = true }
         if firstContact {
             // Streams opened before the handshake get the peer's initial credit now.
@@ -145,7 +142,7 @@ extension Link {
                 streams.markActive(id)
             }
         }
-        if isEstablished && !wasEstablished {
+        if nowEstablished {
             lastHeardAt = now
             // One PING at once, so the round-trip time is known from the start: the application
             // reports it when the link comes up, and the first RTO is sized by it (§9).
@@ -167,13 +164,11 @@ extension Link {
         fragments.removeAll()
         nextSequence = SequenceNumber(0)
         expectedSequence = SequenceNumber(0)
-        ackOwed = false
-        ackUrgent = false
+        ackDebt.paid()
         rtoBackoff = 0
         pingDue = false
         pongOwed = nil
-        linkIsDown = false
-        peerConfirmedUs = false
+        state.ended()
         // Listeners belong to the session: the requester asks again once it is re-established.
         for id in ourListens.keys.sorted() { events.append(.listenRefused(id, .sessionEnded)) }
         ourListens.removeAll()
@@ -194,9 +189,8 @@ extension Link {
         for i in outstanding.indices {
             let d = outstanding[i].sequence - ack
             let isAcked = d < 0 || (d >= 1 && d <= Wire.sackBits && sack & (1 << UInt32(d - 1)) != 0)
-            guard isAcked, !outstanding[i].acked else { continue }
-            outstanding[i].acked = true
-            outstanding[i].needsRetransmit = false
+            guard isAcked, outstanding[i].fate != .acked else { continue }
+            outstanding[i].fate = .acked
             progressed = true
             let frame = outstanding[i]
             if frame.transmissions == 1 { rtt.sample(now - frame.lastSentAt) }
@@ -206,9 +200,8 @@ extension Link {
         if advance > 0 { outstanding.removeFirst(advance) }
         // The cumulative ack names the next frame the peer lacks. If we hold that frame as
         // SACKed, the SACK was false (a damaged trailer that passed the CRC): resend it.
-        if let first = outstanding.first, first.sequence == ack, first.acked {
-            outstanding[0].acked = false
-            outstanding[0].needsRetransmit = true
+        if let first = outstanding.first, first.sequence == ack, first.fate == .acked {
+            outstanding[0].fate = .lost
         }
         if progressed {
             rtoBackoff = 0
@@ -219,10 +212,10 @@ extension Link {
         // the frame should have reached it (one smoothed RTT plus the frame's own line time).
         // Resend it now rather than at its (backed-off) timeout.
         let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameAllowance)
-        for i in outstanding.indices where !outstanding[i].acked && !outstanding[i].needsRetransmit
+        for i in outstanding.indices where outstanding[i].fate == .inFlight
             && (outstanding[i].transmission < highestAckedTransmission
                 || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {
-            outstanding[i].needsRetransmit = true
+            outstanding[i].fate = .lost
             noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
         }
     }
@@ -239,7 +232,7 @@ extension Link {
     // MARK: Sequenced frames (§4)
 
     mutating func receiveSequenced(_ seq: SequenceNumber, body: ArraySlice<UInt8>, now: LinkTime) {
-        oweAcknowledgement(now: now)
+        ackDebt.frameArrived(now: now)
         let d = seq - expectedSequence
         if d < 0 {
             statistics.duplicateFrames += 1
@@ -263,17 +256,12 @@ extension Link {
         } else {
             statistics.duplicateFrames += 1
         }
-        ackUrgent = true
-    }
-
-    mutating func oweAcknowledgement(now: LinkTime) {
-        if !ackOwed { ackOwedSince = now }
-        ackOwed = true
+        ackDebt.gapSeen()
     }
 
     /// Collects the pieces of a frame resent in fragments; a complete set is a sequenced frame.
     mutating func receiveFragment(_ seq: SequenceNumber, index: Int, count: Int, bytes: ArraySlice<UInt8>, now: LinkTime) {
-        oweAcknowledgement(now: now)
+        ackDebt.frameArrived(now: now)
         let d = seq - expectedSequence
         guard d >= 0, d <= Wire.sackBits, count > 0, index < count, outOfOrder[seq.rawValue] == nil else {
             statistics.duplicateFrames += 1
@@ -323,7 +311,7 @@ extension Link {
             case .ping(let token):
                 pongOwed = token
             case .pong(let token):
-                if token == pingToken, let sent = lastPingSentAt, outstanding.allSatisfy({ $0.acked }) {
+                if token == pingToken, let sent = lastPingSentAt, outstanding.allSatisfy({ $0.fate == .acked }) {
                     rtt.sample(now - sent)
                     statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
                 }

@@ -12,21 +12,21 @@ extension Link {
             if !helloReplyOwed { consider((lastHelloSentAt ?? .zero) + configuration.helloInterval) }
             return d
         }
-        if ackOwed && !ackUrgent { consider(ackOwedSince + acknowledgementDelay) }
+        if case .owed(let since) = ackDebt { consider(since + acknowledgementDelay) }
         if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i])) }
         if let heard = lastHeardAt {
             if !pingDue {
                 let base = max(heard, lastPingSentAt ?? heard)
                 consider(base + configuration.keepaliveInterval)
             }
-            if !linkIsDown { consider(heard + configuration.silenceTimeout) }
+            if !state.isSilent { consider(heard + configuration.silenceTimeout) }
             consider(heard + configuration.gracePeriod)
         }
         return d
     }
 
     var oldestUnacknowledged: Int? {
-        outstanding.firstIndex(where: { !$0.acked && !$0.needsRetransmit })
+        outstanding.firstIndex(where: { $0.fate == .inFlight })
     }
 
     /// RTO for a frame: measured RTT plus the line time of the frame itself, of the queue below
@@ -48,7 +48,7 @@ extension Link {
             return
         }
         if let i = oldestUnacknowledged, now >= retransmissionDeadline(of: outstanding[i]) {
-            outstanding[i].needsRetransmit = true
+            outstanding[i].fate = .lost
             rtoBackoff += 1
             statistics.timeoutRetransmissions += 1
             // A frame lost while the peer is still heard was most likely damaged: it counts
@@ -59,8 +59,7 @@ extension Link {
         }
         guard let heard = lastHeardAt else { return }
         if now >= max(heard, lastPingSentAt ?? heard) + configuration.keepaliveInterval { pingDue = true }
-        if !linkIsDown && now >= heard + configuration.silenceTimeout {
-            linkIsDown = true
+        if now >= heard + configuration.silenceTimeout && state.silenceDetected() {
             events.append(.linkDown)
         }
         if now >= heard + configuration.gracePeriod {

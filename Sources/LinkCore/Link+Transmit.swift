@@ -57,7 +57,7 @@ extension Link {
             return true
         }
         guard isEstablished else { return false }
-        if let i = outstanding.firstIndex(where: { $0.needsRetransmit }) {
+        if let i = outstanding.firstIndex(where: { $0.fate == .lost }) {
             retransmit(at: i, now: now)
             return true
         }
@@ -69,7 +69,7 @@ extension Link {
             startFrame()
             return true
         }
-        if ackOwed && (ackUrgent || now >= ackOwedSince + acknowledgementDelay) {
+        if let due = ackDebt.deadline(delay: acknowledgementDelay), now >= due {
             emitControlFrame(now: now)
             return true
         }
@@ -78,7 +78,7 @@ extension Link {
 
     /// Work that should end the open frame at the next block boundary.
     var urgentWorkPending: Bool {
-        helloReplyOwed || ackUrgent || outstanding.contains(where: { $0.needsRetransmit })
+        helloReplyOwed || ackDebt.isUrgent || outstanding.contains(where: { $0.fate == .lost })
     }
 
     var hasSequencedWork: Bool {
@@ -95,7 +95,7 @@ extension Link {
         while let item = control.first, controlMessage(item) == nil { _ = control.popFirst() }
     }
 
-    var bytesInFlight: Int { outstanding.reduce(0) { $1.acked ? $0 : $0 + $1.lineBytes } }
+    var bytesInFlight: Int { outstanding.reduce(0) { $1.fate == .acked ? $0 : $0 + $1.lineBytes } }
 
     /// The send window covers the bandwidth-delay product and no more (§4.4). It is also
     /// capped by the SACK bitmap's reach.
@@ -442,8 +442,7 @@ extension Link {
         trailer.appendLE(frame.crc.value)
         encoder.append(contentsOf: trailer, into: &out)
         encoder.finish(into: &out)
-        ackOwed = false
-        ackUrgent = false
+        ackDebt.paid()
         transmissionCounter += 1
         let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + frame.body.count / 254 + 1
         outstanding.append(SentFrame(sequence: frame.sequence, body: frame.body, lastSentAt: now,
@@ -482,7 +481,7 @@ extension Link {
         outstanding[i].lastSentAt = now
         outstanding[i].transmission = transmissionCounter
         outstanding[i].transmissions += 1
-        outstanding[i].needsRetransmit = false
+        outstanding[i].fate = .inFlight
         statistics.retransmissions += 1
     }
 
@@ -521,8 +520,7 @@ extension Link {
             raw.appendBE(sack)
         }
         encodeWholeFrame(&raw)
-        ackOwed = false
-        ackUrgent = false
+        ackDebt.paid()
     }
 
     /// Appends the CRC (little-endian, §2) to a complete frame and COBS-encodes it to the output.

@@ -20,10 +20,8 @@ public struct Link: Sendable {
     public internal(set) var session: UInt64
 
     // MARK: Handshake (§3)
-    /// The peer's last HELLO, if any.
-    var peerHello: Hello?
-    /// The peer has echoed our current session ID.
-    var peerConfirmedUs = false
+    /// Handshaking or established, alive or silent, with the peer's last HELLO.
+    var state = SessionState.handshaking(peer: nil)
     var helloReplyOwed = true
     var lastHelloSentAt: LinkTime?
     var reportedVersionMismatch: UInt8?
@@ -38,7 +36,6 @@ public struct Link: Sendable {
     var pingToken: UInt32 = 0
     var pingDue = false
     var pongOwed: UInt32?
-    var linkIsDown = false
 
     // MARK: Line I/O
     var decoder: COBSDecoder
@@ -75,12 +72,7 @@ public struct Link: Sendable {
     var lastPeerFrameAt: LinkTime?
     /// A restart was detected and `.established` has not yet reported it.
     var peerRestartUnreported = false
-    var ackOwed = false
-    /// When the oldest unsent acknowledgement became due. A standalone acknowledgement waits a
-    /// moment (`acknowledgementDelay`) so that a reply, if one comes, carries it in its trailer.
-    var ackOwedSince = LinkTime.zero
-    /// A gap was seen: the peer should learn of it soon, even at the cost of a shorter frame.
-    var ackUrgent = false
+    var ackDebt = AckDebt.none
 
     // MARK: Streams (§5–8)
     /// The streams and the rounds that schedule them, mutated in place.
@@ -153,8 +145,7 @@ struct SentFrame: Sendable {
     var lastSentAt: LinkTime
     var transmission: UInt64
     var transmissions: Int
-    var acked = false
-    var needsRetransmit = false
+    var fate = Fate.inFlight
     var lineBytes: Int
     /// Fragment size used when this frame was first resent in pieces; kept so that the
     /// receiver can combine pieces from several retransmissions.
@@ -189,7 +180,10 @@ extension Link {
         return s
     }
 
-    public var isEstablished: Bool { peerHello != nil && peerConfirmedUs }
+    public var isEstablished: Bool { state.isEstablished }
+
+    /// The peer's last HELLO, if any.
+    var peerHello: Hello? { state.peer }
 
     /// The peer's limits, once known.
     public var peerMaxStreams: Int? { peerHello.map { Int($0.maxStreams) } }
