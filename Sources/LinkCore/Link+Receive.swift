@@ -27,63 +27,39 @@ extension Link {
     }
 
     mutating func handleFrame(_ f: [UInt8], now: LinkTime) {
-        let n = f.count
-        guard n >= 1 + Wire.crcLength else {
-            statistics.malformedFrames += 1
-            return
-        }
-        // Little-endian, so the CRC's low-order bits come first, as a UART sends them and as the
-        // CRC polynomial reads them; that keeps the all-bursts-up-to-32-bits guarantee (§2).
-        let stored = UInt32(f[n - 1]) << 24 | UInt32(f[n - 2]) << 16 | UInt32(f[n - 3]) << 8 | UInt32(f[n - 4])
-        let computed = f.withUnsafeBytes { raw in
-            CRC32C.advance(0xFFFF_FFFF, UnsafeRawBufferPointer(rebasing: raw[0..<(n - 4)])) ^ 0xFFFF_FFFF
-        }
-        guard stored == computed else {
+        let frame: Frame
+        switch FrameReader.open(f) {
+        case .success(let opened): frame = opened
+        case .failure(.crc):
             statistics.crcErrors += 1
             return
-        }
-        let compactTrailer = f[0] & Wire.compactTrailerFlag != 0
-        guard let type = Wire.FrameType(rawValue: f[0] & ~Wire.compactTrailerFlag),
-              !(compactTrailer && type == .hello) else {
+        case .failure(.malformed):
             statistics.malformedFrames += 1
             return
         }
         statistics.framesReceived += 1
         heard(now: now)
-        switch type {
+        if case .hello(let body) = frame {
+            handleHello(body, now: now)
+            return
+        }
+        // Frames of a session that is not (or no longer) established are from before a restart
+        // on one side; the HELLO exchange re-synchronises and the data is resent.
+        guard isEstablished else { return }
+        switch frame {
         case .hello:
-            handleHello(f[1..<(n - 4)], now: now)
-        case .sequenced, .control, .fragment:
-            let headerEnd: Int
-            switch type {
-            case .sequenced: headerEnd = Wire.sequencedHeaderLength
-            case .fragment: headerEnd = Wire.fragmentHeaderLength
-            default: headerEnd = 1
-            }
-            let trailerLength = compactTrailer ? Wire.compactAckTrailerLength : Wire.ackTrailerLength
-            guard n >= headerEnd + trailerLength + Wire.crcLength else {
-                statistics.malformedFrames += 1
-                return
-            }
-            // Frames of a session that is not (or no longer) established are from before a
-            // restart on one side; the HELLO exchange re-synchronises and the data is resent.
-            guard isEstablished else { return }
-            let t = n - 4 - trailerLength
-            let ack = SequenceNumber(UInt16(f[t]) << 8 | UInt16(f[t + 1]))
-            let sack = compactTrailer
-                ? 0 : UInt32(f[t + 2]) << 24 | UInt32(f[t + 3]) << 16 | UInt32(f[t + 4]) << 8 | UInt32(f[t + 5])
-            processAcknowledgement(ack: ack, sack: sack, now: now)
-            let body = f[headerEnd..<t]
-            if type != .control { lastPeerFrameAt = now }
-            switch type {
-            case .sequenced:
-                receiveSequenced(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), body: body, now: now)
-            case .fragment:
-                receiveFragment(SequenceNumber(UInt16(f[1]) << 8 | UInt16(f[2])), index: Int(f[3]), count: Int(f[4]),
-                                bytes: body, now: now)
-            default:
-                receiveControl(body, now: now)
-            }
+            break
+        case .sequenced(let seq, let body, let a):
+            processAcknowledgement(ack: a.ack, sack: a.sack, now: now)
+            lastPeerFrameAt = now
+            receiveSequenced(seq, body: body, now: now)
+        case .fragment(let seq, let index, let count, let body, let a):
+            processAcknowledgement(ack: a.ack, sack: a.sack, now: now)
+            lastPeerFrameAt = now
+            receiveFragment(seq, index: index, count: count, bytes: body, now: now)
+        case .control(let body, let a):
+            processAcknowledgement(ack: a.ack, sack: a.sack, now: now)
+            receiveControl(body, now: now)
         }
     }
 

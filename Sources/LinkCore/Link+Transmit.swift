@@ -20,28 +20,13 @@ extension Link {
         while committedCount < maxBytes {
             if !produce(budget: maxBytes - committedCount, now: now) { break }
         }
-        let n = min(maxBytes, committedCount)
-        guard n > 0 else { return 0 }
-        buffer.append(contentsOf: out[outStart..<(outStart + n)])
-        outStart += n
+        let n = writer.hand(maxBytes, to: &buffer)
         statistics.lineBytesSent += n
-        compactOutput()
         return n
     }
 
     /// Encoded bytes that are final and may be handed to the line.
-    var committedCount: Int { (encoder.codeIndex ?? out.count) - outStart }
-
-    mutating func compactOutput() {
-        if outStart == out.count && encoder.codeIndex == nil {
-            out.removeAll(keepingCapacity: true)
-            outStart = 0
-        } else if outStart >= 1 << 15 {
-            out.removeFirst(outStart)
-            encoder.rebase(by: outStart)
-            outStart = 0
-        }
-    }
+    var committedCount: Int { writer.committedCount }
 
     /// Adds one unit of output: a block of the open frame, a whole frame, or nothing. `budget`
     /// is how many bytes the current `pollTransmit` still wants: an unpaced line takes large
@@ -140,23 +125,20 @@ extension Link {
         let target = frameTarget
         lastFrameTarget = target
         statistics.currentFrameTarget = target
-        var frame = OpenFrame(sequence: seq, body: [], crc: CRC32C(), target: target, tailStream: nil)
+        var frame = OpenFrame(sequence: seq, body: [], target: target, tailStream: nil)
         frame.body.reserveCapacity(target)
         // The type byte goes out first, so whether the trailer will carry a SACK bitmap is decided
         // now; if one turns up before the frame closes, a CONTROL frame carries it (§4.2).
         frame.compactTrailer = peerAcceptsCompactTrailer && acknowledgementState.sack == 0
         var header = Self.frameHeader(.sequenced, seq)
         if frame.compactTrailer { header[0] |= Wire.compactTrailerFlag }
-        frame.crc.update(header)
-        encoder.begin(into: &out)
-        encoder.append(contentsOf: header, into: &out)
+        writer.begin(header: header)
         openFrame = frame
     }
 
     mutating func appendRaw<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         openFrame!.body.append(contentsOf: bytes)
-        openFrame!.crc.update(bytes)
-        encoder.append(contentsOf: bytes, into: &out)
+        writer.append(bytes)
     }
 
     /// Appends the next message (or the next block of a DATA-TAIL) to the open frame.
@@ -348,7 +330,7 @@ extension Link {
             // Up to the next zero or marker, which ends a COBS block: blocks of at most 128
             // bytes, each handed to the line whole (§5.2). Room is kept for a marker and the
             // suffix length.
-            n = min(available, room - 2, Wire.stuffingRun - openFrame!.stuffRun, 254 - encoder.blockLength)
+            n = min(available, room - 2, Wire.stuffingRun - openFrame!.stuffRun, 254 - writer.blockLength)
             guard n > 0 else { return false }
             if let z = offsetOfFirstZero(in: n, of: id, compressed: compressed) { n = z + 1 }
         } else if budget > 1024 {
@@ -358,7 +340,7 @@ extension Link {
         } else {
             // Paced line: exactly up to the end of the current COBS block, so that everything
             // appended can be handed to the line at once and nothing is held back (§8.3).
-            n = min(available, room, 254 - encoder.blockLength)
+            n = min(available, room, 254 - writer.blockLength)
             if let z = offsetOfFirstZero(in: n, of: id, compressed: compressed) { n = z + 1 }
         }
         var chunk: [UInt8] = []
@@ -431,17 +413,13 @@ extension Link {
             let length = frame.suffixStart.map { frame.body.count - $0 } ?? 0
             let byte = [UInt8(length)]
             frame.body.append(contentsOf: byte)
-            frame.crc.update(byte)
-            encoder.append(contentsOf: byte, into: &out)
+            writer.append(byte)
         }
         var trailer: [UInt8] = []
         let (ack, sack) = acknowledgementState
         trailer.appendBE(ack.rawValue)
         if !frame.compactTrailer { trailer.appendBE(sack) }
-        frame.crc.update(trailer)
-        trailer.appendLE(frame.crc.value)
-        encoder.append(contentsOf: trailer, into: &out)
-        encoder.finish(into: &out)
+        writer.seal(trailer: trailer)
         ackDebt.paid()
         transmissionCounter += 1
         let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + frame.body.count / 254 + 1
@@ -523,13 +501,8 @@ extension Link {
         ackDebt.paid()
     }
 
-    /// Appends the CRC (little-endian, §2) to a complete frame and COBS-encodes it to the output.
-    mutating func encodeWholeFrame(_ raw: inout [UInt8]) {
-        raw.appendLE(CRC32C.checksum(raw))
-        encoder.begin(into: &out)
-        encoder.append(contentsOf: raw, into: &out)
-        encoder.finish(into: &out)
-    }
+    /// A complete frame, without its CRC, to the output (§2).
+    mutating func encodeWholeFrame(_ raw: inout [UInt8]) { writer.write(raw) }
 
     mutating func emitHello(now: LinkTime) {
         let hello = Hello(usesOddStreamIDs: usesOddStreamIDs, needsReply: !isEstablished,

@@ -39,11 +39,8 @@ public struct Link: Sendable {
 
     // MARK: Line I/O
     var decoder: COBSDecoder
-    /// Encoded bytes ready for the line start at `outStart`; bytes from the encoder's open block
-    /// onwards are not final yet.
-    var out: [UInt8] = []
-    var outStart = 0
-    var encoder = COBSEncoder()
+    /// Frames on their way to the line, encoded as they are built.
+    var writer = FrameWriter()
     var openFrame: OpenFrame?
     /// The body size the last frame aimed at (§8.2): the send window counts four of them.
     /// Kept here, not read back from `statistics`, which is output only.
@@ -116,7 +113,6 @@ struct OpenFrame: Sendable {
     var sequence: SequenceNumber
     /// The messages, kept for retransmission.
     var body: [UInt8]
-    var crc: CRC32C
     var target: Int
     /// The stream whose DATA-TAIL runs to the end of this frame, if any.
     var tailStream: StreamID?
@@ -305,7 +301,7 @@ extension Link {
 
     /// Whether nothing is waiting to be sent or acknowledged.
     public var isQuiescent: Bool {
-        outstanding.isEmpty && control.isEmpty && openFrame == nil && outStart == out.count
+        outstanding.isEmpty && control.isEmpty && openFrame == nil && writer.isEmpty
             && streams.states.allSatisfy { $0.sendBuffer.isEmpty && (!$0.finQueued || $0.finSent) }
     }
 }
