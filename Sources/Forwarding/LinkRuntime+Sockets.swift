@@ -50,7 +50,7 @@ extension LinkRuntime {
         guard let options = channel.syncOptions else { return }
         try options.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
         try options.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
-        try options.setOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        try options.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
         try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: sendBufferBytes)
         try options.setOption(ChannelOptions.socketOption(.so_rcvbuf), value: receiveBufferBytes)
     }

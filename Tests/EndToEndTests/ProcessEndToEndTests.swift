@@ -332,6 +332,34 @@ struct ProcessEndToEndTests {
         #expect(!demo.output.text.contains("\r"))
     }
 
+    /// Run as root, the tests would not notice a socket option only root may set (SO_DEBUG was
+    /// set in place of TCP_NODELAY, so every connection of an ordinary user was reset). This one
+    /// runs the demo as `nobody`, when the suite runs as root and `setpriv` is there.
+    @Test("socket2ser demo run by an unprivileged user relays an echo")
+    func unprivilegedDemo() async throws {
+        guard getuid() == 0, e2eOnPath("setpriv") else {
+            print("unprivileged demo: skipped (not root, or no setpriv); the other tests run unprivileged already")
+            return
+        }
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-nobody-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        chmod(home, 0o777)
+        let demo = try ChildProcess("demo as nobody",
+                                    ["--reuid=65534", "--regid=65534", "--clear-groups",
+                                     try Socket2SerExecutable.url().path, "demo", "--seconds", "3"],
+                                    executable: URL(fileURLWithPath: "/usr/bin/setpriv"), environment: ["HOME": home])
+        defer { demo.forceKill() }
+        let message = Array("hello from nobody\n".utf8)
+        let (result, exit) = try await e2eOffload { () -> (E2EReadResult, ChildProcess.Exit?) in
+            let hint = try demo.waitForOutputLine("the client hint") { $0.contains("; try:  ") }
+            let result = try e2eExchange(port: try e2eDemoPort(hint), message, timeout: 5)
+            return (result, demo.waitForExit(timeout: .seconds(8)))
+        }
+        #expect(result.end == .endOfFile && result.bytes == message, "\(result.end), stderr: \(demo.errors.text)")
+        #expect(exit?.isCleanExitZero == true, "\(String(describing: exit)); stderr: \(demo.errors.text)")
+    }
+
     @Test("socket2ser demo stops on SIGTERM or SIGINT within 2 s, exit 0, resetting a connection still open",
           arguments: [SIGTERM, SIGINT])
     func demoStopsOnSignal(signal: Int32) async throws {
