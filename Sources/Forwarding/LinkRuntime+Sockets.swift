@@ -11,14 +11,14 @@ import NIOPosix
 // MARK: - Accepting (C) and connecting (S)
 
 extension LinkRuntime {
-    /// Kernel send buffer of forwarded TCP sockets, sized to the line (issue 11): half a second
-    /// of it, 4–64 KiB (64 KiB unpaced). It holds what the peer sent for a client (or target)
-    /// that does not read, so with the stream's window it bounds the line time a stalled reader
-    /// takes. Without a cap Linux autotunes it to megabytes. (Linux doubles the figure for its
-    /// own bookkeeping.)
+    /// Kernel send buffer of forwarded TCP sockets, sized to the line (issue 11 §2): an eighth of
+    /// a second of it, 2–64 KiB (64 KiB unpaced; Linux doubles the figure for its bookkeeping and
+    /// keeps at least 4.6 KB). It holds what the peer sent for a client (or target) that does
+    /// not read, beyond the stream's window, so it is kept small. Without a cap Linux autotunes
+    /// it to megabytes.
     static func sendBufferBytes(lineRate: Int) -> Int {
         guard lineRate > 0 else { return 64 * 1024 }
-        return min(64 * 1024, max(4 * 1024, lineRate / 2))
+        return min(64 * 1024, max(2 * 1024, lineRate / 8))
     }
 
     /// Kernel receive buffer of forwarded TCP sockets: 64 KiB whatever the line. What waits there
@@ -26,13 +26,14 @@ extension LinkRuntime {
     /// download (measured: 8 KiB cut echo-load's upload to 0.58 of the line rate).
     static let receiveBufferBytes = 64 * 1024
 
-    /// The credit window each stream starts with, which the HELLO offers the peer: a second of
-    /// the line, at least 16 KiB (two of the largest frames, so that credit comes back while the
-    /// next frame is on the wire) and at most 64 KiB (64 KiB unpaced). A stream whose reader
-    /// stalls holds at most this much of the line, plus the socket buffers.
+    /// The credit window each stream starts with, which the HELLO offers the peer (§6.1): half a
+    /// second of the line plus 1 KiB, at least 5 KiB, at most 64 KiB (64 KiB unpaced). A stream
+    /// whose reader stalls takes about that much line time after the stall, plus the socket
+    /// buffers. The core grows a stream's window while a long round trip holds it back, and
+    /// shrinks it back when its reader stalls.
     static func streamWindow(lineRate: Int) -> Int {
         guard lineRate > 0 else { return 64 * 1024 }
-        return min(64 * 1024, max(16 * 1024, lineRate))
+        return min(64 * 1024, max(4 * 1024, lineRate / 2) + 1024)
     }
 
     /// This line's socket send buffer size.

@@ -301,7 +301,19 @@ extension Link {
     /// Hands a stream's received bytes to the application if its window lets them in.
     mutating func deliverData(_ bytes: [UInt8], on id: StreamID) {
         guard settle(streams.received(bytes.count, on: id), on: id) else { return }
+        streams[id]!.shrinkReceiveWindowIfStalled()
         events.append(.received(id, bytes))
+    }
+
+    /// How far a stream's receive window may grow (§6.1): its initial size plus twice the
+    /// bytes the line carries in the shortest round trip seen, so that a long round trip (a
+    /// radio link) does not hold a stream below the line rate. On a cable the round trip is short
+    /// and the window stays near its initial size, which bounds what a stalled reader takes.
+    var receiveWindowLimit: Int {
+        let rate = configuration.lineBytesPerSecond
+        guard rate > 0, let least = rtt.minimum else { return configuration.initialWindow }
+        let inFlight = Int(Double(rate) * least.seconds * 2)
+        return min(configuration.initialWindow + inFlight, max(configuration.initialWindow, 4 << 20))
     }
 
     /// Acts on what a stream's state machine decided about a message from the peer; true if

@@ -165,7 +165,7 @@ extension Link {
             openFrame!.latencySensitive = true
             if message != nil {
                 appendRaw(bytes)
-                afterControlSent(item)
+                afterControlSent(item, now: now)
             }
             return true
         }
@@ -199,14 +199,17 @@ extension Link {
         }
     }
 
-    mutating func afterControlSent(_ item: ControlItem) {
+    mutating func afterControlSent(_ item: ControlItem, now: LinkTime) {
         switch item {
         case .open(let id), .openOK(let id):
             streams[id]?.openOrAcceptEmitted()
             streams.markActive(id)
         case .credit(let id):
             guard let increment = streams[id]?.receiveWindow?.increment else { return }
-            streams[id]!.grantEmitted(increment)
+            if streams[id]!.grantEmitted(increment, at: now, roundTrip: rtt.minimum, limit: receiveWindowLimit) {
+                statistics.windowGrowths += 1
+                considerGrant(id)
+            }
         case .refuse, .reset, .listen, .listenOK, .listenRefused, .unlisten:
             break
         }

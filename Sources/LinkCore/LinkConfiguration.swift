@@ -169,6 +169,8 @@ public struct LinkStatistics: Sendable, Equatable {
     /// that carried urgent messages after the tail (§5.2, §8.3).
     public var stuffedFramesSent = 0
     public var suffixedFramesSent = 0
+    /// Times a stream's receive window grew because the peer was held back by it (§6.1).
+    public var windowGrowths = 0
     /// Payload bytes sent through the compressor, and the line bytes of DATA-COMPRESSED they became.
     public var compressedPayloadBytesSent = 0
     public var compressedBytesSent = 0

@@ -198,12 +198,15 @@ struct StreamState: Sendable {
         outbound = .finished
     }
 
-    /// A CREDIT of ours went into a frame, carrying `increment`.
-    mutating func grantEmitted(_ increment: UInt32) {
+    /// A CREDIT of ours went into a frame at `now`, carrying `increment`; the window may grow
+    /// (`ReceiveWindow.grantSent`). Returns whether it grew.
+    mutating func grantEmitted(_ increment: UInt32, at now: LinkTime, roundTrip: LinkDuration?, limit: Int) -> Bool {
         creditQueued = false
-        guard case .receiving(var w, let z) = inbound else { return }
+        guard case .receiving(var w, let z) = inbound else { return false }
         w.granted(increment)
+        let grew = w.grantSent(at: now, roundTrip: roundTrip, limit: limit)
         inbound = .receiving(w, inflater: z)
+        return grew
     }
 
     // MARK: Events from the peer (§5)
@@ -309,6 +312,13 @@ struct StreamState: Sendable {
         case .finished:
             break
         }
+    }
+
+    /// Data arrived: a window whose reader stopped consuming shrinks back to its base (§6.1).
+    mutating func shrinkReceiveWindowIfStalled() {
+        guard case .receiving(var w, let z) = inbound, w.size > w.base else { return }
+        _ = w.shrinkIfStalled()
+        inbound = .receiving(w, inflater: z)
     }
 
     /// The application consumed up to `n` delivered bytes; returns how many it had.

@@ -108,11 +108,14 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 struct RTTEstimator: Sendable {
     var srtt: LinkDuration?
     var rttvar = LinkDuration.zero
+    /// The shortest sample so far: the path's own delay, with the least queueing in it.
+    var minimum: LinkDuration?
     static let initialRTO = LinkDuration.seconds(1)
     static let minimumVariance = LinkDuration.milliseconds(10)
 
     mutating func sample(_ r: LinkDuration) {
         let rn = max(r.nanoseconds, 0)
+        minimum = min(minimum ?? LinkDuration(nanoseconds: rn), LinkDuration(nanoseconds: rn))
         if let s = srtt {
             let err = abs(s.nanoseconds - rn)
             rttvar = LinkDuration(nanoseconds: (3 * rttvar.nanoseconds + err) / 4)

@@ -29,19 +29,59 @@ struct SendWindow: Sendable, Equatable {
 /// The credit this end has granted the peer on one stream, and where the bytes it let in are
 /// (§6). `remaining` may still arrive; `unconsumed` arrived and the application has not
 /// consumed them yet; `pendingGrant` were consumed and are not granted back yet. The three add
-/// up to the window's size.
+/// up to the window's size, plus `debt` after a shrink: consumed bytes not granted back, because
+/// credit already given cannot be taken back.
+///
+/// The size adapts (§6.1): it grows while the peer is held back by it and the application keeps
+/// up (a long round trip), and shrinks back to `base` when the application stops consuming.
 ///
 /// After swift-nio-ssh's `ChildChannelWindowManager`: consuming says whether a grant is due, and
 /// the grant itself is taken when the CREDIT goes into a frame.
 struct ReceiveWindow: Sendable, Equatable {
-    let size: Int
+    /// The size a stream starts with, and returns to when its reader stalls.
+    let base: Int
+    private(set) var size: Int
     private(set) var remaining: Int
     private(set) var unconsumed = 0
     private(set) var pendingGrant = 0
+    private(set) var debt = 0
+    /// When the last CREDIT went out.
+    private(set) var lastGrantAt: LinkTime?
 
     init(size: Int) {
+        base = size
         self.size = size
         remaining = size
+    }
+
+    /// A CREDIT went out at `now`. Grants go out as the application consumes, a quarter of the
+    /// window at a time; if this one follows the last by less than two round trips, the reader
+    /// keeps up and a window's worth takes less than a round trip or so to arrive: the window,
+    /// not the reader, holds the peer back (a long round trip). Then the window grows by half,
+    /// up to `limit`, and the extra credit goes out with the next grant. Returns whether it grew.
+    /// (The receiver cannot see the credit still on its way to the peer, so it judges by how
+    /// often it grants, as QUIC receivers do.)
+    mutating func grantSent(at now: LinkTime, roundTrip: LinkDuration?, limit: Int) -> Bool {
+        defer { lastGrantAt = now }
+        guard let last = lastGrantAt, let roundTrip, size < limit, now - last < roundTrip * 2 else { return false }
+        let grown = min(limit, size + size / 2)
+        pendingGrant += grown - size
+        size = grown
+        return true
+    }
+
+    /// The application is not keeping up (half the window waits for it): back to `base`. What the
+    /// peer was already granted stays granted; consumption pays the difference off first.
+    /// Returns whether it shrank.
+    mutating func shrinkIfStalled() -> Bool {
+        guard size > base, unconsumed >= size / 2 else { return false }
+        var excess = size - base
+        let absorbed = min(pendingGrant, excess)
+        pendingGrant -= absorbed
+        excess -= absorbed
+        debt += excess
+        size = base
+        return true
     }
 
     /// `n` bytes arrived. False, and nothing changes, if they exceed the credit granted.
@@ -56,7 +96,9 @@ struct ReceiveWindow: Sendable, Equatable {
     mutating func consume(_ n: Int) -> Int {
         let taken = min(n, unconsumed)
         unconsumed -= taken
-        pendingGrant += taken
+        let paid = min(debt, taken)
+        debt -= paid
+        pendingGrant += taken - paid
         return taken
     }
 

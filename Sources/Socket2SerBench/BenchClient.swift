@@ -55,8 +55,10 @@ enum BenchClient {
     /// Connects, asks the target for a transfer, uploads `up` bytes while downloading `down`,
     /// checks both, and closes. Blocks until done, failed, or `deadline` (monotonic ns).
     /// With `socks`, `port` is a SOCKS5 proxy (-D) and the connection asks it for the target.
+    /// `progress`, if given, follows the bytes downloaded so far.
     static func transfer(port: Int, target: BenchTarget, id: UInt32, up: Int, down: Int,
-                         ioTimeout: Double, deadline: UInt64, socks: Bool = false) -> TransferOutcome {
+                         ioTimeout: Double, deadline: UInt64, socks: Bool = false,
+                         progress: Locked<Int>? = nil) -> TransferOutcome {
         var outcome = TransferOutcome(id: id)
         let fd: Int32
         do {
@@ -102,6 +104,7 @@ enum BenchClient {
                     break
                 }
                 buffer.withUnsafeBytes { verifier.consume(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                progress?.withLock { $0 = verifier.received }
             } catch let error as BenchError {
                 outcome.error = "download: \(error) after \(verifier.received) of \(down) bytes"
                 if verifier.received == 0 && [ECONNRESET, ECONNREFUSED].contains(error.code) { outcome.refused = true }

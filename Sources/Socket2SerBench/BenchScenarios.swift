@@ -29,6 +29,8 @@ extension BenchScenario {
         BenchScenario(name: "echo", summary: "1-byte echo round trips on an idle link", run: echo),
         BenchScenario(name: "echo-load", summary: "echo round trips while bulk runs both ways", run: echoUnderLoad),
         BenchScenario(name: "stalled-reader", summary: "a stream nobody reads next to a transferring one", run: stalledReader),
+        BenchScenario(name: "stall", summary: "a download, then an upload, whose reader stops mid-way next to one that goes on",
+                      run: BenchStall.run),
         BenchScenario(name: "stalled1000", summary: "1000 downloads nobody reads, unpaced: each end's memory, and another download",
                       run: BenchStalledMany.run),
         BenchScenario(name: "churn", summary: "200 short echo connections, 20 in parallel", run: churn),

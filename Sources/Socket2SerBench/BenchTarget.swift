@@ -19,6 +19,9 @@ struct BenchRequest: Sendable {
     enum Mode: UInt8, Sendable {
         case echo = 0x45  // "E"
         case transfer = 0x54  // "T"
+        /// A transfer whose target stops reading the upload after `up` bytes and never reads
+        /// again, until the connection is cut: a stalled reader at S.
+        case stallingUpload = 0x55  // "U"
     }
     static let transferSize = 16
 
@@ -28,7 +31,7 @@ struct BenchRequest: Sendable {
     var down: UInt32 = 0
 
     var bytes: [UInt8] {
-        guard mode == .transfer else { return [mode.rawValue] }
+        guard mode != .echo else { return [mode.rawValue] }
         var out: [UInt8] = [mode.rawValue, 0, 0, 0]
         for value in [id, up, down] {
             withUnsafeBytes(of: value.bigEndian) { out += $0 }
@@ -45,11 +48,11 @@ struct BenchRequest: Sendable {
 
     /// Parses a transfer header (all 16 bytes).
     init?(transferHeader bytes: [UInt8]) {
-        guard bytes.count == Self.transferSize, bytes[0] == Mode.transfer.rawValue else { return nil }
+        guard bytes.count == Self.transferSize, let mode = Mode(rawValue: bytes[0]), mode != .echo else { return nil }
         func word(_ at: Int) -> UInt32 {
             bytes[at..<(at + 4)].reduce(0) { $0 << 8 | UInt32($1) }
         }
-        self.init(mode: .transfer, id: word(4), up: word(8), down: word(12))
+        self.init(mode: mode, id: word(4), up: word(8), down: word(12))
     }
 }
 
@@ -162,7 +165,7 @@ final class BenchTarget: @unchecked Sendable {
         switch first[0] {
         case BenchRequest.Mode.echo.rawValue:
             echo(fd, first: first[0])
-        case BenchRequest.Mode.transfer.rawValue:
+        case BenchRequest.Mode.transfer.rawValue, BenchRequest.Mode.stallingUpload.rawValue:
             guard let rest = try? BenchSocket.readExactly(fd, count: BenchRequest.transferSize - 1),
                   let request = BenchRequest(transferHeader: first + rest)
             else { return }
@@ -241,6 +244,19 @@ final class BenchTarget: @unchecked Sendable {
             if let failure, record.error == nil { record.error = failure }
         }
         if failure != nil { shutdown(fd, Int32(SHUT_RDWR)) }
+        if request.mode == .stallingUpload && failure == nil {
+            // Reads nothing more, with a small receive buffer, until the client cuts the
+            // connection (its reset reaches here through the link) or the bench stops.
+            var small: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+            let peerClosed: Int16 = 0x2000  // POLLRDHUP, which Glibc's Swift overlay does not export
+            var descriptor = pollfd(fd: fd, events: peerClosed, revents: 0)
+            let until = BenchClock.deadline(after: 600)
+            while BenchClock.now() < until {
+                let ready = poll(&descriptor, 1, 1000)
+                if ready > 0 && descriptor.revents & (peerClosed | Int16(POLLHUP | POLLERR)) != 0 { break }
+            }
+        }
         writer?.join()
         update(id) { $0.done = true }
     }

@@ -21,6 +21,43 @@ struct StateMachineTests {
         #expect(w.remaining + w.unconsumed + w.pendingGrant == w.size)
     }
 
+    @Test("a receive window grows when grants come less than two round trips apart, up to its limit, and shrinks back when the reader stalls")
+    func adaptiveReceiveWindow() {
+        let ms = { (n: Int64) in LinkTime(nanoseconds: n * 1_000_000) }
+        var w = ReceiveWindow(size: 4000)
+        func cycle(_ n: Int, at t: LinkTime, rtt: LinkDuration?, limit: Int = 10_000) -> Bool {
+            _ = w.receive(n)
+            _ = w.consume(n)
+            let increment = w.increment!
+            w.granted(increment)
+            return w.grantSent(at: t, roundTrip: rtt, limit: limit)
+        }
+        let first = cycle(1000, at: ms(0), rtt: .milliseconds(100))  // nothing to compare with yet
+        let slow = cycle(1000, at: ms(300), rtt: .milliseconds(100))  // 300 ms apart: the reader or the line is the limit
+        let noRTT = cycle(1000, at: ms(310), rtt: nil)
+        #expect(!first && !slow && !noRTT && w.size == 4000)
+        let fast = cycle(1000, at: ms(400), rtt: .milliseconds(100))  // 90 ms apart, round trip 100 ms
+        #expect(fast && w.size == 6000 && w.pendingGrant == 2000)  // the extra goes with the next grant
+        let again = cycle(1000, at: ms(450), rtt: .milliseconds(100))
+        #expect(again && w.size == 9000)
+        let capped = cycle(1000, at: ms(500), rtt: .milliseconds(100))
+        #expect(capped && w.size == 10_000)
+        let past = cycle(1000, at: ms(550), rtt: .milliseconds(100))
+        #expect(!past && w.size == 10_000)
+        #expect(w.remaining + w.unconsumed + w.pendingGrant == w.size)
+        // The reader stops: half the window waits for it. Back to the base size; what was granted
+        // already stays granted, and consumption pays the difference off before any new credit.
+        w.granted(w.increment!)
+        let flood = w.receive(w.remaining)
+        let shrank = w.shrinkIfStalled()
+        #expect(flood && shrank && w.size == 4000 && w.debt == 6000)
+        #expect(w.remaining + w.unconsumed + w.pendingGrant - w.debt == w.size)
+        _ = w.consume(5000)
+        #expect(w.pendingGrant == 0 && w.debt == 1000)
+        _ = w.consume(w.unconsumed)
+        #expect(w.debt == 0 && w.remaining + w.pendingGrant == w.size)
+    }
+
     @Test("a send window refuses a grant past 2^31 - 1 and changes nothing")
     func sendWindow() {
         var w = SendWindow(credit: 10)

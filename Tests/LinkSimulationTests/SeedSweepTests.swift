@@ -88,3 +88,31 @@ struct ScenarioTests {
         #expect(goodput >= floor, "goodput \(goodput) at BER \(ber)")
     }
 }
+
+/// Receive windows that follow the line (docs/protocol.md §6.1): a stream held back by a long
+/// round trip gets a larger window without any setting, and a cable's window stays as it was.
+@Suite("Adaptive windows")
+struct AdaptiveWindowTests {
+    /// One 115200-baud bulk stream with `delay` seconds of latency each way and 4 KiB windows.
+    static func bulk(delay: Double) -> (goodput: Double, growths: Int, result: SimulationResult) {
+        var s = Scenario.bulk(seed: 21, bytes: 200_000)
+        s.faults.delay = delay
+        s.configure = { $0.initialWindow = 4096 }
+        var sim = Simulation(s)
+        let r = sim.run()
+        // From the first byte's arrival: the handshake's round trips are not the window's doing.
+        let t = (r.streamCompletion[0] ?? r.finishedAt) - (r.firstByteAt[0] ?? 0)
+        return (200_000 / t / 11_520, r.statistics[1].windowGrowths, r)
+    }
+
+    @Test("300 ms each way: the window grows, and the stream gets the line rate a fixed 4 KiB window could not")
+    func longRoundTrip() {
+        let (goodput, growths, r) = Self.bulk(delay: 0.3)
+        #expect(r.passed, "\(r.failures)")
+        #expect(growths > 0)
+        // A fixed window carries at most one window per round trip: 4096 B / 0.6 s = 0.59 of the line.
+        let fixedBound = 4096 / (2 * 0.3) / 11_520
+        #expect(goodput >= 0.95, "goodput \(goodput) (a fixed window: at most \(fixedBound))")
+        print("300 ms each way, 4 KiB initial window: goodput \(goodput) after \(growths) growth steps; a fixed window: at most \(fixedBound)")
+    }
+}
