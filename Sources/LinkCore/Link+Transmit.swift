@@ -109,6 +109,11 @@ extension Link {
 
     /// More streams with work than this, and a short one's data goes in two turns.
     static let manyStreams = 8
+    /// More streams open than this, and a short one's data goes in two turns even while it is
+    /// the only one with work: many others may get theirs any moment (a thousand downloads
+    /// whose responses reach this end a few at a time), and its second turn then waits for
+    /// their first.
+    static let manyOpenStreams = 64
     /// The least a turn carries when a short stream's data is split.
     static let smallestTurn = 128
 
@@ -275,7 +280,8 @@ extension Link {
         // Short means little buffered in all, not little compressed output waiting or little
         // credit left: a compressed bulk stream keeps its whole quantum.
         let waiting = pendingCompressed + streams[id]!.sendBuffer.count
-        if streams.competing > Self.manyStreams && waiting < 2 * configuration.quantum {
+        if (streams.competing > Self.manyStreams || streams.count > Self.manyOpenStreams)
+            && waiting < 2 * configuration.quantum {
             let half = max(Self.smallestTurn, (available + 1) / 2)
             if half < n {
                 n = half

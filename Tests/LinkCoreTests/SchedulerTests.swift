@@ -115,6 +115,53 @@ struct SchedulerTests {
         #expect(j >= 0.9, "Jain \(j); first done after \(times.min()!) s, last after \(times.max()!) s")
     }
 
+    /// As the bench's `downloads1000` sees it: the streams are all open, and their data reaches
+    /// the core a few at a time. The first ones must not take the line alone: with more than 64
+    /// streams open, a short one's data goes in two turns even while it is the only one with work.
+    @Test("1000 open streams whose data arrives a stream at a time: Jain index ≥ 0.9; with few open, no split")
+    func thousandOpenStreamsStaggered() throws {
+        let pair = Pair(seed: 89)
+        pair.clockBytesPerSecond = 11_520
+        pair.pollLimit = 160
+        #expect(pair.establish())
+        var ids: [StreamID] = []
+        for k in 0..<1000 { ids.append(try pair.open(.b, target: "short:\(k)")) }
+        #expect(pair.quiesce())
+        var written: [StreamID: LinkTime] = [:]
+        var done: [StreamID: LinkTime] = [:]
+        var next = 0
+        pair.invariant = { p in
+            // Seven more responses every step (1 ms of virtual time): all 1000 within 150 ms, the
+            // spread the bench measures at S.
+            for _ in 0..<7 where next < ids.count {
+                p.write(.b, ids[next], pattern(256, seed: UInt64(next)), finish: true)
+                written[ids[next]] = p.now
+                next += 1
+            }
+            for id in ids where done[id] == nil && p.receivedCount(.a, id) == 256 { done[id] = p.now }
+        }
+        #expect(pair.run { _ in done.count == ids.count })
+        // Each stream's rate from when its response was written, as the bench counts it.
+        let rates = ids.map { 256 / max(0.001, (done[$0]! - written[$0]!).seconds) }
+        let j = jainIndex(rates)
+        #expect(j >= 0.9, "Jain \(j)")
+
+        // A handful of open streams: a lone short response goes in one DATA, not two.
+        let few = Pair(seed: 90)
+        var wire: [UInt8] = []
+        few.tap = { side, bytes, _ in if side == .a { wire += bytes } }
+        #expect(few.establish())
+        let lone = try few.open(.a, target: "lone")
+        #expect(few.quiesce())
+        wire.removeAll()
+        few.write(.a, lone, pattern(256, seed: 1))
+        #expect(few.run { $0.receivedCount(.b, lone) == 256 })
+        let dataMessages = splitFrames(wire).compactMap { InspectedFrame(encoded: $0.bytes) }.flatMap(\.messages).filter {
+            if case .data = $0.message { return true } else { return false }
+        }
+        #expect(dataMessages.count == 1)
+    }
+
     /// A keystroke on a new stream while a bulk stream streams a long DATA-TAIL frame: the
     /// open frame must end at the next block boundary and the keystroke leave right after.
     @Test("a 1-byte message on a new stream overtakes a bulk stream within ~300 line bytes",
