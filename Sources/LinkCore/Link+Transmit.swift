@@ -77,7 +77,10 @@ extension Link {
     /// gone), so that they never start a frame of their own: an empty sequenced frame would cost
     /// line bytes and an acknowledgement for nothing.
     mutating func dropStaleControl() {
-        while let item = control.first, controlMessage(item) == nil { _ = control.popFirst() }
+        while let item = control.first, controlMessage(item) == nil {
+            _ = control.popFirst()
+            controlDropped(item)
+        }
     }
 
     var bytesInFlight: Int { outstanding.reduce(0) { $1.fate == .acked ? $0 : $0 + $1.lineBytes } }
@@ -171,6 +174,8 @@ extension Link {
             if message != nil {
                 appendRaw(bytes)
                 afterControlSent(item, now: now)
+            } else {
+                controlDropped(item)
             }
             return true
         }
@@ -204,6 +209,13 @@ extension Link {
         }
     }
 
+    /// A queued item that no longer applied was dropped. A CREDIT with nothing left to grant (a
+    /// shrink took back what was pending, §6.1) must not leave its stream marked as having one
+    /// queued, or the stream would never be granted credit again.
+    mutating func controlDropped(_ item: ControlItem) {
+        if case .credit(let id) = item { streams[id]?.creditQueued = false }
+    }
+
     mutating func afterControlSent(_ item: ControlItem, now: LinkTime) {
         switch item {
         case .open(let id), .openOK(let id):
@@ -211,9 +223,11 @@ extension Link {
             streams.markActive(id)
         case .credit(let id):
             guard let increment = streams[id]?.receiveWindow?.increment else { return }
+            // The extra credit of a growth goes with the next grant the application's consumption
+            // brings, not at once: a grant sent now would look like one more fast grant and grow
+            // the window again in the same poll.
             if streams[id]!.grantEmitted(increment, at: now, roundTrip: rtt.minimum, limit: receiveWindowLimit) {
                 statistics.windowGrowths += 1
-                considerGrant(id)
             }
         case .refuse, .reset, .listen, .listenOK, .listenRefused, .unlisten:
             break
@@ -280,7 +294,9 @@ extension Link {
         // Short means little buffered in all, not little compressed output waiting or little
         // credit left: a compressed bulk stream keeps its whole quantum.
         let waiting = pendingCompressed + streams[id]!.sendBuffer.count
-        if (streams.competing > Self.manyStreams || streams.count > Self.manyOpenStreams)
+        // Once per activation: the stream's first turn, while it is at the head of the sparse
+        // queue; its second turn takes the rest, not half of it again.
+        if sparse && (streams.competing > Self.manyStreams || streams.count > Self.manyOpenStreams)
             && waiting < 2 * configuration.quantum {
             let half = max(Self.smallestTurn, (available + 1) / 2)
             if half < n {
@@ -297,7 +313,9 @@ extension Link {
         takeData(n, of: id, compressed: compressed, appendingTo: &bytes)
         streams[id]!.deficit -= n
         let drained = streams[id]!.sendBuffer.isEmpty
-        if sparse && n <= Self.interactiveBurst && drained {
+        // A stream that was idle and had at most a burst waiting is someone typing, whether its
+        // burst went in one turn or was split in two.
+        if sparse && waiting <= Self.interactiveBurst {
             interactiveUntil = now + Self.interactiveHold
         }
         var finToo = false

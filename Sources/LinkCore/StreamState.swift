@@ -286,7 +286,9 @@ struct StreamState: Sendable {
 
     /// CREDIT of `increment` bytes.
     mutating func peerGranted(_ increment: UInt32) -> PeerMessageVerdict {
-        if case .openQueued = opening { return .violation("CREDIT for \(id) before its OPEN was sent") }
+        // The peer cannot know a stream whose OPEN has not left: a CREDIT for its ID is a stale one
+        // for an earlier stream of that ID, harmless, so it is ignored like one for an unknown ID.
+        if case .openQueued = opening { return .ignored }
         switch outbound {
         case .sending(var w):
             guard w.grant(increment) else { return .violation("CREDIT for \(id) overflows the window") }

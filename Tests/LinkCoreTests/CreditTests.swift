@@ -122,6 +122,27 @@ struct CreditTests {
         #expect(pair.b.statistics.creditViolations == 1)
     }
 
+    /// A queued CREDIT can find nothing left to grant when it is its turn (a shrinking window took
+    /// back what was pending, §6.1). Dropping it must leave the stream free to queue the next
+    /// one, or it would never be granted credit again and stop once the peer's credit ran out.
+    @Test("a CREDIT dropped because nothing is left to grant does not block the stream's later grants")
+    func staleCreditDoesNotBlockGrants() throws {
+        let pair = Pair(seed: 57)
+        #expect(pair.establish())
+        let id = try pair.openAccepted(from: .a)
+        #expect(pair.quiesce())
+        // As a shrink leaves it: a CREDIT queued, and nothing pending any more.
+        pair.b.streams[id]!.creditQueued = true
+        pair.b.control.append(.credit(id))
+        #expect(pair.quiesce())
+        #expect(pair.b.streams[id]?.creditQueued == false)
+        // The stream still flows past many windows: its grants keep coming.
+        let data = pattern(5 * pair.b.configuration.initialWindow, seed: 3)
+        pair.write(.a, id, data, finish: true)
+        #expect(pair.run { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+    }
+
     @Test("a CREDIT that overflows the window resets the stream as a protocol violation")
     func creditOverflow() throws {
         let pair = Pair(seed: 55)
