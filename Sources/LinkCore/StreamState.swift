@@ -30,6 +30,22 @@ enum Outbound: Sendable, Equatable {
         case .finished: return nil
         }
     }
+
+    /// Changes the send window where it is, sending or finishing; nil once finished.
+    mutating func withWindow<R>(_ body: (inout SendWindow) -> R) -> R? {
+        switch self {
+        case .sending(var w):
+            let result = body(&w)
+            self = .sending(w)
+            return result
+        case .finishing(var w):
+            let result = body(&w)
+            self = .finishing(w)
+            return result
+        case .finished:
+            return nil
+        }
+    }
 }
 
 /// The peer's sending direction.
@@ -180,16 +196,7 @@ struct StreamState: Sendable {
 
     /// `n` plain bytes went into DATA, or into the compressor.
     mutating func spendCredit(_ n: Int) {
-        switch outbound {
-        case .sending(var w):
-            w.spend(n)
-            outbound = .sending(w)
-        case .finishing(var w):
-            w.spend(n)
-            outbound = .finishing(w)
-        case .finished:
-            preconditionFailure("data taken after FIN")
-        }
+        guard outbound.withWindow({ $0.spend(n) }) != nil else { preconditionFailure("data taken after FIN") }
     }
 
     /// Our FIN went into a frame.
@@ -289,31 +296,14 @@ struct StreamState: Sendable {
         // The peer cannot know a stream whose OPEN has not left: a CREDIT for its ID is a stale one
         // for an earlier stream of that ID, harmless, so it is ignored like one for an unknown ID.
         if case .openQueued = opening { return .ignored }
-        switch outbound {
-        case .sending(var w):
-            guard w.grant(increment) else { return .violation("CREDIT for \(id) overflows the window") }
-            outbound = .sending(w)
-        case .finishing(var w):
-            guard w.grant(increment) else { return .violation("CREDIT for \(id) overflows the window") }
-            outbound = .finishing(w)
-        case .finished:
-            return .ignored  // sent before our FIN reached the peer
-        }
-        return .applied
+        // Finished: the CREDIT was sent before our FIN reached the peer.
+        guard let granted = outbound.withWindow({ $0.grant(increment) }) else { return .ignored }
+        return granted ? .applied : .violation("CREDIT for \(id) overflows the window")
     }
 
     /// The handshake completed: a stream opened before it gets the peer's initial window.
     mutating func peerWindowKnown(_ initial: Int) {
-        switch outbound {
-        case .sending(var w):
-            w.addInitial(initial)
-            outbound = .sending(w)
-        case .finishing(var w):
-            w.addInitial(initial)
-            outbound = .finishing(w)
-        case .finished:
-            break
-        }
+        _ = outbound.withWindow { $0.addInitial(initial) }
     }
 
     /// Data arrived: a window whose reader stopped consuming shrinks back to its base (§6.1).

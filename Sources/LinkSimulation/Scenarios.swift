@@ -71,9 +71,13 @@ extension Scenario {
     }
 
     /// One bulk stream from A to B over a 115200-baud line.
-    public static func bulk(seed: UInt64 = 1, bytes: Int = 200_000, ber: Double = 0, maxFrame: Int? = nil) -> Scenario {
+    public static func bulk(seed: UInt64 = 1, bytes: Int = 200_000, ber: Double = 0, maxFrame: Int? = nil,
+                            window: Int? = nil) -> Scenario {
         var s = Scenario(seed: seed)
-        if let maxFrame { s.configure = { $0.maxFrameBody = maxFrame } }
+        s.configure = { c in
+            if let maxFrame { c.maxFrameBody = maxFrame }
+            if let window { c.initialWindow = window }
+        }
         s.faults.bitErrorRate = ber
         s.streams = [StreamPlan(opener: .a, openAt: 0, bytesOut: bytes, bytesBack: 0)]
         s.timeLimit = 600

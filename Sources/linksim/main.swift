@@ -38,12 +38,14 @@ case "bulk":
     let ber = Double(args.dropFirst().first ?? "0") ?? 0
     var total = 0.0
     for seed in UInt64(1)...5 {
-        var sim = Simulation(Scenario.bulk(seed: seed, ber: ber, maxFrame: args.count > 2 ? Int(args[2]) : nil))
+        let maxFrame = args.count > 2 ? Int(args[2]).flatMap { $0 > 0 ? $0 : nil } : nil
+        var sim = Simulation(Scenario.bulk(seed: seed, ber: ber, maxFrame: maxFrame,
+                                           window: args.count > 3 ? Int(args[3]) : nil))
         let r = sim.run()
         let t = r.streamCompletion[0] ?? r.finishedAt
         let g = Double(200_000) / t / 11_520
         total += g
-        print("seed \(seed) goodput \(g) retx \(r.statistics[0].retransmissions) rto \(r.statistics[0].timeoutRetransmissions) frame \(r.statistics[0].currentFrameTarget) idle \(r.idleSteps[0]) ms carried \(r.cable[0].carried) passed=\(r.passed)")
+        print("seed \(seed) goodput \(g) retx \(r.statistics[0].retransmissions) rto \(r.statistics[0].timeoutRetransmissions) frame \(r.statistics[0].currentFrameTarget) idle \(r.idleSteps[0]) ms carried \(r.cable[0].carried) growths \(r.statistics[1].windowGrowths) passed=\(r.passed)")
     }
     print("mean goodput \(total / 5)")
 case "figures":
