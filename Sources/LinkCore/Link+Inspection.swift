@@ -93,6 +93,9 @@ extension Link {
         /// spent (§6), in the order they will be granted.
         public var withheldGrants: [StreamID] { link.withheldGrants }
 
+        /// What the peer's HELLO offers to take compressed (§5.7), if this end can use it.
+        public var peerCompression: Compression.Offer? { link.peerCompression }
+
         /// Streams of this end holding a compressor, and streams of the peer's holding one of
         /// this end's decompressors (§5.7); each is at most the number the HELLOs allow.
         public var compressorsInUse: Int { link.streams.liveCompressors }
@@ -144,6 +147,10 @@ extension Link {
         public let unconsumed: Int
         /// The peer's FIN arrived: its direction is closed.
         public let finReceived: Bool
+        /// The receive window's current size (§6.1): its initial size, or more after growing.
+        public let receiveWindow: Int
+        /// A CREDIT for this stream waits in the control queue.
+        public let grantQueued: Bool
 
         init(_ s: StreamState) {
             id = s.id
@@ -159,6 +166,8 @@ extension Link {
             receiveRemaining = s.receiveRemaining
             unconsumed = s.unconsumed
             finReceived = s.finReceived
+            receiveWindow = s.receiveWindow?.size ?? 0
+            grantQueued = s.creditQueued
         }
     }
 }

@@ -51,11 +51,11 @@ extension Link {
             break
         case .sequenced(let seq, let body, let a):
             processAcknowledgement(ack: a.ack, sack: a.sack, now: now)
-            notePeerFrame(lineBytes: f.count + f.count / 254 + 2, now: now)
+            lastPeerFrameAt = now
             receiveSequenced(seq, body: body, now: now)
         case .fragment(let seq, let index, let count, let body, let a):
             processAcknowledgement(ack: a.ack, sack: a.sack, now: now)
-            notePeerFrame(lineBytes: f.count + f.count / 254 + 2, now: now)
+            lastPeerFrameAt = now
             receiveFragment(seq, index: index, count: count, bytes: body, now: now)
         case .control(let body, let a):
             processAcknowledgement(ack: a.ack, sack: a.sack, now: now)

@@ -67,9 +67,6 @@ public struct Link: Sendable {
     /// When the peer last sent a sequenced frame. While it is sending, our acknowledgements
     /// ride in its frame trailers and may be late by up to one of its frames.
     var lastPeerFrameAt: LinkTime?
-    /// The largest sequenced frame (line bytes) the peer sent in its current run of frames, each
-    /// within 2 s of the one before: what an acknowledgement may wait behind.
-    var peerRecentFrameBytes = 0
     /// A restart was detected and `.established` has not yet reported it.
     var peerRestartUnreported = false
     var ackDebt = AckDebt.none
@@ -260,27 +257,13 @@ extension Link {
         min(configuration.maxFrameBody, peerHello.map { max(64, Int($0.maxFrame)) } ?? configuration.maxFrameBody)
     }
 
-    /// Extra delay an acknowledgement may suffer while the peer streams a frame: the largest
-    /// frame of its current run (at most one of its largest frames), if it sent sequenced frames
-    /// within 2 s of when it was last heard. A peer that sends only short frames (CREDIT next to
-    /// an upload, say) adds little: allowing a whole largest frame there made a lost frame at the
-    /// end of a window wait 0.7 s at 115200 before it was resent. A function of state only, so a
-    /// deadline computed from it does not move with the clock.
+    /// Extra delay an acknowledgement may suffer while the peer streams a frame: one of its
+    /// largest frames, if it sent sequenced frames within 2 s of when it was last heard. A
+    /// function of state only, so a deadline computed from it does not move with the clock.
     var peerFrameAllowance: Int {
         guard let last = lastPeerFrameAt, let heard = lastHeardAt, heard - last < .seconds(2),
               let peer = peerHello else { return 0 }
-        let largest = Int(peer.maxFrame) + Wire.sequencedFrameOverhead + Int(peer.maxFrame) / 254
-        return min(largest, peerRecentFrameBytes)
-    }
-
-    /// A sequenced frame or fragment of `lineBytes` came from the peer.
-    mutating func notePeerFrame(lineBytes: Int, now: LinkTime) {
-        if let last = lastPeerFrameAt, now - last < .seconds(2) {
-            peerRecentFrameBytes = max(peerRecentFrameBytes, lineBytes)
-        } else {
-            peerRecentFrameBytes = lineBytes
-        }
-        lastPeerFrameAt = now
+        return Int(peer.maxFrame) + Wire.sequencedFrameOverhead + Int(peer.maxFrame) / 254
     }
 
     /// How long an acknowledgement may wait for a frame to ride on before it is sent alone.

@@ -127,27 +127,6 @@ struct ARQTests {
         #expect(slackLink.inspection.queueBelow == slackLink.preferredQueueBelow + 138)
     }
 
-    /// An acknowledgement may wait behind the frame the peer is sending; the timeout allows for
-    /// the largest frame of the peer's current run, not for the largest it may ever send. A lost
-    /// frame at the end of an upload's window, with only CREDITs coming back, waited 0.7 s at
-    /// 115200 (a whole 8 KiB frame of allowance) before it was resent.
-    @Test("the retransmission timeout allows for the peer's recent frames: short while it sends short ones, long after a long one")
-    func timeoutFollowsPeerFrames() throws {
-        let pair = Pair(seed: 66) { _, c in c.lineBytesPerSecond = 11_520 }
-        #expect(pair.establish())
-        let id = try pair.openAccepted(from: .b)
-        pair.write(.b, id, pattern(20, seed: 1))
-        #expect(pair.run { $0.receivedCount(.a, id) == 20 })
-        let short = pair.a.inspection.retransmissionTimeout(forLineBytes: 100)
-        pair.write(.b, id, pattern(8000, seed: 2))
-        #expect(pair.run { $0.receivedCount(.a, id) == 8020 })
-        let long = pair.a.inspection.retransmissionTimeout(forLineBytes: 100)
-        // A short frame adds milliseconds (the old allowance, a whole 8 KiB frame, 0.7 s); the
-        // 8000 bytes went in frames of a kilobyte or more, which add over 100 ms.
-        #expect(short.nanoseconds < 400_000_000, "short \(short)")
-        #expect(long.nanoseconds - short.nanoseconds > 100_000_000, "short \(short), long \(long)")
-    }
-
     @Test("nextDeadline: a retransmission time while frames are unacknowledged, the keepalive when idle")
     func deadlines() throws {
         let pair = Pair(seed: 65) { _, c in

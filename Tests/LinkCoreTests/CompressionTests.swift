@@ -137,7 +137,7 @@ struct CompressionTests {
             #expect(pair.receivedBytes(.b, id) == data)
             // .auto on an unpaced line does not compress either: the line is not the bottleneck.
             #expect(!types().contains(Wire.MessageType.dataCompressed.rawValue), "\(aMode) to \(bMode)")
-            #expect(pair.b.peerCompression == (aMode == .off ? nil : Compression.Offer(maxStreams: 16)))
+            #expect(pair.b.inspection.peerCompression == (aMode == .off ? nil : Compression.Offer(maxStreams: 16)))
         }
     }
 
@@ -223,7 +223,7 @@ struct CompressionViolationTests {
                 return .deliver
             }
             return .replace(sequencedFrame(seq: SequenceNumber(seq), messages: messages,
-                                           ack: pair.b.acknowledgementState.ack))
+                                           ack: pair.b.inspection.expectedSequence))
         }
         return (pair, id)
     }

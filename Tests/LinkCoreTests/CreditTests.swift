@@ -135,7 +135,7 @@ struct CreditTests {
         pair.b.streams[id]!.creditQueued = true
         pair.b.control.append(.credit(id))
         #expect(pair.quiesce())
-        #expect(pair.b.streams[id]?.creditQueued == false)
+        #expect(pair.b.inspection.stream(id)?.grantQueued == false)
         // The stream still flows past many windows: its grants keep coming.
         let data = pattern(5 * pair.b.configuration.initialWindow, seed: 3)
         pair.write(.a, id, data, finish: true)
