@@ -45,27 +45,31 @@ enum BenchStall {
             stalledFD = try BenchSocket.connect(port: rig.clientPort, timeout: run.settings.ioTimeout, receiveBuffer: 1)
             try BenchSocket.writeAll(stalledFD, BenchRequest(mode: .transfer, id: stalledID, up: 0, down: UInt32.max).bytes)
         }
+        var uploader: BenchThread?
         defer {
             // A reset, not a clean close: the stream must end now, not after its buffers drain.
+            // The shutdown wakes the upload's writer, blocked in a send the link will never take
+            // (closing the descriptor alone would not), so that it can be joined.
             var abort = linger(l_onoff: 1, l_linger: 0)
             setsockopt(stalledFD, SOL_SOCKET, SO_LINGER, &abort, socklen_t(MemoryLayout<linger>.size))
+            shutdown(stalledFD, Int32(SHUT_RDWR))
+            uploader?.join()
             close(stalledFD)
         }
-        let stalledAt = Locked<UInt64>(0)
-        let uploader: BenchThread?
         if upload {
-            // Writes as long as the link takes it; the target stops reading after `lead` bytes.
+            // Writes as long as the link takes it; the target stops reading after `lead` bytes
+            // (and does not check what they are).
             uploader = BenchThread("bench stalled upload", stackSize: 256 << 10) {
                 var block = [UInt8](repeating: 0x55, count: 4096)
                 block[0] = 1
                 while (try? BenchSocket.writeAll(stalledFD, block)) != nil {}
             }
             let deadline = BenchClock.deadline(after: 30)
-            while (rig.target.peek(stalledID)?.upReceived ?? 0) < lead && BenchClock.now() < deadline {
+            while (rig.target.peek(stalledID)?.upReceived ?? 0) < lead {
+                guard BenchClock.now() < deadline else { throw BenchError("stalled upload: the target got less than \(lead) B in 30 s") }
                 BenchClock.sleep(seconds: 0.01)
             }
         } else {
-            uploader = nil
             var buffer = [UInt8](repeating: 0, count: 4096)
             var got = 0
             while got < lead {
@@ -74,9 +78,7 @@ enum BenchStall {
                 got += n
             }
         }
-        stalledAt.withLock { $0 = BenchClock.now() }
-        let t0 = stalledAt.current
-        defer { uploader.map { _ = $0.join(deadline: BenchClock.deadline(after: 5)) } }
+        let t0 = BenchClock.now()  // the reader stops here
 
         // The other stream, and its progress sampled every 50 ms.
         let outcome = Locked<TransferOutcome?>(nil)
