@@ -88,7 +88,6 @@ enum AckDebt: Sendable, Equatable {
     /// A trailer carried the acknowledgement.
     mutating func paid() { self = .none }
 
-    var isOwed: Bool { self != .none }
     var isUrgent: Bool { self == .urgent }
 
     /// When a standalone acknowledgement is due, if one is owed.

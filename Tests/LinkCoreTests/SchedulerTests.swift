@@ -91,12 +91,18 @@ struct SchedulerTests {
         }
     }
 
-    @Test("1000 short streams started together finish close together: Jain index of their rates ≥ 0.9")
-    func thousandShortStreams() throws {
-        let pair = Pair(seed: 88)
+    /// An established pair whose clock runs at 115200 baud, handing the line 160 bytes at a time.
+    static func pacedPair(seed: UInt64) throws -> Pair {
+        let pair = Pair(seed: seed)
         pair.clockBytesPerSecond = 11_520
         pair.pollLimit = 160
-        #expect(pair.establish())
+        try #require(pair.establish())
+        return pair
+    }
+
+    @Test("1000 short streams started together finish close together: Jain index of their rates ≥ 0.9")
+    func thousandShortStreams() throws {
+        let pair = try Self.pacedPair(seed: 88)
         var ids: [StreamID] = []
         for k in 0..<1000 {
             let id = try pair.open(.b, target: "short:\(k)")
@@ -120,10 +126,7 @@ struct SchedulerTests {
     /// streams open, a short one's data goes in two turns even while it is the only one with work.
     @Test("1000 open streams whose data arrives a stream at a time: Jain index ≥ 0.9; with few open, no split")
     func thousandOpenStreamsStaggered() throws {
-        let pair = Pair(seed: 89)
-        pair.clockBytesPerSecond = 11_520
-        pair.pollLimit = 160
-        #expect(pair.establish())
+        let pair = try Self.pacedPair(seed: 89)
         var ids: [StreamID] = []
         for k in 0..<1000 { ids.append(try pair.open(.b, target: "short:\(k)")) }
         #expect(pair.quiesce())

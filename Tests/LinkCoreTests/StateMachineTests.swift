@@ -168,7 +168,7 @@ struct StateMachineTests {
         debt.gapSeen()
         #expect(debt.isUrgent && debt.deadline(delay: .milliseconds(3)) == .zero)
         debt.paid()
-        #expect(!debt.isOwed)
+        #expect(debt == .none)
     }
 
     @Test("the frame seam: a frame built in pieces equals the one written whole, and the reader opens it")
