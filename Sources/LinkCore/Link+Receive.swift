@@ -287,9 +287,19 @@ extension Link {
             case .ping(let token):
                 pongOwed = token
             case .pong(let token):
-                if token == pingToken, let sent = lastPingSentAt, outstanding.allSatisfy({ $0.fate == .acked }) {
+                guard token == pingToken else { break }
+                if let sent = lastPingSentAt, outstanding.allSatisfy({ $0.fate == .acked }) {
                     rtt.sample(now - sent)
                     statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
+                }
+                // This frame's acknowledgement (already applied) was written after the peer
+                // read the PING, and so after every frame sent before the PING: one it still
+                // lacks was lost (§4.3). The tail of a burst is repaired in one round trip.
+                for i in outstanding.indices where outstanding[i].fate == .inFlight
+                    && outstanding[i].transmission <= pingTransmission {
+                    outstanding[i].fate = .lost
+                    statistics.probeRepairs += 1
+                    noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
                 }
             default:
                 violation("stream message in a control frame")

@@ -14,6 +14,7 @@ extension Link {
         }
         if case .owed(let since) = ackDebt { consider(since + acknowledgementDelay) }
         if let i = oldestUnacknowledged { consider(retransmissionDeadline(of: outstanding[i])) }
+        consider(tailProbeDeadline)
         if let heard = lastHeardAt {
             if !pingDue {
                 let base = max(heard, lastPingSentAt ?? heard)
@@ -40,6 +41,18 @@ extension Link {
         return frame.lastSentAt + rto
     }
 
+    /// When to send a PING whose PONG tells which frames of the last burst were lost (§4.3):
+    /// the newest frame in flight, sent after the last PING, is still unacknowledged one RTO
+    /// after it left, not counting the peer's frames. Its acknowledgement may merely wait
+    /// behind a long peer frame; then the probe costs a few bytes. The full retransmission
+    /// still waits for the RTO, which does count them.
+    var tailProbeDeadline: LinkTime? {
+        guard !pingDue, let newest = outstanding.last(where: { $0.fate == .inFlight }),
+              newest.transmission > pingTransmission,
+              !outstanding.contains(where: { $0.fate == .lost }) else { return nil }
+        return newest.lastSentAt + rtt.baseRTO + lineTime(newest.lineBytes + queueBelow)
+    }
+
     /// Runs whatever timers are due at `now`: handshake retries, retransmission, keepalive,
     /// silence and the grace period.
     public mutating func handleTimeout(now: LinkTime) {
@@ -56,6 +69,10 @@ extension Link {
             if let heard = lastHeardAt, now - heard < configuration.keepaliveInterval {
                 noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
             }
+        }
+        if let due = tailProbeDeadline, now >= due {
+            pingDue = true
+            statistics.tailProbes += 1
         }
         guard let heard = lastHeardAt else { return }
         if now >= max(heard, lastPingSentAt ?? heard) + configuration.keepaliveInterval { pingDue = true }

@@ -501,6 +501,7 @@ extension Link {
             pingToken &+= 1
             Message.ping(pingToken).encode(into: &raw)
             lastPingSentAt = now
+            pingTransmission = transmissionCounter
             pingDue = false
         }
         appendTrailerAndEncode(&raw)

@@ -34,6 +34,10 @@ public struct Link: Sendable {
     var lastHeardAt: LinkTime?
     var lastPingSentAt: LinkTime?
     var pingToken: UInt32 = 0
+    /// `transmissionCounter` when the last PING went out. Its PONG's acknowledgement was
+    /// written after the peer read every frame sent before it, so whatever of those it does
+    /// not cover was lost (§4.3).
+    var pingTransmission: UInt64 = 0
     var pingDue = false
     var pongOwed: UInt32?
 

@@ -149,6 +149,10 @@ public struct LinkStatistics: Sendable, Equatable {
     public var framesReceived = 0
     public var retransmissions = 0
     public var timeoutRetransmissions = 0
+    /// PINGs sent because the newest frame in flight went unacknowledged (§4.3), and frames
+    /// their PONGs showed lost.
+    public var tailProbes = 0
+    public var probeRepairs = 0
     public var crcErrors = 0
     public var malformedFrames = 0
     public var oversizeFrames = 0

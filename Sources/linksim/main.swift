@@ -45,7 +45,7 @@ case "bulk":
         let t = r.streamCompletion[0] ?? r.finishedAt
         let g = Double(200_000) / t / 11_520
         total += g
-        print("seed \(seed) goodput \(g) retx \(r.statistics[0].retransmissions) rto \(r.statistics[0].timeoutRetransmissions) frame \(r.statistics[0].currentFrameTarget) idle \(r.idleSteps[0]) ms carried \(r.cable[0].carried) growths \(r.statistics[1].windowGrowths) passed=\(r.passed)")
+        print("seed \(seed) goodput \(g) retx \(r.statistics[0].retransmissions) rto \(r.statistics[0].timeoutRetransmissions) probes \(r.statistics[0].tailProbes)/\(r.statistics[0].probeRepairs) frame \(r.statistics[0].currentFrameTarget) idle \(r.idleSteps[0]) ms carried \(r.cable[0].carried) growths \(r.statistics[1].windowGrowths) passed=\(r.passed)")
     }
     print("mean goodput \(total / 5)")
 case "figures":

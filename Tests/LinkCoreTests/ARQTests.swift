@@ -79,12 +79,50 @@ struct ARQTests {
         pair.write(.a, id, Array("ping?".utf8))
         #expect(pair.run(timeLimit: .seconds(20)) { $0.receivedCount(.b, id) == 5 })
         #expect(pair.receivedBytes(.b, id) == Array("ping?".utf8))
-        #expect(pair.a.statistics.timeoutRetransmissions >= 2)
+        // Each retry waited for a timer: the tail probe's or the retransmission timer's. No
+        // later frame could reveal the loss.
+        #expect(pair.a.statistics.timeoutRetransmissions + pair.a.statistics.tailProbes >= 2)
         #expect(dropTimes.count == 2)
-        // Each retry waited for a timer: nothing else could reveal the loss.
         #expect(dropTimes[1] > dropTimes[0])
         #expect(pair.now > sentAt)
         #expect(pair.now - sentAt <= .seconds(5))
+    }
+
+    /// The RTO allows for one of the peer's largest frames (0.7 s at 115 200 baud), since an
+    /// acknowledgement may wait behind it. A PING after one RTO without that allowance asks:
+    /// the PONG's acknowledgement is written after every earlier frame reached the peer, so it
+    /// tells the loss exactly, and the frame is resent without waiting for the timer.
+    @Test("a lost tail frame is found by a PING's PONG, well before the retransmission timer")
+    func tailProbe() throws {
+        let pair = Pair(seed: 66) { _, c in c.lineBytesPerSecond = 11_520 }
+        #expect(pair.establish())
+        let id = try pair.openAccepted(from: .a)
+        #expect(pair.quiesce())
+        let counter = TransmissionCounter()
+        var dropped = 0
+        pair.filter = { side, frame, _ in
+            guard side == .a, let t = counter.note(frame), t.transmission == 1, dropped == 0 else { return .deliver }
+            dropped += 1
+            return .drop
+        }
+        // B sent a sequenced frame (its OPEN-OK) just now, so the RTO counts a whole peer frame.
+        try pair.b.send([1], on: id)
+        #expect(pair.run { $0.receivedCount(.a, id) == 1 })
+        let sentAt = pair.now
+        pair.write(.a, id, Array("tail".utf8))
+        pair.step()
+        let frame = try #require(pair.a.inspection.outstandingFrames.first)
+        let rtoWaits = frame.retransmissionDeadline - sentAt
+        #expect(rtoWaits > .milliseconds(700))
+        #expect(pair.run(timeLimit: .seconds(5)) { $0.receivedCount(.b, id) == 4 })
+        #expect(dropped == 1)
+        #expect(pair.a.statistics.timeoutRetransmissions == 0)
+        #expect(pair.a.statistics.tailProbes == 1)
+        #expect(pair.a.statistics.probeRepairs == 1)
+        #expect(pair.now - sentAt + .milliseconds(500) < rtoWaits)
+        // An answered probe for a frame that was only slow costs nothing more.
+        #expect(pair.quiesce())
+        #expect(pair.a.statistics.retransmissions == 1)
     }
 
     @Test("no more than 32 frames are ever outstanding, and a silent peer stops new frames at 32")
