@@ -19,13 +19,19 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // ChaCha20-Poly1305, HMAC and HKDF for the pre-shared-key protection (docs/protocol.md §11).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // The protocol core: pure Swift, no I/O, no clock, no threads (docs/protocol.md).
         // Without unsafe flags, so another package can depend on the LinkCore product; libm for
         // the square root in the frame-size rule (docs/protocol.md §8.2), which an unoptimised
         // build calls rather than inlines.
-        .target(name: "LinkCore", dependencies: ["CLinkAccel"], linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
+        .target(name: "LinkCore", dependencies: [
+            "CLinkAccel",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "CryptoExtras", package: "swift-crypto"),
+        ], linkerSettings: [.linkedLibrary("m", .when(platforms: [.linux]))]),
         // CRC-32C with the SSE4.2 instruction and memchr for COBS: the core's hot loops; and
         // zlib's raw deflate for compressed stream data (docs/protocol.md §5.7).
         .target(name: "CLinkAccel", linkerSettings: [.linkedLibrary("z")]),

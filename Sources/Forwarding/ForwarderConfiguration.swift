@@ -56,6 +56,8 @@ public struct ForwarderConfiguration: Sendable, Equatable {
     public var unpaced: Bool
     /// Whether this end compresses stream data, and accepts compressed data (docs/protocol.md §5.7).
     public var compression: CompressionMode = .auto
+    /// The pre-shared key and mode (docs/protocol.md §11); nil for none.
+    public var protection: LinkProtection?
     /// How often a line of link statistics is logged at debug level, when something changed.
     public var statisticsLogIntervalSeconds: Double
 

@@ -102,6 +102,18 @@ extension LinkRuntime {
             """)
     }
 
+    /// One line, once per kind: the keys or modes differ, so nothing is exchanged (§11.1).
+    func peerProtectionDiffers(_ why: ProtectionMismatch) {
+        let mine = configuration.protection.map { "--protect \($0.mode)" } ?? "no key"
+        peerProblem = "\(why) on \(configuration.devicePath) (this end: \(mine))"
+        let fix = switch why {
+        case .peerHasNoKey, .peerHasKey: "give both ends the same --key-file, or neither"
+        case .differentKey: "give both ends the same key file"
+        case .differentMode: "use the same --protect at both ends"
+        }
+        logger.error("\(why) on \(configuration.devicePath) (this end: \(mine)): nothing is exchanged; \(fix)")
+    }
+
     /// Why there is no link, for a message: "no peer on /dev/ttyUSB0 since 12:03:01 UTC".
     var whyNoLink: String {
         if let peerProblem { return peerProblem }

@@ -53,6 +53,8 @@ extension LinkRuntime: LinkDriverDelegate {
             peerSpeaks(version: version)
         case .roleConflict:
             peerHasSameRole()
+        case .protectionMismatch(let why):
+            peerProtectionDiffers(why)
         case .linkDown:
             linkWentDown(now: now)
         case .linkRestored:

@@ -102,6 +102,7 @@ final class LinkRuntime: @unchecked Sendable {
             queueSlackBelow: serial.pacer.slack,
             seed: UInt64.random(in: 1...UInt64.max))
         linkConfiguration.compression = configuration.compression
+        linkConfiguration.protection = configuration.protection
         link = Link(configuration: linkConfiguration)
         if configuration.verbosity >= 4 {
             let decoder = COBSDecoder(maxFrameLength: linkConfiguration.maxFrameBody + 64)

@@ -43,6 +43,9 @@ public struct LinkConfiguration: Sendable {
     /// Streams that may send compressed data at once, each way: each holds a compressor of
     /// about 260 KB at the sender and a decompressor of about 40 KB at the receiver.
     public var maxCompressedStreams: Int = 16
+    /// A pre-shared key: every frame after the handshake is sealed, and only an end that proves
+    /// the same key is talked to (§11). Nil: no protection, and no peer with a key is talked to.
+    public var protection: LinkProtection?
     /// Seeds session IDs, so a simulation replays exactly. Real ends pass random bits.
     public var seed: UInt64
 
@@ -79,6 +82,8 @@ public enum LinkEvent: Equatable, Sendable {
     case versionMismatch(peerVersion: UInt8)
     /// Both ends were configured to allocate the same stream-ID half (e.g. both are "C").
     case roleConflict
+    /// The ends' keys or protection modes differ (§11.1); nothing is exchanged.
+    case protectionMismatch(ProtectionMismatch)
     /// Nothing heard for the silence timeout; streams are held for the grace period.
     case linkDown
     /// The peer is heard again within the grace period; in-flight data is being resent.

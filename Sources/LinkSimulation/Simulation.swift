@@ -346,7 +346,7 @@ public struct Simulation {
                 result.failures.append("unexpected \(event) at \(side): the simulation requests no listeners")
             case .linkLost:
                 result.failures.append("link lost at \(side) (grace period ran out)")
-            case .versionMismatch, .roleConflict:
+            case .versionMismatch, .roleConflict, .protectionMismatch:
                 result.failures.append("handshake failure \(event)")
             case .protocolViolation(let what):
                 result.failures.append("protocol violation at \(side): \(what)")
