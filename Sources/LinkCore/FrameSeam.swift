@@ -27,10 +27,13 @@ enum FrameReader {
         case crc
         /// Too short, an unknown type, or a header that does not fit.
         case malformed
+        /// Sealed with another key, tampered with, replayed or not sealed at all (§11.3).
+        case unauthenticated
     }
 
-    /// Checks and parses one COBS-decoded frame.
-    static func open(_ f: [UInt8]) -> Result<Frame, Failure> {
+    /// Checks and parses one COBS-decoded frame. With `opener` (a keyed session, §11.3) every
+    /// frame but HELLO must open with the session's key, or it is `.unauthenticated`.
+    static func open(_ f: [UInt8], opener: inout FrameOpener?) -> Result<Frame, Failure> {
         let n = f.count
         guard n >= 1 + Wire.crcLength else { return .failure(.malformed) }
         // Little-endian, so the CRC's low-order bits come first, as a UART sends them and as the
@@ -40,6 +43,23 @@ enum FrameReader {
             CRC32C.advance(0xFFFF_FFFF, UnsafeRawBufferPointer(rebasing: raw[0..<(n - 4)])) ^ 0xFFFF_FFFF
         }
         guard stored == computed else { return .failure(.crc) }
+        if opener != nil && f[0] != Wire.FrameType.hello.rawValue {
+            guard let plaintext = opener!.open(f) else { return .failure(.unauthenticated) }
+            // The frame as it would be unsealed; its CRC was checked on the line.
+            return parse([f[0]] + plaintext + [0, 0, 0, 0])
+        }
+        return parse(f)
+    }
+
+    /// Checks and parses a frame of an unkeyed session.
+    static func open(_ f: [UInt8]) -> Result<Frame, Failure> {
+        var none: FrameOpener?
+        return open(f, opener: &none)
+    }
+
+    /// Parses a frame whose CRC (its last four bytes) was checked.
+    static func parse(_ f: [UInt8]) -> Result<Frame, Failure> {
+        let n = f.count
         let compactTrailer = f[0] & Wire.compactTrailerFlag != 0
         guard let type = Wire.FrameType(rawValue: f[0] & ~Wire.compactTrailerFlag),
               !(compactTrailer && type == .hello) else { return .failure(.malformed) }
@@ -90,31 +110,54 @@ struct FrameWriter: Sendable {
     /// Bytes in the open COBS block: a block ends after 254, or at the next zero byte.
     var blockLength: Int { encoder.blockLength }
 
+    /// Seals every frame but HELLO once a keyed session is established (§11.3).
+    var sealer: FrameSealer?
+
     /// Starts a frame with its header.
     mutating func begin(header: [UInt8]) {
         crc = CRC32C()
-        crc.update(header)
         encoder.begin(into: &out)
-        encoder.append(contentsOf: header, into: &out)
+        if sealer != nil {
+            emit(sealer!.begin(type: header[0]))
+            emit(sealer!.transform(header.dropFirst()))
+        } else {
+            emit(header)
+        }
     }
 
     /// Adds body bytes to the frame being built.
     mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        crc.update(bytes)
-        encoder.append(contentsOf: bytes, into: &out)
+        if sealer != nil { emit(sealer!.transform(bytes)) } else { emit(bytes) }
     }
 
-    /// Ends the frame being built: `trailer`, then the CRC over everything (little-endian, §2).
+    /// Ends the frame being built: `trailer`, the tag if sealed, then the CRC over everything
+    /// (little-endian, §2).
     mutating func seal(trailer: [UInt8]) {
-        crc.update(trailer)
-        var end = trailer
+        if sealer != nil {
+            emit(sealer!.transform(trailer))
+            emit(sealer!.finish())
+        } else {
+            emit(trailer)
+        }
+        var end: [UInt8] = []
         end.appendLE(crc.value)
         encoder.append(contentsOf: end, into: &out)
         encoder.finish(into: &out)
     }
 
-    /// A whole frame (header, body and trailer, without the CRC) in one go.
+    private mutating func emit<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        crc.update(bytes)
+        encoder.append(contentsOf: bytes, into: &out)
+    }
+
+    /// A whole frame (header, body and trailer, without the CRC) in one go. HELLO is never sealed.
     mutating func write(_ raw: [UInt8]) {
+        if sealer != nil && raw[0] != Wire.FrameType.hello.rawValue {
+            begin(header: [raw[0]])
+            append(raw.dropFirst())
+            seal(trailer: [])
+            return
+        }
         var frame = raw
         frame.appendLE(CRC32C.checksum(raw))
         encoder.begin(into: &out)

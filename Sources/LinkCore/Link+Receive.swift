@@ -28,7 +28,7 @@ extension Link {
 
     mutating func handleFrame(_ f: [UInt8], now: LinkTime) {
         let frame: Frame
-        switch FrameReader.open(f) {
+        switch FrameReader.open(f, opener: &opener) {
         case .success(let opened): frame = opened
         case .failure(.crc):
             statistics.crcErrors += 1
@@ -36,13 +36,16 @@ extension Link {
         case .failure(.malformed):
             statistics.malformedFrames += 1
             return
+        case .failure(.unauthenticated):
+            statistics.unauthenticatedFrames += 1
+            return
         }
         statistics.framesReceived += 1
-        heard(now: now)
         if case .hello(let body) = frame {
             handleHello(body, now: now)
             return
         }
+        heard(now: now)
         // Frames of a session that is not (or no longer) established are from before a restart
         // on one side; the HELLO exchange re-synchronises and the data is resent.
         guard isEstablished else { return }
@@ -90,13 +93,26 @@ extension Link {
             statistics.malformedFrames += 1
             return
         }
+        // A keyed end hears only a HELLO that proves the key (§11.1): anyone can send one.
+        guard verifyHello(hello, body: body) == .proceed else { return }
+        heard(now: now)
         var restarted = false
+        var mayEstablish = true
         if let old = peerHello, old.session != hello.session {
             // A new session ID: the peer restarted. Its streams are gone, and so is its ARQ state.
             restarted = true
             statistics.peerRestarts += 1
             peerRestartUnreported = true
             resetSession(reason: .peerRestarted, now: now)
+            // A keyed end has a new random now, which this HELLO did not prove: it is the peer
+            // to echo, and the next HELLO, proving the new random, establishes.
+            if let p = protectionState {
+                protectionState!.candidateSession = hello.session
+                protectionState!.peerRandom = hello.extensionValue(HelloExtension.Types.protection)
+                    .map { Array($0[1...LinkProtection.randomLength]) } ?? p.peerRandom
+                mayEstablish = false
+                helloReplyOwed = true
+            }
         }
         guard let half = decideHalf(against: hello) else {
             if !reportedRoleConflict {
@@ -108,7 +124,8 @@ extension Link {
         localUsesOddIDs = half
         if (nextLocalStreamID & 1 == 1) != half { nextLocalStreamID = half ? 1 : 2 }
         let firstContact = peerHello == nil || restarted
-        let nowEstablished = state.helloReceived(hello, ourSession: session)
+        let nowEstablished = state.helloReceived(hello, ourSession: session, mayEstablish: mayEstablish)
+        if nowEstablished { installSessionKeys() }
         peerCompression = Compression.Offer(hello)
         if hello.needsReply || hello.echo != session { helloReplyOwed = true }
         if firstContact {
@@ -144,6 +161,7 @@ extension Link {
         rtoBackoff = 0
         pingDue = false
         pongOwed = nil
+        retireSessionKeys()
         state.ended()
         // Listeners belong to the session: the requester asks again once it is re-established.
         for id in ourListens.keys.sorted() { events.append(.listenRefused(id, .sessionEnded)) }

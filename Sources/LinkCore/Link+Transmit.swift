@@ -268,7 +268,9 @@ extension Link {
             // The only stream with work: stream it with DATA-TAIL, so the frame can be as long as
             // the line allows yet end at any block boundary when something urgent turns up.
             // Stuffed while someone types, on a paced line (§8.3).
+            // Not when encrypting: the markers that end the short blocks would be enciphered.
             let stuffed = isInteractive(at: now) && peerAcceptsStuffedTails && budget <= 1024
+                && configuration.protection?.mode != .encrypt
             let type: Wire.MessageType = switch (compressed, stuffed) {
             case (false, false): .dataTail
             case (true, false): .dataCompressedTail
@@ -449,7 +451,7 @@ extension Link {
         writer.seal(trailer: trailer)
         ackDebt.paid()
         transmissionCounter += 1
-        let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + frame.body.count / 254 + 1
+        let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + sealOverhead + frame.body.count / 254 + 1
         outstanding.append(SentFrame(sequence: frame.sequence, body: frame.body, lastSentAt: now,
                                      transmission: transmissionCounter, transmissions: 1, lineBytes: lineBytes))
         statistics.framesSent += 1
@@ -533,16 +535,20 @@ extension Link {
     mutating func encodeWholeFrame(_ raw: inout [UInt8]) { writer.write(raw) }
 
     mutating func emitHello(now: LinkTime) {
+        var extensions = helloExtensions
+        let proved = protectionState?.peerRandom != nil
+        if let offer = protectionExtension(proofRoom: proved) { extensions.append(offer) }
         let hello = Hello(usesOddStreamIDs: usesOddStreamIDs, needsReply: !isEstablished,
-                          session: session, echo: peerHello?.session ?? 0,
+                          session: session, echo: helloEcho,
                           maxFrame: UInt32(configuration.maxFrameBody), maxStreams: UInt16(clamping: configuration.maxStreams),
                           initialWindow: UInt32(configuration.initialWindow),
                           capabilities: Wire.Capability.compactAcknowledgement | Wire.Capability.remoteListen
                               | Wire.Capability.compactTargets | Wire.Capability.stuffedTails
                               | (configuration.negotiatesStreamIDHalves ? Wire.Capability.negotiatedHalves : 0),
-                          extensions: helloExtensions)
+                          extensions: extensions)
         var raw: [UInt8] = [Wire.FrameType.hello.rawValue]
         hello.encode(into: &raw)
+        if proved { signHello(&raw) }
         encodeWholeFrame(&raw)
         helloReplyOwed = false
         lastHelloSentAt = now

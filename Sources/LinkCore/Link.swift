@@ -41,6 +41,14 @@ public struct Link: Sendable {
     var pingDue = false
     var pongOwed: UInt32?
 
+    // MARK: Protection (§11)
+    /// Nil without a key.
+    var protectionState: ProtectionState?
+    /// Opens the peer's sealed frames once the keyed session is established.
+    var opener: FrameOpener?
+    /// An end without a key reports a keyed peer once.
+    var reportedUnkeyedMismatch: ProtectionMismatch?
+
     // MARK: Line I/O
     var decoder: COBSDecoder
     /// Frames on their way to the line, encoded as they are built.
@@ -109,6 +117,9 @@ public struct Link: Sendable {
         nextLocalStreamID = configuration.usesOddStreamIDs ? 1 : 2
         session = newSessionID()
         statistics.currentFrameTarget = lastFrameTarget
+        if let protection = configuration.protection {
+            protectionState = ProtectionState(ourRandom: Self.freshRandom(protection))
+        }
     }
 }
 

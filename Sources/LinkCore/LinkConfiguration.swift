@@ -159,6 +159,9 @@ public struct LinkStatistics: Sendable, Equatable {
     public var tailProbes = 0
     public var probeRepairs = 0
     public var crcErrors = 0
+    /// Frames that passed the CRC but did not open with the session's key (§11.3): forged,
+    /// tampered with, replayed, or from another device. Dropped.
+    public var unauthenticatedFrames = 0
     public var malformedFrames = 0
     public var oversizeFrames = 0
     public var duplicateFrames = 0

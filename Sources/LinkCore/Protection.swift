@@ -43,12 +43,19 @@ public struct LinkProtection: Sendable, Equatable, CustomStringConvertible, Cust
 
     public var mode: Mode
     let key: SymmetricKey
+    /// Where each session's fresh random comes from: the system's cryptographic generator. A
+    /// simulation passes a seeded one, so that it replays exactly.
+    public var randomBytes: @Sendable (Int) -> [UInt8] = { n in
+        SymmetricKey(size: SymmetricKeySize(bitCount: n * 8)).withUnsafeBytes { Array($0) }
+    }
 
     public init(key: [UInt8], mode: Mode = .encrypt) throws(KeyError) {
         guard key.count == Self.keyLength else { throw .wrongLength(key.count) }
         self.key = SymmetricKey(data: key)
         self.mode = mode
     }
+
+    public static func == (a: LinkProtection, b: LinkProtection) -> Bool { a.mode == b.mode && a.key == b.key }
 
     /// A fresh random key from the system's cryptographic generator.
     public static func generateKey() -> [UInt8] {
@@ -67,7 +74,7 @@ public struct LinkProtection: Sendable, Equatable, CustomStringConvertible, Cust
     /// Reads a key file's text: lines starting with `#` and blank lines are skipped, and exactly
     /// one line of 64 hexadecimal digits must remain.
     public static func parseKeyFile(_ text: String) throws(KeyError) -> [UInt8] {
-        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" })
+        let lines = text.split(whereSeparator: \.isNewline)
             .map { $0.trimmingCharacters() }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
         guard lines.count == 1 else { throw .malformed }
@@ -120,5 +127,190 @@ extension Substring {
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" { s.removeLast() }
         return s
+    }
+}
+
+// MARK: - Keys (§11.2)
+
+import CryptoExtras
+import struct Foundation.Data
+
+extension HelloExtension.Types {
+    /// `mode (1) · random (32) [· proof (32)]`, the last extension of a keyed end's HELLO (§11.1).
+    public static let protection: UInt16 = 0x0002
+}
+
+extension LinkProtection {
+    static let randomLength = 32
+    static let proofLength = 32
+    static let tagLength = 16
+    /// Bytes a sealed frame adds: the counter and the tag (§11.3).
+    static let frameOverhead = 4 + tagLength
+
+    /// The key that signs HELLO proofs, derived from the pre-shared key alone.
+    var proofKey: SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: Array("SFSL-1 proof".utf8),
+                               info: [mode.rawValue], outputByteCount: 32)
+    }
+
+    /// The proof a HELLO carries: HMAC-SHA-256 over the receiver's random and the HELLO body up
+    /// to the proof itself, so it is fresh (the receiver's random), bound to every field the
+    /// sender sends (mode, capabilities, session, echo, extensions) and cannot be reflected
+    /// (an end refuses its own random).
+    func proof(receiverRandom: [UInt8], body: some Collection<UInt8>) -> [UInt8] {
+        var mac = HMAC<SHA256>(key: proofKey)
+        mac.update(data: Array("SFSL-1 hello".utf8))
+        mac.update(data: receiverRandom)
+        mac.update(data: Array(body))
+        return Array(mac.finalize())
+    }
+
+    /// The key for frames sent by the end whose random is `senderRandom` to the one whose random
+    /// is `receiverRandom`: one per direction and per session, as each session has fresh randoms.
+    func frameKey(senderRandom: [UInt8], receiverRandom: [UInt8]) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: key, salt: senderRandom + receiverRandom,
+                               info: Array("SFSL-1 frames".utf8) + [mode.rawValue], outputByteCount: 32)
+    }
+}
+
+/// Constant-time comparison of two byte strings of the same length.
+func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for (x, y) in zip(a, b) { diff |= x ^ y }
+    return diff == 0
+}
+
+/// The nonce of frame `counter`: four zero bytes, then the 64-bit counter, big-endian (§11.3).
+func frameNonce(_ counter: UInt64) -> [UInt8] {
+    var n: [UInt8] = [0, 0, 0, 0]
+    n.appendBE(counter)
+    return n
+}
+
+// MARK: - Sealing frames (§11.3)
+
+/// Seals the frames one end sends in one session. A frame is streamed: `begin` returns the
+/// bytes that go in the clear (type and counter), `transform` turns each run of the plaintext
+/// into what goes on the line, and `finish` returns the tag. In encrypt mode the plaintext is
+/// XORed with the ChaCha20 key stream as it goes (the block counter starting at 1, as
+/// ChaCha20-Poly1305 does), and `finish` seals the whole plaintext with ChaCha20-Poly1305 to get
+/// the tag: its ciphertext is, byte for byte, what was streamed.
+struct FrameSealer: Sendable {
+    let mode: LinkProtection.Mode
+    let key: SymmetricKey
+    /// Frames sealed so far in this session; the next frame's counter is one more.
+    private(set) var counter: UInt64 = 0
+    private var aad: [UInt8] = []
+    private var plaintext: [UInt8] = []
+    private var keystream: [UInt8] = []
+    private var used = 0
+    private var mac: HMAC<SHA256>?
+
+    init(mode: LinkProtection.Mode, key: SymmetricKey) {
+        self.mode = mode
+        self.key = key
+    }
+
+    mutating func begin(type: UInt8) -> [UInt8] {
+        counter += 1
+        aad = [type]
+        aad.appendBE(UInt32(truncatingIfNeeded: counter))
+        plaintext.removeAll(keepingCapacity: true)
+        keystream.removeAll(keepingCapacity: true)
+        used = 0
+        if mode == .authenticate {
+            var m = HMAC<SHA256>(key: key)
+            m.update(data: frameNonce(counter))
+            m.update(data: aad)
+            mac = m
+        }
+        return aad
+    }
+
+    mutating func transform<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
+        switch mode {
+        case .authenticate:
+            let clear = Array(bytes)
+            mac!.update(data: clear)
+            return clear
+        case .encrypt:
+            plaintext.append(contentsOf: bytes)
+            var out = Array(bytes)
+            for i in out.indices {
+                if used == keystream.count { extendKeystream() }
+                out[i] ^= keystream[used]
+                used += 1
+            }
+            return out
+        }
+    }
+
+    /// The next 512 bytes of key stream (8 ChaCha20 blocks).
+    private mutating func extendKeystream() {
+        let block = UInt32(1 + keystream.count / 64)
+        let nonce = try! Insecure.ChaCha20CTR.Nonce(data: frameNonce(counter))
+        let more = try! Insecure.ChaCha20CTR.encrypt([UInt8](repeating: 0, count: 512), using: key,
+                                                      counter: Insecure.ChaCha20CTR.Counter(offset: block), nonce: nonce)
+        keystream.append(contentsOf: more)
+    }
+
+    mutating func finish() -> [UInt8] {
+        switch mode {
+        case .authenticate:
+            defer { mac = nil }
+            return Array(mac!.finalize().prefix(LinkProtection.tagLength))
+        case .encrypt:
+            let nonce = try! ChaChaPoly.Nonce(data: frameNonce(counter))
+            let box = try! ChaChaPoly.seal(plaintext, using: key, nonce: nonce, authenticating: aad)
+            return Array(box.tag)
+        }
+    }
+}
+
+/// Opens the frames the peer sends in one session (§11.3): reconstructs each frame's 64-bit
+/// counter from its low 32 bits (the line never reorders, so it only grows), checks the tag
+/// and returns the plaintext. A frame that fails is dropped: it changes nothing, so a burst of
+/// forged, replayed or foreign frames costs only the retransmissions that repair the gap.
+struct FrameOpener: Sendable {
+    let mode: LinkProtection.Mode
+    let key: SymmetricKey
+    /// The counter of the last frame that opened.
+    private(set) var last: UInt64 = 0
+
+    init(mode: LinkProtection.Mode, key: SymmetricKey) {
+        self.mode = mode
+        self.key = key
+    }
+
+    /// `f` is a decoded frame with its CRC checked: `type · counter (4) · sealed · tag (16) · CRC (4)`.
+    /// Returns the plaintext between the counter and the tag, or nil.
+    mutating func open(_ f: [UInt8]) -> [UInt8]? {
+        let n = f.count
+        guard n >= 1 + LinkProtection.frameOverhead + Wire.crcLength else { return nil }
+        let low = UInt32(f[1]) << 24 | UInt32(f[2]) << 16 | UInt32(f[3]) << 8 | UInt32(f[4])
+        // The smallest counter above `last` with these low bits.
+        var counter = (last & ~0xFFFF_FFFF) | UInt64(low)
+        if counter <= last { counter += 1 << 32 }
+        let aad = f[0..<5]
+        let sealed = f[5..<(n - 4 - LinkProtection.tagLength)]
+        let tag = f[(n - 4 - LinkProtection.tagLength)..<(n - 4)]
+        let plaintext: [UInt8]
+        switch mode {
+        case .authenticate:
+            var mac = HMAC<SHA256>(key: key)
+            mac.update(data: frameNonce(counter))
+            mac.update(data: Array(aad))
+            mac.update(data: Array(sealed))
+            guard constantTimeEqual(Array(mac.finalize()).prefix(LinkProtection.tagLength), tag) else { return nil }
+            plaintext = Array(sealed)
+        case .encrypt:
+            guard let nonce = try? ChaChaPoly.Nonce(data: frameNonce(counter)),
+                  let box = try? ChaChaPoly.SealedBox(nonce: nonce, ciphertext: Data(sealed), tag: Data(tag)),
+                  let opened = try? ChaChaPoly.open(box, using: key, authenticating: Data(aad)) else { return nil }
+            plaintext = Array(opened)
+        }
+        last = counter
+        return plaintext
     }
 }

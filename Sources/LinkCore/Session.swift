@@ -34,10 +34,10 @@ enum SessionState: Sendable, Equatable {
     }
 
     /// A HELLO from the peer. Returns true if it completed the handshake.
-    mutating func helloReceived(_ hello: Hello, ourSession: UInt64) -> Bool {
+    mutating func helloReceived(_ hello: Hello, ourSession: UInt64, mayEstablish: Bool = true) -> Bool {
         switch self {
         case .handshaking:
-            if hello.echo == ourSession {
+            if mayEstablish && hello.echo == ourSession {
                 self = .established(peer: hello, liveness: .alive)
                 return true
             }
