@@ -6,6 +6,7 @@ import Darwin
 import ArgumentParser
 import Dashboard
 import Forwarding
+import LinkCore
 import Logging
 import NIOCore
 import NIOPosix
@@ -64,6 +65,21 @@ struct DemoCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-ui"), help: "Do not serve the dashboard.")
     var noUI = false
 
+    @Option(name: .customLong("key-file"),
+            help: ArgumentHelp("Protect the link with the pre-shared key in this file, as both ends' --key-file (socket2ser keygen makes one).",
+                               valueName: "file"))
+    var keyFile: String?
+
+    @Option(name: .customLong("protect"),
+            help: ArgumentHelp("With --key-file: encrypt (default) or authenticate (signed, readable).",
+                               valueName: "encrypt|authenticate"),
+            transform: ArgumentValues.protectionMode)
+    var protect: LinkProtection.Mode?
+
+    func validate() throws {
+        if protect != nil && keyFile == nil { throw CommandLineError(ArgumentValues.protectWithoutKey) }
+    }
+
     /// Like `ArgumentValues.port`, but 0 (let the system choose) is the useful default here.
     static func listeningPort(_ text: String) throws -> Int {
         guard let value = Int(text), (0...65_535).contains(value) else {
@@ -82,6 +98,13 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         let level = StderrLogHandler.logLevel(forVerbosity: debug)
         let logger = Logger(label: "socket2ser") { StderrLogHandler(label: $0, logLevel: level) }
+        // Before anything starts: a key file that cannot be used is the whole answer.
+        let protection: LinkProtection?
+        do {
+            protection = try KeyFile.protection(keyFile: keyFile, mode: protect)
+        } catch {
+            throw CommandLineError(error.description)
+        }
 
         let dashboardSession = noUI ? nil : try await DashboardSession.start(DashboardOptions(address: ui), verbosity: debug,
                                                                      announce: false)
@@ -89,6 +112,7 @@ struct DemoCommand: AsyncParsableCommand {
         let link: InProcessLink
         do {
             link = try InProcessLink(baud: baud, targetPort: echo.port, clientPort: port, verbosity: debug,
+                                     adjust: { configuration, _ in configuration.protection = protection },
                                      eventLoopGroup: dashboardSession?.group) { end in
                 guard let session = dashboardSession else { return logger.labelled(end) }
                 return session.logger(link: end).labelled(end)

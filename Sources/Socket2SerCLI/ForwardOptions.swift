@@ -102,6 +102,7 @@ struct LinkCommand: AsyncParsableCommand {
             linkWaitSeconds: link.linkWait, unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
         configuration.compression = link.compress
+        configuration.protection = try link.protection()
         return configuration
     }
 

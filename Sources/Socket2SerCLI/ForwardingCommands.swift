@@ -34,8 +34,8 @@ struct ServerCommand: AsyncParsableCommand {
     @OptionGroup var forwardOptions: ForwardOptions
     @OptionGroup var link: LinkOptions
 
-    /// Everything the runtime needs, from the parsed flags. Cannot fail once `validate()` passed,
-    /// but stays `throws` so tests can call it on a command that was built by hand.
+    /// Everything the runtime needs, from the parsed flags. Fails only for a `--key-file` that
+    /// cannot be used (it is read here, once the command line is known to be good).
     func makeConfiguration() throws -> ForwarderConfiguration {
         var configuration = ForwarderConfiguration(
             form: .server, forwards: forwardOptions.forwards, defaultTarget: Endpoint(host: ip, port: port),
@@ -50,6 +50,7 @@ struct ServerCommand: AsyncParsableCommand {
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
         configuration.compression = link.compress
+        configuration.protection = try link.protection()
         return configuration
     }
 
@@ -111,6 +112,7 @@ struct ClientCommand: AsyncParsableCommand {
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
         configuration.compression = link.compress
+        configuration.protection = try link.protection()
         return configuration
     }
 

@@ -80,6 +80,21 @@ struct LinkOptions: ParsableArguments {
             transform: ArgumentValues.compression)
     var compress: CompressionMode = .auto
 
+    @Option(name: .customLong("key-file"),
+            help: ArgumentHelp("""
+                Protect the link with the pre-shared key in this file (socket2ser keygen makes one; \
+                readable by its owner only); the other end needs the same file.
+                """, valueName: "file"))
+    var keyFile: String?
+
+    @Option(name: .customLong("protect"),
+            help: ArgumentHelp("""
+                With --key-file: encrypt (default) seals every frame; authenticate only signs them, \
+                the traffic stays readable (as amateur radio rules require). Both ends must agree.
+                """, valueName: "encrypt|authenticate"),
+            transform: ArgumentValues.protectionMode)
+    var protect: LinkProtection.Mode?
+
     @Option(name: .customLong("ui"),
             help: ArgumentHelp("Serve the dashboard on [ADDR:]PORT (loopback unless an address is given; 0: any free port).",
                                valueName: "[addr:]port"),
@@ -107,11 +122,23 @@ struct LinkOptions: ParsableArguments {
     func validate() throws {
         if backdoor { throw CommandLineError(Self.backdoorRefusal) }
         if uiTokenFile != nil && ui == nil { throw CommandLineError("--ui-token-file needs --ui") }
+        if protect != nil && keyFile == nil { throw CommandLineError(ArgumentValues.protectWithoutKey) }
         _ = try serialSettings()
     }
 }
 
 extension LinkOptions {
+    /// The key and mode of `--key-file` and `--protect`, read from the file; nil without one.
+    /// Read when the end starts, not while parsing, so a refusal is a run-time error naming the
+    /// file ("socket2ser: key file link.key is readable by others …", exit 1).
+    func protection() throws -> LinkProtection? {
+        do {
+            return try KeyFile.protection(keyFile: keyFile, mode: protect)
+        } catch {
+            throw CommandLineError(error.description)
+        }
+    }
+
     /// Combines `--serial` with the separate line flags.
     ///
     /// Giving both is allowed when they agree (a script may spell the rate twice); when they
