@@ -25,7 +25,7 @@ public struct Socket2Ser: AsyncParsableCommand {
             """,
         version: Socket2Ser.version,
         subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, RunCommand.self, ConnectCommand.self,
-                      PortsCommand.self, UICommand.self,
+                      PortsCommand.self, UICommand.self, KeygenCommand.self,
                       CableCommand.self, DemoCommand.self, BenchCommand.self])
 
     public init() {}
@@ -266,7 +266,7 @@ extension Socket2Ser {
         if first.hasPrefix("-") {
             return CommandLineError("missing mode: S or C must be given, e.g. socket2ser S -port 22 -com /dev/ttyUSB0")
         }
-        return CommandLineError("unknown mode '\(first)': expected S, C, link, run, connect, ports, cable, demo or bench")
+        return CommandLineError("unknown mode '\(first)': expected S, C, link, run, connect, ports, ui, keygen, cable, demo or bench")
     }
 
     static func subcommand(named name: String) -> ParsableCommand.Type? {

@@ -172,7 +172,7 @@ struct ExecutableTests {
 /// A pseudo-terminal whose slave side stands in for a serial device, made by the project's own
 /// C shim (`posix_openpt` and friends are not visible through Swift's Glibc module). Both sides
 /// stay open for the lifetime of this object so the line is not hung up under the process tested.
-private final class PseudoTerminal {
+final class PseudoTerminal {
     let master: Int32
     let slave: Int32
     let devicePath: String

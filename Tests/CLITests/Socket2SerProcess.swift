@@ -18,20 +18,29 @@ struct Socket2SerProcess {
     }
 
     let process = Process()
-    private let output = PipeCollector()
+    /// Nil when standard output goes where the caller said (a file, a terminal).
+    private let output: PipeCollector?
     private let errors = PipeCollector()
     private let exited = DispatchSemaphore(value: 0)
 
-    init(_ arguments: [String]) throws {
+    /// `standardOutput`: where the child's standard output goes instead of a pipe read here.
+    init(_ arguments: [String], standardOutput: FileHandle? = nil) throws {
         process.executableURL = try Socket2SerExecutable.url()
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
-        let outputPipe = Pipe()
         let errorPipe = Pipe()
-        process.standardOutput = outputPipe
         process.standardError = errorPipe
         // Drained as data arrives, so a chatty child can never block on a full pipe.
-        output.drain(outputPipe.fileHandleForReading)
+        if let standardOutput {
+            process.standardOutput = standardOutput
+            output = nil
+        } else {
+            let outputPipe = Pipe()
+            process.standardOutput = outputPipe
+            let collector = PipeCollector()
+            collector.drain(outputPipe.fileHandleForReading)
+            output = collector
+        }
         errors.drain(errorPipe.fileHandleForReading)
         let exited = exited
         process.terminationHandler = { _ in exited.signal() }
@@ -39,8 +48,8 @@ struct Socket2SerProcess {
     }
 
     /// Runs `socket2ser` with `arguments` to completion.
-    static func run(_ arguments: [String], timeout: Double = 30) throws -> Result {
-        try Socket2SerProcess(arguments).waitForExit(timeout: timeout)
+    static func run(_ arguments: [String], standardOutput: FileHandle? = nil, timeout: Double = 30) throws -> Result {
+        try Socket2SerProcess(arguments, standardOutput: standardOutput).waitForExit(timeout: timeout)
     }
 
     /// Waits until standard error contains `text`, e.g. a readiness line.
@@ -58,9 +67,9 @@ struct Socket2SerProcess {
             kill(process.processIdentifier, SIGKILL)
             throw Failure(description: "socket2ser did not exit within \(timeout) s; stderr: \(errors.text)")
         }
-        guard output.waitForEnd(timeout: timeout), errors.waitForEnd(timeout: timeout) else {
+        guard output?.waitForEnd(timeout: timeout) ?? true, errors.waitForEnd(timeout: timeout) else {
             throw Failure(description: "socket2ser exited but its output did not end")
         }
-        return Result(exitCode: process.terminationStatus, standardOutput: output.text, standardError: errors.text)
+        return Result(exitCode: process.terminationStatus, standardOutput: output?.text ?? "", standardError: errors.text)
     }
 }
