@@ -39,7 +39,7 @@ struct ConfigFile: Equatable {
     static let lineKeys = [
         "device", "role", "baud", "baudrate", "serial", "data-bits", "parity", "stop-bits", "flow", "target", "listen",
         "local", "remote", "dynamic", "allow", "gateway-ports", "max-streams", "grace", "link-wait", "connect-timeout",
-        "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "debug",
+        "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "key-file", "protect", "debug",
     ]
 
     static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -239,6 +239,20 @@ struct ConfigFile: Equatable {
             unpaced: try flag("unpaced"))
         configuration.socksHandshakeTimeoutSeconds = try value("socks-timeout", ForwardOptions.socksTimeout) ?? 10
         configuration.compression = try value("compress", ArgumentValues.compression) ?? .auto
+        let keyFile = try value("key-file") { text -> String in
+            guard !text.isEmpty else { throw CommandLineError("give the path of a key file (socket2ser keygen makes one)") }
+            return resolved(text, against: path)
+        }
+        let protect = try value("protect", ArgumentValues.protectionMode)
+        if protect != nil && keyFile == nil {
+            throw ConfigError(path: path, line: lineOf["protect"],
+                              message: "line '\(name)': 'protect' needs 'key-file': protection is with a pre-shared key (socket2ser keygen makes one)")
+        }
+        do {
+            configuration.protection = try KeyFile.protection(keyFile: keyFile, mode: protect)
+        } catch {
+            throw ConfigError(path: path, line: lineOf["key-file"], message: "line '\(name)': \(error)")
+        }
         let username = try value("socks-username") { $0 }
         let passwordFile = try value("socks-password-file") { $0 }
         switch (username, passwordFile) {
@@ -255,6 +269,14 @@ struct ConfigFile: Equatable {
                               message: "line '\(name)': give both 'socks-username' and 'socks-password-file', or neither")
         }
         return Line(name: name, configuration: configuration)
+    }
+
+    /// A path written in the file at `configPath`: a relative one is taken from the config
+    /// file's folder, so the file means the same whatever directory `run` starts in (a service
+    /// starts in /).
+    static func resolved(_ path: String, against configPath: String) -> String {
+        guard !path.hasPrefix("/"), let slash = configPath.lastIndex(of: "/") else { return path }
+        return configPath[...slash] + path
     }
 
     private static func line(of error: YamlError) -> Int? {

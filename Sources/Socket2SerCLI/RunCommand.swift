@@ -46,7 +46,9 @@ struct RunCommand: AsyncParsableCommand {
         let file = try ConfigFile.load(path: config)
         if check {
             let summary = file.lines.map { line in
-                "\(line.name) (\(line.configuration.devicePath), \(line.configuration.forwards.count) forward(s))"
+                // The mode only: the key stays in its file.
+                let protection = line.configuration.protection.map { ", protect \($0.mode)" } ?? ""
+                return "\(line.name) (\(line.configuration.devicePath), \(line.configuration.forwards.count) forward(s)\(protection))"
             }
             print("\(config): OK: \(file.lines.count) line(s): \(summary.joined(separator: ", "))")
             return
