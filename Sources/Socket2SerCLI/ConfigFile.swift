@@ -108,7 +108,7 @@ struct ConfigFile: Equatable {
                 guard let text = value.scalar?.string, !text.isEmpty else {
                     throw ConfigError(path: path, line: value.mark?.line, message: "'ui-token-file' is the path of a file")
                 }
-                tokenFile = (text, value.mark?.line)
+                tokenFile = (resolved(text, against: path), value.mark?.line)
             default:
                 let hint = ArgumentCheck.suggestion(for: name, among: ["lines", "ui", "ui-token-file"]).map { " (did you mean '\($0)'?)" } ?? ""
                 throw ConfigError(path: path, line: key.mark?.line, message: "unknown key '\(name)'\(hint)")
@@ -260,7 +260,8 @@ struct ConfigFile: Equatable {
             break
         case (let username?, let file?):
             do {
-                configuration.socksCredentials = .init(username: username, password: try SecretFile.read(file))
+                configuration.socksCredentials = .init(username: username,
+                                                       password: try SecretFile.read(resolved(file, against: path)))
             } catch {
                 throw ConfigError(path: path, line: lineOf["socks-password-file"], message: "line '\(name)': \(error)")
             }
@@ -271,9 +272,10 @@ struct ConfigFile: Equatable {
         return Line(name: name, configuration: configuration)
     }
 
-    /// A path written in the file at `configPath`: a relative one is taken from the config
-    /// file's folder, so the file means the same whatever directory `run` starts in (a service
-    /// starts in /).
+    /// A path written in the file at `configPath` (`key-file`, `socks-password-file`,
+    /// `ui-token-file`): a relative one is taken from the config file's folder, so the file means
+    /// the same whatever directory `run` starts in (a service starts in /). `device` is used as
+    /// written: devices are named from /dev.
     static func resolved(_ path: String, against configPath: String) -> String {
         guard !path.hasPrefix("/"), let slash = configPath.lastIndex(of: "/") else { return path }
         return configPath[...slash] + path

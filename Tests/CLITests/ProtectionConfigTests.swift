@@ -33,6 +33,26 @@ struct ProtectionConfigTests {
             try LinkProtection(key: key, mode: .authenticate), try LinkProtection(key: key, mode: .encrypt), nil])
     }
 
+    @Test("socks-password-file: and ui-token-file: are taken from the config file's folder too")
+    func otherPathsAlike() throws {
+        let folder = try ScratchFolder()
+        try folder.write("opensesame\n", to: "socks.password")
+        let config = try folder.write("""
+            ui: 0
+            ui-token-file: ui.token
+            lines:
+              a:
+                device: /dev/x
+                dynamic: 1080
+                socks-username: me
+                socks-password-file: socks.password
+
+            """, to: "s.yaml", mode: 0o644)
+        let file = try ConfigFile.load(path: config)
+        #expect(file.lines[0].configuration.socksCredentials == .init(username: "me", password: "opensesame"))
+        #expect(file.dashboard?.tokenFile == "\(folder.path)/ui.token")
+    }
+
     @Test("Relative paths in the file are the file's folder's; absolute ones and a file without a folder stay as written",
           arguments: [("link.key", "/etc/socket2ser/s.yaml", "/etc/socket2ser/link.key"),
                       ("keys/link.key", "conf/s.yaml", "conf/keys/link.key"),
