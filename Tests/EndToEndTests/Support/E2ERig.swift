@@ -114,11 +114,13 @@ final class E2ERig: @unchecked Sendable {
 /// without delay (the cable's clock is already running).
 @discardableResult
 func withE2ERig(targetPort: Int, baud: Int, cableOptions: [String] = [], seed: UInt64 = 1,
+                serverOptions: [String] = ["-d", "1"], clientOptions: [String] = ["-d", "1"],
                 onReady: (@Sendable (E2ERig) -> Void)? = nil,
                 sourceLocation: SourceLocation = #_sourceLocation,
                 _ body: (E2ERig) async throws -> Void) async throws -> E2ERig {
     let rig = try await e2eOffload("e2e rig start") {
-        let rig = try E2ERig.start(targetPort: targetPort, baud: baud, cableOptions: cableOptions, seed: seed)
+        let rig = try E2ERig.start(targetPort: targetPort, baud: baud, cableOptions: cableOptions, seed: seed,
+                                   serverOptions: serverOptions, clientOptions: clientOptions)
         onReady?(rig)
         return rig
     }
