@@ -5,9 +5,9 @@
 /// before a HELLO has proved the key.
 struct ProtectionState: Sendable {
     var ourRandom: [UInt8]
-    /// The random of the session before, whose proofs may still be on their way: a HELLO proving
-    /// it is stale, not a wrong key.
-    var previousRandom: [UInt8]?
+    /// The randoms of the sessions before, whose proofs may still be on their way: a HELLO
+    /// proving one is stale, not a wrong key.
+    var previousRandoms: [[UInt8]] = []
     var peerRandom: [UInt8]?
     var candidateSession: UInt64?
     var reported: ProtectionMismatch?
@@ -62,11 +62,24 @@ extension Link {
     /// Decides on a HELLO by the keys (§11.1): an end with a key proceeds only with a HELLO that
     /// proves the same key over this end's current random, in the same mode; an end without one
     /// never proceeds with a HELLO that offers protection.
-    mutating func verifyHello(_ hello: Hello, body: ArraySlice<UInt8>) -> HelloVerdict {
+    mutating func verifyHello(_ hello: Hello, body: ArraySlice<UInt8>, now: LinkTime) -> HelloVerdict {
+        let verdict = checkHello(hello, body: body)
+        // A HELLO held back is answered at most once per HELLO interval: two ends that will
+        // never agree would otherwise answer each other for ever. A new random is answered at
+        // once, even on an established link: the peer may have restarted, and it needs this
+        // end's proof over its new random to come back.
+        if verdict == .hold && (hello.needsReply || heldHelloWasNew) {
+            if heldHelloWasNew || lastHeldReplyAt.map({ now - $0 >= configuration.helloInterval }) ?? true {
+                helloReplyOwed = true
+                lastHeldReplyAt = now
+            }
+        }
+        heldHelloWasNew = false
+        return verdict
+    }
+
+    private mutating func checkHello(_ hello: Hello, body: ArraySlice<UInt8>) -> HelloVerdict {
         let offer = hello.extensionValue(HelloExtension.Types.protection)
-        // A HELLO held back is not answered at once: two ends that will never agree would
-        // answer each other for ever. The HELLO sent every 500 ms until the link is up tells the
-        // peer what it needs; only a new random is answered at once, with the proof it asks for.
         guard let protection = configuration.protection else {
             guard offer != nil else { return .proceed }
             reportProtection(.peerHasKey)
@@ -79,9 +92,7 @@ extension Link {
         let random = Array(offer[1...LinkProtection.randomLength])
         // Our own HELLO sent back to us: a reflection, never a peer.
         guard random != protectionState!.ourRandom else { return .hold }
-        // A new random is answered at once, even on an established link: it may be the peer
-        // restarted, which needs this end's proof over its new random to come back.
-        if random != protectionState!.peerRandom { helloReplyOwed = true }
+        heldHelloWasNew = random != protectionState!.peerRandom
         protectionState!.peerRandom = random
         protectionState!.candidateSession = hello.session
         let proofLength = LinkProtection.proofLength
@@ -98,10 +109,15 @@ extension Link {
             }
             return .proceed
         }
-        if let previous = protectionState!.previousRandom,
-           constantTimeEqual(protection.proof(receiverRandom: previous, body: signed), proof) {
-            return .hold   // proves our last session's random: sent before it saw this one
+        if protectionState!.previousRandoms.contains(where: {
+            constantTimeEqual(protection.proof(receiverRandom: $0, body: signed), proof)
+        }) {
+            return .hold   // proves an earlier random of ours: sent before it saw this one
         }
+        // A HELLO that does not echo this end's session was made before the peer heard this
+        // end at all (this end restarted, and it crossed on the line): its proof is over a
+        // random this end never had. Only a peer that heard us and still fails has another key.
+        guard hello.echo == session else { return .hold }
         // The proof could also be in the other mode with the same key: say which.
         for mode in LinkProtection.Mode.allCases where mode != protection.mode {
             var other = protection
@@ -133,7 +149,7 @@ extension Link {
         writer.sealer = nil
         opener = nil
         guard let protection = configuration.protection, protectionState != nil else { return }
-        protectionState!.previousRandom = protectionState!.ourRandom
+        protectionState!.previousRandoms = Array((protectionState!.previousRandoms + [protectionState!.ourRandom]).suffix(4))
         protectionState!.ourRandom = Self.freshRandom(protection)
         protectionState!.peerRandom = nil
         protectionState!.candidateSession = nil

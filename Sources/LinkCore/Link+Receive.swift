@@ -94,7 +94,7 @@ extension Link {
             return
         }
         // A keyed end hears only a HELLO that proves the key (§11.1): anyone can send one.
-        guard verifyHello(hello, body: body) == .proceed else { return }
+        guard verifyHello(hello, body: body, now: now) == .proceed else { return }
         heard(now: now)
         var restarted = false
         var mayEstablish = true

@@ -1,3 +1,4 @@
+import Synchronization
 import LinkCore
 
 extension Scenario {
@@ -5,7 +6,8 @@ extension Scenario {
     /// refusals, stalled readers and late opens, over a cable with random faults.
     /// `bytesPerSecond` is kept high so thousands of seeds run in seconds of real time.
     /// `compression`: nil draws it (one seed in two compresses); true or false forces it.
-    public static func random(seed: UInt64, compression: Bool? = nil) -> Scenario {
+    /// `protection`: every seed's ends share a key and seal in this mode (§11); nil, none.
+    public static func random(seed: UInt64, compression: Bool? = nil, protection: LinkProtection.Mode? = nil) -> Scenario {
         var rng = SplitMix64(seed: seed ^ 0xA5A5_5A5A_C3C3_3C3C)
         func uniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
         func int(_ range: ClosedRange<Int>) -> Int { range.lowerBound + Int(rng.next() % UInt64(range.count)) }
@@ -60,11 +62,17 @@ extension Scenario {
             typing.typingInterval = [0.02, 0.05, 0.1][int(0...2)]
             s.streams.append(typing)
         }
-        if compression ?? compresses {
-            s.text = text
-            s.configure = { c in
+        let compressing = compression ?? compresses
+        if compressing { s.text = text }
+        let key = (0..<32).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        s.configure = { c in
+            if compressing {
                 c.compression = .always
                 c.maxCompressedStreams = cap
+            }
+            if let protection {
+                c.protection = try! LinkProtection(key: key, mode: protection)
+                c.protection!.randomBytes = SeededRandomBytes(seed: c.seed).take
             }
         }
         return s
@@ -82,5 +90,17 @@ extension Scenario {
         s.streams = [StreamPlan(opener: .a, openAt: 0, bytesOut: bytes, bytesBack: 0)]
         s.timeLimit = 600
         return s
+    }
+}
+
+/// Each session's random for a simulated keyed end, from its configuration's seed, so that a
+/// seed replays exactly (a real end uses the system's cryptographic generator).
+final class SeededRandomBytes: Sendable {
+    private let rng: Mutex<SplitMix64>
+
+    init(seed: UInt64) { rng = Mutex(SplitMix64(seed: seed ^ 0x5EA1_5EA1)) }
+
+    @Sendable func take(_ count: Int) -> [UInt8] {
+        rng.withLock { r in (0..<count).map { _ in UInt8(truncatingIfNeeded: r.next()) } }
     }
 }

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import LinkCore
 import LinkSimulation
 
@@ -5,7 +10,9 @@ import LinkSimulation
 //   linksim seeds [FIRST] [COUNT] [--compress|--plain]
 //                                   random scenarios; prints failing seeds. One seed in two
 //                                   compresses; --compress makes every seed do so, --plain none.
-//   linksim replay SEED [--compress|--plain]
+//   linksim seeds ... --protect|--authenticate
+//                                   every seed's ends share a key and seal (§11)
+//   linksim replay SEED [--compress|--plain] [--protect|--authenticate]
 //                                   one random scenario, verbose
 //   linksim figures                 the figures for docs/benchmarks.md
 
@@ -16,7 +23,14 @@ if let i = args.firstIndex(where: { $0 == "--compress" || $0 == "--plain" }) {
     compression = args[i] == "--compress"
     args.remove(at: i)
 }
-let replayHint = compression.map { $0 ? " --compress" : " --plain" } ?? ""
+/// `--protect` or `--authenticate`: every seed's ends share a key and seal in that mode.
+var protection: LinkProtection.Mode?
+if let i = args.firstIndex(where: { $0 == "--protect" || $0 == "--authenticate" }) {
+    protection = args[i] == "--protect" ? .encrypt : .authenticate
+    args.remove(at: i)
+}
+let replayHint = (compression.map { $0 ? " --compress" : " --plain" } ?? "")
+    + (protection.map { $0 == .encrypt ? " --protect" : " --authenticate" } ?? "")
 
 func describe(_ r: SimulationResult) -> String {
     let st = r.statistics
@@ -26,7 +40,7 @@ func describe(_ r: SimulationResult) -> String {
 switch args.first ?? "seeds" {
 case "replay":
     let seed = UInt64(args.dropFirst().first ?? "1") ?? 1
-    let sc = Scenario.random(seed: seed, compression: compression)
+    let sc = Scenario.random(seed: seed, compression: compression, protection: protection)
     print("faults: \(sc.faults) restart: \(String(describing: sc.restart)) text: \(sc.text)")
     for (i, p) in sc.streams.enumerated() { print("stream \(i): \(p)") }
     var sim = Simulation(sc)
@@ -59,7 +73,7 @@ default:
     var failed = 0
     var stuffed = 0, suffixed = 0
     for seed in first..<(first + count) {
-        var sim = Simulation(Scenario.random(seed: seed, compression: compression))
+        var sim = Simulation(Scenario.random(seed: seed, compression: compression, protection: protection))
         let r = sim.run()
         stuffed += r.statistics.reduce(0) { $0 + $1.stuffedFramesSent }
         suffixed += r.statistics.reduce(0) { $0 + $1.suffixedFramesSent }
@@ -69,4 +83,6 @@ default:
         }
     }
     print("\(count - UInt64(failed))/\(count) seeds passed (\(stuffed) frames with stuffed tails, \(suffixed) with suffixes)")
+    // A failing seed fails the sweep's step in scripts/test.
+    if failed > 0 { exit(1) }
 }
