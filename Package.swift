@@ -98,6 +98,12 @@ let package = Package(
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
         // event loop, with virtual time) its handlers.
+        // Seeded mutation fuzzing of every parser that reads what a peer or a user sends
+        // (scripts/test runs it as a step of its own).
+        .testTarget(name: "FuzzTests", dependencies: [
+            "LinkCore", "Forwarding", "Socket2SerCLI",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], exclude: ["corpus"]),
         .testTarget(name: "ForwardingTests", dependencies: [
             "Forwarding", "LinkCore",
             .product(name: "NIOCore", package: "swift-nio"),
