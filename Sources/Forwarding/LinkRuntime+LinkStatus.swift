@@ -50,7 +50,12 @@ extension LinkRuntime {
         linkUpAnnouncementTask?.cancel()
         linkUpAnnouncementTask = nil
         let measured = rtt > 0 ? "RTT \(Self.milliseconds(rtt)) ms" : "RTT not measured yet"
-        logger.notice("link up: peer found on \(configuration.devicePath), \(measured)", metadata: ActivityKind.linkUp.metadata)
+        let sealed = switch configuration.protection?.mode {
+        case .encrypt: ", encrypted (the peer proved the key)"
+        case .authenticate: ", authenticated, not encrypted (the peer proved the key)"
+        case nil: ""
+        }
+        logger.notice("link up: peer found on \(configuration.devicePath), \(measured)\(sealed)", metadata: ActivityKind.linkUp.metadata)
     }
 
     func linkWentDown(now: LinkTime) {

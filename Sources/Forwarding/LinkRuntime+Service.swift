@@ -99,7 +99,7 @@ extension LinkRuntime: LinkDriverDelegate {
     func logStatisticsIfChanged() {
         let s = link.statistics
         func significant(_ s: LinkStatistics) -> [Int] {
-            [s.payloadBytesSent, s.payloadBytesReceived, s.retransmissions, s.crcErrors, s.malformedFrames,
+            [s.payloadBytesSent, s.payloadBytesReceived, s.retransmissions, s.crcErrors, s.unauthenticatedFrames, s.malformedFrames,
              s.oversizeFrames, s.duplicateFrames, s.protocolViolations, s.streamsOpened, s.streamsAccepted,
              s.peerRestarts]
         }
@@ -114,6 +114,7 @@ extension LinkRuntime: LinkDriverDelegate {
             received \(s.payloadBytesReceived) B in \(s.framesReceived) frames (\(s.lineBytesReceived) B); \
             retransmits \(s.retransmissions) (+\(s.retransmissions - previous.retransmissions), \
             \(s.timeoutRetransmissions) on timeout), CRC errors \(s.crcErrors) (+\(s.crcErrors - previous.crcErrors)), \
+            \(s.unauthenticatedFrames > 0 ? "frames failing the key \(s.unauthenticatedFrames) (+\(s.unauthenticatedFrames - previous.unauthenticatedFrames)), " : "")\
             malformed \(s.malformedFrames), duplicates \(s.duplicateFrames), RTT \(rtt) ms, \
             frame target \(s.currentFrameTarget) B\(compressionSummary(s))
             """)

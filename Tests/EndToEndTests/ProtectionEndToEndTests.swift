@@ -37,6 +37,8 @@ struct ProtectionEndToEndTests {
             #expect(result.end == .endOfFile)
             #expect(e2eDifference(result.bytes, data) == nil, "\(e2eDifference(result.bytes, data) ?? "")")
             for end in [rig.server, rig.client] {
+                #expect(end.errors.text.contains(mode == "encrypt" ? ", encrypted (the peer proved the key)"
+                                                                  : ", authenticated, not encrypted"))
                 #expect(!end.errors.text.contains(try String(contentsOfFile: key, encoding: .utf8).split(separator: "\n")[1]))
             }
         }
