@@ -81,7 +81,7 @@ let package = Package(
         ]),
         .executableTarget(name: "socket2ser", dependencies: ["Socket2SerCLI"]),
 
-        .testTarget(name: "LinkCoreTests", dependencies: ["LinkCore", "LinkSimulation"]),
+        .testTarget(name: "LinkCoreTests", dependencies: ["LinkCore", "LinkSimulation", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
