@@ -111,8 +111,8 @@ enum BenchOriginal {
     /// the CPU time S and C spent from just before the first to just after the last (read from
     /// /proc/PID/stat while they still run). `atLeast`: the slowest rate (B/s) the deadline allows
     /// for; `ioTimeout`: the longest a socket read or write may block (the bench's by default).
-    private static func measure(_ run: BenchRun, _ rig: BenchRig, upload: Int, download: Int?,
-                                atLeast slowest: Double = 1e6, ioTimeout: Double? = nil) -> Pass {
+    static func measure(_ run: BenchRun, _ rig: BenchRig, upload: Int, download: Int?,
+                        atLeast slowest: Double = 1e6, ioTimeout: Double? = nil) -> Pass {
         let transfer = { (up: Int, down: Int) in
             BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: up, down: down,
                                  ioTimeout: ioTimeout ?? run.settings.ioTimeout,
@@ -127,7 +127,7 @@ enum BenchOriginal {
                     megabytes: Double(upload + (download ?? 0)) / 1e6)
     }
 
-    private static func reportCPU(_ run: BenchRun, label: String, cpu: (server: Double, client: Double), megabytes: Double) {
+    static func reportCPU(_ run: BenchRun, label: String, cpu: (server: Double, client: Double), megabytes: Double) {
         for (end, seconds) in [("S", cpu.server), ("C", cpu.client)] {
             let perMB = seconds / megabytes
             run.info("\(label): \(end) CPU per MB", String(format: "%.4f s/MB (%.2f s for %.1f MB)", perMB, seconds, megabytes),

@@ -82,14 +82,15 @@ private func bulk(_ run: BenchRun) throws {
     run.details["bytes"] = Double(size)
 }
 
-/// A fresh rig (cable with `cable` arguments), `before` run on it before S and C start, then one
-/// transfer of `size` bytes up or down; the rig is stopped so its counters are available.
-private func oneWay(_ run: BenchRun, label: String, up: Bool, size: Int, cable: [String] = [],
-                    atLeast fraction: Double = 0.25,
-                    before: (BenchRig) throws -> Void = { _ in }) throws -> TransferOutcome {
+/// A fresh rig (cable with `cable` arguments, S and C with `extra` arguments), `before` run on it
+/// before S and C start, then one transfer of `size` bytes up or down; the rig is stopped so its
+/// counters are available.
+func oneWay(_ run: BenchRun, label: String, up: Bool, size: Int, cable: [String] = [], extra: [String] = [],
+            atLeast fraction: Double = 0.25,
+            before: (BenchRig) throws -> Void = { _ in }) throws -> TransferOutcome {
     let rig = try run.rig(cable: cable, label: label, startForwarders: false)
     try before(rig)
-    try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud)
+    try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud, extra: extra)
     let outcome = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(),
                                        up: up ? size : 0, down: up ? 0 : size, ioTimeout: run.settings.ioTimeout,
                                        deadline: run.settings.deadline(bytes: size, atLeast: fraction))
@@ -243,24 +244,10 @@ private func streams1000(_ run: BenchRun) throws {
 /// about one small frame, written on one end, read on the other and written back.
 private func echo(_ run: BenchRun) throws {
     let rig = try run.rig(startForwarders: false)
-    let count = run.settings.quick ? 200 : 1000
     let baselineSize = 16
     let baseline = try rawEcho(rig.pathA, rig.pathB, size: baselineSize, count: run.settings.quick ? 50 : 200)
     try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud)
-    let carriedBefore = rig.cableBytesCarried
-    let outcome = BenchClient.echoRoundTrips(port: rig.clientPort, count: count + 1, interval: 0,
-                                             ioTimeout: run.settings.ioTimeout, deadline: BenchClock.deadline(after: 120))
-    let carried = Double(rig.cableBytesCarried - carriedBefore)
-    reportEcho(run, outcome, expected: count, p50Limit: 5, p99Limit: 10)
-    if !outcome.milliseconds.isEmpty {
-        let perTrip = carried / Double(outcome.milliseconds.count + 1)
-        var text = String(format: "%.1f B both ways", perTrip)
-        if run.settings.baud > 0 {
-            text += String(format: " = %.2f ms of line time", perTrip / run.settings.lineRate * 1000)
-        }
-        run.info("line bytes per round trip", text, value: perTrip, unit: "B")
-        run.details["lineBytesPerRoundTrip"] = perTrip
-    }
+    idleEcho(run, rig: rig)
     if !baseline.isEmpty {
         let p50 = BenchStatistics.percentile(baseline, 50)
         let p99 = BenchStatistics.percentile(baseline, 99)
@@ -272,6 +259,30 @@ private func echo(_ run: BenchRun) throws {
         run.details["cableAloneP50Milliseconds"] = p50
         run.details["cableAloneP99Milliseconds"] = p99
     }
+}
+
+/// The `echo` scenario's measurement on `rig`, whose S and C are up: 1000 back-to-back 1-byte
+/// round trips (200 under `--quick`) and the line bytes each cost, reported under metrics that
+/// begin with `prefix`, with the echo's targets (p50 ≤ 5 ms, p99 ≤ 10 ms) unless `targets` is
+/// false. Returns the round trips and the line bytes per round trip (nil if none came back).
+@discardableResult
+func idleEcho(_ run: BenchRun, rig: BenchRig, prefix: String = "",
+              targets: Bool = true) -> (outcome: EchoOutcome, lineBytesPerTrip: Double?) {
+    let count = run.settings.quick ? 200 : 1000
+    let carriedBefore = rig.cableBytesCarried
+    let outcome = BenchClient.echoRoundTrips(port: rig.clientPort, count: count + 1, interval: 0,
+                                             ioTimeout: run.settings.ioTimeout, deadline: BenchClock.deadline(after: 120))
+    let carried = Double(rig.cableBytesCarried - carriedBefore)
+    reportEcho(run, outcome, expected: count, p50Limit: targets ? 5 : nil, p99Limit: targets ? 10 : nil, prefix: prefix)
+    guard !outcome.milliseconds.isEmpty else { return (outcome, nil) }
+    let perTrip = carried / Double(outcome.milliseconds.count + 1)
+    var text = String(format: "%.1f B both ways", perTrip)
+    if run.settings.baud > 0 {
+        text += String(format: " = %.2f ms of line time", perTrip / run.settings.lineRate * 1000)
+    }
+    run.info("\(prefix)line bytes per round trip", text, value: perTrip, unit: "B")
+    run.details["\(prefix)lineBytesPerRoundTrip"] = perTrip
+    return (outcome, perTrip)
 }
 
 /// Round trips through the cable alone: `size` bytes written on end A are read on end B and
@@ -317,24 +328,32 @@ private func rawEcho(_ pathA: String, _ pathB: String, size: Int, count: Int) th
     return samples
 }
 
-private func reportEcho(_ run: BenchRun, _ outcome: EchoOutcome, expected: Int?, p50Limit: Double?, p99Limit: Double) {
+/// The rows of a run of round trips; every metric and detail begins with `prefix`. A percentile
+/// without a limit is reported, not judged.
+private func reportEcho(_ run: BenchRun, _ outcome: EchoOutcome, expected: Int?, p50Limit: Double?, p99Limit: Double?,
+                        prefix: String = "") {
     let samples = outcome.milliseconds
     let complete = expected.map { samples.count >= $0 } ?? !samples.isEmpty
-    run.check("echoes returned unchanged", outcome.error == nil && outcome.mismatches == 0 && complete,
+    run.check("\(prefix)echoes returned unchanged", outcome.error == nil && outcome.mismatches == 0 && complete,
               measured: "\(samples.count) round trips, \(outcome.mismatches) wrong" + (outcome.error.map { " (\($0))" } ?? ""),
               target: expected.map { "\($0), 0 wrong" } ?? "0 wrong")
     guard !samples.isEmpty else { return }
     let p50 = BenchStatistics.percentile(samples, 50)
     let p99 = BenchStatistics.percentile(samples, 99)
-    if let p50Limit { run.atMost("round trip p50", p50, limit: p50Limit, unit: "ms") }
-    run.atMost("round trip p99", p99, limit: p99Limit, unit: "ms")
-    run.info("round trip max", String(format: "%.2f ms", samples.max() ?? 0), value: samples.max(), unit: "ms")
-    run.details["samples"] = Double(samples.count)
-    run.details["p50Milliseconds"] = p50
-    run.details["p90Milliseconds"] = BenchStatistics.percentile(samples, 90)
-    run.details["p99Milliseconds"] = p99
-    run.details["maxMilliseconds"] = samples.max()
-    run.details["meanMilliseconds"] = samples.reduce(0, +) / Double(samples.count)
+    for (label, value, limit) in [("p50", p50, p50Limit), ("p99", p99, p99Limit)] {
+        if let limit {
+            run.atMost("\(prefix)round trip \(label)", value, limit: limit, unit: "ms")
+        } else {
+            run.info("\(prefix)round trip \(label)", String(format: "%.2f ms", value), value: value, unit: "ms")
+        }
+    }
+    run.info("\(prefix)round trip max", String(format: "%.2f ms", samples.max() ?? 0), value: samples.max(), unit: "ms")
+    run.details["\(prefix)samples"] = Double(samples.count)
+    run.details["\(prefix)p50Milliseconds"] = p50
+    run.details["\(prefix)p90Milliseconds"] = BenchStatistics.percentile(samples, 90)
+    run.details["\(prefix)p99Milliseconds"] = p99
+    run.details["\(prefix)maxMilliseconds"] = samples.max()
+    run.details["\(prefix)meanMilliseconds"] = samples.reduce(0, +) / Double(samples.count)
 }
 
 /// Echo round trips on one stream, about ten a second like keystrokes (100 ms apart), while
