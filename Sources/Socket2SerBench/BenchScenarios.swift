@@ -41,6 +41,8 @@ extension BenchScenario {
         BenchScenario(name: "radio", summary: "a telemetry radio: 57600 baud, 80 ms each way, bursts of errors", run: BenchRadio.run),
         BenchScenario(name: "compress", summary: "text (logs, JSON, HTML, code) each way: goodput against the line rate",
                       run: BenchCompress.run),
+        BenchScenario(name: "protect", summary: "what a pre-shared key costs: bulk, idle echo and unpaced MB/s, sealed and not",
+                      run: BenchProtect.run),
         BenchScenario(name: "unpaced", summary: "unpaced cable: socket2ser against a raw copy", run: unpaced),
         BenchScenario(name: "original", summary: "unpaced cable: socket2ser against the original socket2ser.py, MB/s and CPU per MB",
                       run: BenchOriginal.run),
