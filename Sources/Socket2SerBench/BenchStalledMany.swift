@@ -25,7 +25,7 @@ enum BenchStalledMany {
         // round) while the windows are still filling.
         let quiet = rig.waitForQuietLine(below: 100_000, window: 2, deadline: BenchClock.deadline(after: 120))
         run.info("line quiet after \(count) stuck streams", quiet.map { String(format: "%.1f s", $0) } ?? "still busy after 120 s")
-        let size = run.settings.size(full: 8 << 20, quick: 1 << 20)
+        let size = run.settings.size(full: 8 << 20, quick: 256 << 10)
         let other = BenchClient.transfer(port: rig.clientPort, target: rig.target, id: run.newID(), up: 0, down: size,
                                          ioTimeout: run.settings.ioTimeout, deadline: BenchClock.deadline(after: 120))
         // The stuck streams are still held: what each end keeps for them.
