@@ -9,7 +9,7 @@ extension Link {
         // With negotiated halves this end's half is known only once the handshake is done.
         guard !configuration.negotiatesStreamIDHalves || localUsesOddIDs != nil else { throw .notEstablished }
         let limit = min(configuration.maxStreams, peerMaxStreams ?? configuration.maxStreams)
-        guard streams.count < limit else { throw .tooManyStreams }
+        guard streams.openedHere < limit else { throw .tooManyStreams }
         let id = allocateStreamID()
         streams.insert(StreamState(opening: id, target: target, peerWindow: peerInitialWindow,
                                    receiveWindow: configuration.initialWindow))

@@ -394,7 +394,7 @@ extension Link {
                 violation("OPEN for \(id), which is in use")
                 return
             }
-            guard streams.count < configuration.maxStreams else {
+            guard streams.openedByPeer < configuration.maxStreams else {
                 statistics.refusedTooMany += 1
                 control.append(.refuse(id, .tooManyStreams))
                 return

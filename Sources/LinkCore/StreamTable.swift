@@ -30,13 +30,20 @@ struct StreamTable: Sendable {
     mutating func insert(_ s: StreamState) {
         precondition(entries[s.id] == nil, "stream \(s.id) is in use")
         entries[s.id] = s
+        if s.locallyInitiated { openedHere += 1 }
     }
+
+    /// Streams this end opened; the rest the peer opened. Each side's count has its own limit,
+    /// so a peer that opens all it may cannot stop this end opening its own (§5.1).
+    private(set) var openedHere = 0
+    var openedByPeer: Int { entries.count - openedHere }
 
     /// Forgets a stream and the memory it held. Stale entries in the rounds are dropped when
     /// they come up.
     @discardableResult
     mutating func remove(_ id: StreamID) -> StreamState? {
         guard let s = entries.removeValue(forKey: id) else { return nil }
+        if s.locallyInitiated { openedHere -= 1 }
         totalUnconsumed -= s.unconsumed
         if s.compression.deflater != nil { liveCompressors -= 1 }
         if s.inflater != nil { liveDecompressors -= 1 }
