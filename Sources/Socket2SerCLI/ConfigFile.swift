@@ -300,25 +300,18 @@ struct ConfigFile: Equatable {
 
 /// A file holding one secret: it must belong to this user and be readable by nobody else, as
 /// ssh requires of a private key. The secret itself never reaches a log.
+/// A one-line secret (the SOCKS password) from a file that only this user may read; the same
+/// checks as a key file's (`KeyFile.readPrivate`).
 enum SecretFile {
-    struct Problem: Error, CustomStringConvertible {
-        let description: String
-    }
+    typealias Problem = KeyFile.Problem
 
     static func read(_ path: String) throws -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw Problem(description: "\(path): \(PlainErrorsWords.errno())") }
-        guard info.st_uid == geteuid() else {
-            throw Problem(description: "\(path) belongs to another user; it must be this user's own")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            throw Problem(description: "\(path) is readable by others (chmod 600 \(path))")
-        }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw Problem(description: "\(path): cannot read it")
+        let bytes = try KeyFile.readPrivate(path, what: "password file")
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw Problem(description: "password file \(path) is not text")
         }
         let secret = text.trimmingCharacters(in: .newlines)
-        guard !secret.isEmpty else { throw Problem(description: "\(path) is empty") }
+        guard !secret.isEmpty else { throw Problem(description: "password file \(path) is empty") }
         return secret
     }
 }

@@ -34,27 +34,44 @@ enum KeyFile {
         }
     }
 
-    /// Reads and checks the key in `path`: a regular file, private to its owner, holding one key.
-    ///
-    /// The checks are made on the opened file (`fstat`), so the file that was checked is the
-    /// file that is read.
+    /// Reads and checks the key in `path`: a private regular file holding one key.
     static func load(_ path: String) throws(Problem) -> [UInt8] {
+        let bytes = try readPrivate(path, what: "key file")
+        // Not UTF-8 (or far too long) is not a key: parseKeyFile says what one looks like.
+        let text = bytes.count <= maximumSize ? String(decoding: bytes, as: UTF8.self) : ""
+        do {
+            return try LinkProtection.parseKeyFile(text)
+        } catch {
+            throw Problem(description: "\(what(path)): \(error)")
+        }
+    }
+
+    private static func what(_ path: String) -> String { "key file \(path)" }
+
+    /// The bytes of a secret's file (`what` names it in messages: "key file", "password file"):
+    /// a regular file of this user's, that group and others can neither read nor write, of at
+    /// most `maximumSize` bytes. The checks are made on the opened file (`fstat`), so the file
+    /// that was checked is the file that is read.
+    static func readPrivate(_ path: String, what: String) throws(Problem) -> [UInt8] {
         // O_NONBLOCK: a FIFO given by mistake must not hang the start; it is refused below.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        guard fd >= 0 else { throw Problem(description: "key file \(path): \(PlainErrors.phrase(errno: errno))") }
+        guard fd >= 0 else { throw Problem(description: "\(what) \(path): \(PlainErrors.phrase(errno: errno))") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else {
-            throw Problem(description: "key file \(path): \(PlainErrors.phrase(errno: errno))")
+            throw Problem(description: "\(what) \(path): \(PlainErrors.phrase(errno: errno))")
         }
         guard info.st_mode & mode_t(S_IFMT) == mode_t(S_IFREG) else {
-            throw Problem(description: "key file \(path) is not a regular file")
+            throw Problem(description: "\(what) \(path) is not a regular file")
+        }
+        guard info.st_uid == geteuid() else {
+            throw Problem(description: "\(what) \(path) belongs to another user; it must be this user's own")
         }
         if let exposure = exposure(ofMode: info.st_mode) {
-            throw Problem(description: "key file \(path) is \(exposure) by others (mode \(octal(info.st_mode))); run: chmod 600 \(shellWord(path))")
+            throw Problem(description: "\(what) \(path) is \(exposure) by others (mode \(octal(info.st_mode))); run: chmod 600 \(shellWord(path))")
         }
         guard Int(info.st_size) <= maximumSize else {
-            throw Problem(description: "key file \(path) is \(info.st_size) bytes: too large to be a key file (socket2ser keygen writes one)")
+            throw Problem(description: "\(what) \(path) is \(info.st_size) bytes: too large to be a \(what)")
         }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -63,17 +80,11 @@ enum KeyFile {
             if count == 0 { break }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw Problem(description: "key file \(path): \(PlainErrors.phrase(errno: errno))")
+                throw Problem(description: "\(what) \(path): \(PlainErrors.phrase(errno: errno))")
             }
             bytes += buffer[..<count]
         }
-        // Not UTF-8 (or far too long) is not a key: parseKeyFile says what one looks like.
-        let text = bytes.count <= maximumSize ? String(decoding: bytes, as: UTF8.self) : ""
-        do {
-            return try LinkProtection.parseKeyFile(text)
-        } catch {
-            throw Problem(description: "key file \(path): \(error)")
-        }
+        return bytes
     }
 
     /// "readable" or "writable" when the group or others may read or write the file (the
