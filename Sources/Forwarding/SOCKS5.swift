@@ -195,14 +195,6 @@ public struct SOCKS5Negotiation: Sendable {
     }
 }
 
-private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    var difference = UInt8(truncatingIfNeeded: a.count ^ b.count)
-    for index in 0..<max(a.count, b.count) {
-        difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
-    }
-    return difference == 0
-}
-
 /// Runs the SOCKS5 handshake on a connection accepted by a -D listener. Once the client has
 /// asked for a target, it puts a `StreamChannelHandler` for that target in its place, hands it
 /// whatever followed the request, and tells the runtime; the runtime answers the client when the

@@ -179,12 +179,15 @@ extension LinkProtection {
     }
 }
 
-/// Constant-time comparison of two byte strings of the same length.
-func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
-    guard a.count == b.count else { return false }
-    var diff: UInt8 = 0
-    for (x, y) in zip(a, b) { diff |= x ^ y }
-    return diff == 0
+/// Whether two byte strings are equal, in a time that depends on their lengths only, not on
+/// where they differ: for secrets and tags (SOCKS passwords, HELLO proofs, frame tags).
+public func constantTimeEqual(_ a: some Collection<UInt8>, _ b: some Collection<UInt8>) -> Bool {
+    let x = Array(a), y = Array(b)
+    var difference: UInt8 = x.count == y.count ? 0 : 1
+    for index in 0..<max(x.count, y.count) {
+        difference |= (index < x.count ? x[index] : 0) ^ (index < y.count ? y[index] : 0)
+    }
+    return difference == 0
 }
 
 /// The nonce of frame `counter`: four zero bytes, then the 64-bit counter, big-endian (§11.3).
