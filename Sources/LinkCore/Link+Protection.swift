@@ -63,18 +63,18 @@ extension Link {
     /// proves the same key over this end's current random, in the same mode; an end without one
     /// never proceeds with a HELLO that offers protection.
     mutating func verifyHello(_ hello: Hello, body: ArraySlice<UInt8>, now: LinkTime) -> HelloVerdict {
+        let previousPeerRandom = protectionState?.peerRandom
         let verdict = checkHello(hello, body: body)
+        guard verdict == .hold else { return verdict }
         // A HELLO held back is answered at most once per HELLO interval: two ends that will
         // never agree would otherwise answer each other for ever. A new random is answered at
         // once, even on an established link: the peer may have restarted, and it needs this
         // end's proof over its new random to come back.
-        if verdict == .hold && (hello.needsReply || heldHelloWasNew) {
-            if heldHelloWasNew || lastHeldReplyAt.map({ now - $0 >= configuration.helloInterval }) ?? true {
-                helloReplyOwed = true
-                lastHeldReplyAt = now
-            }
+        let newRandom = protectionState.map { $0.peerRandom != previousPeerRandom } ?? false
+        if newRandom || (hello.needsReply && lastHeldReplyAt.map({ now - $0 >= configuration.helloInterval }) ?? true) {
+            helloReplyOwed = true
+            lastHeldReplyAt = now
         }
-        heldHelloWasNew = false
         return verdict
     }
 
@@ -92,7 +92,6 @@ extension Link {
         let random = Array(offer[1...LinkProtection.randomLength])
         // Our own HELLO sent back to us: a reflection, never a peer.
         guard random != protectionState!.ourRandom else { return .hold }
-        heldHelloWasNew = random != protectionState!.peerRandom
         protectionState!.peerRandom = random
         protectionState!.candidateSession = hello.session
         let proofLength = LinkProtection.proofLength

@@ -48,10 +48,8 @@ public struct Link: Sendable {
     var opener: FrameOpener?
     /// An end without a key reports a keyed peer once.
     var reportedUnkeyedMismatch: ProtectionMismatch?
-    /// When a HELLO that was held back (§11.1) was last answered, and whether the one being
-    /// checked brought a new random.
+    /// When a HELLO that was held back (§11.1) was last answered.
     var lastHeldReplyAt: LinkTime?
-    var heldHelloWasNew = false
 
     // MARK: Line I/O
     var decoder: COBSDecoder

@@ -24,6 +24,23 @@ func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
     return (0...(haystack.count - needle.count)).contains { haystack[$0..<($0 + needle.count)].elementsEqual(needle) }
 }
 
+/// A keyed pair that carried `text` from A to B on a stream, with every frame but HELLO that A
+/// sent, as it went on the line.
+func keyedTransfer(seed: UInt64, key: [UInt8], text: String) throws -> (Pair, StreamID, [[UInt8]]) {
+    let pair = Pair(seed: seed) { _, c in c.protection = keyed(key) }
+    final class Log { var frames: [[UInt8]] = [] }
+    let log = Log()
+    pair.filter = { side, frame, _ in
+        if side == .a, let f = InspectedFrame(encoded: frame), !f.isHello { log.frames.append(frame) }
+        return .deliver
+    }
+    #expect(pair.establish())
+    let id = try pair.openAccepted(from: .a)
+    pair.write(.a, id, Array(text.utf8))
+    #expect(pair.run { $0.receivedCount(.b, id) == text.utf8.count })
+    return (pair, id, log.frames)
+}
+
 @Suite("Protection with a pre-shared key")
 struct ProtectionTests {
     @Test("key files: 64 hex digits with comments; anything else is a clear error; the key is never printed")
@@ -153,16 +170,7 @@ struct ProtectionTests {
 
     @Test("frames replayed, from this session or from an earlier one, and frames of a third device with another key are dropped")
     func replayAndForeign() throws {
-        let pair = Pair(seed: 84) { _, c in c.protection = keyed(testKey) }
-        var recorded: [[UInt8]] = []
-        pair.filter = { side, frame, _ in
-            if side == .a, let f = InspectedFrame(encoded: frame), !f.isHello { recorded.append(frame) }
-            return .deliver
-        }
-        #expect(pair.establish())
-        let id = try pair.openAccepted(from: .a)
-        pair.write(.a, id, Array("first".utf8))
-        #expect(pair.run { $0.receivedCount(.b, id) == 5 })
+        let (pair, id, recorded) = try keyedTransfer(seed: 84, key: testKey, text: "first")
         #expect(recorded.count >= 2)
         // The same session: every recorded frame again.
         for frame in recorded { pair.b.receive(frame, now: pair.now) }
@@ -170,16 +178,7 @@ struct ProtectionTests {
         #expect(pair.receivedCount(.b, id) == 5)
 
         // A third device with another key, its frames sent to B.
-        let third = Pair(seed: 85) { _, c in c.protection = keyed(otherKey) }
-        var foreign: [[UInt8]] = []
-        third.filter = { side, frame, _ in
-            if side == .a, let f = InspectedFrame(encoded: frame), !f.isHello { foreign.append(frame) }
-            return .deliver
-        }
-        #expect(third.establish())
-        let tid = try third.openAccepted(from: .a)
-        third.write(.a, tid, Array("intruder".utf8))
-        #expect(third.run { $0.receivedCount(.b, tid) == 8 })
+        let (_, _, foreign) = try keyedTransfer(seed: 85, key: otherKey, text: "intruder")
         let before = pair.b.statistics.unauthenticatedFrames
         for frame in foreign { pair.b.receive(frame, now: pair.now) }
         #expect(pair.b.statistics.unauthenticatedFrames == before + foreign.count)
