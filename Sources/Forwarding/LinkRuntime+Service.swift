@@ -120,6 +120,21 @@ extension LinkRuntime: LinkDriverDelegate {
             """)
     }
 
+    /// Warns, at every verbosity, when frames have failed the key since the last report. With a
+    /// key, noise is caught by the CRC, so a frame that passes the CRC and not the tag was made
+    /// by someone (§11.3). Called with the statistics line (every 5 s) and once at shutdown, so
+    /// a burst costs one line, and the last line's count "in all" is the end's total.
+    func reportUnauthenticatedFrames() {
+        let total = link.statistics.unauthenticatedFrames
+        guard total > reportedUnauthenticatedFrames else { return }
+        let new = total - reportedUnauthenticatedFrames
+        reportedUnauthenticatedFrames = total
+        logger.warning("""
+            frames failing the key: \(new) new, \(total) in all (altered on the line, replayed, or sent by a \
+            device with another key); each was dropped unread
+            """)
+    }
+
     /// ", compressed 120000 → 31000 B sent, 5000 → 1400 B received" once anything was.
     func compressionSummary(_ s: LinkStatistics) -> String {
         guard s.compressedPayloadBytesSent + s.compressedPayloadBytesReceived > 0 else { return "" }

@@ -79,6 +79,8 @@ final class LinkRuntime: @unchecked Sendable {
     var linkState = ForwarderStatus.LinkState.handshaking
     var statisticsTask: RepeatedTask?
     var lastLoggedStatistics = LinkStatistics()
+    /// Frames that failed the key (§11.3) as last reported in a warning.
+    var reportedUnauthenticatedFrames = 0
     var shuttingDown = false
     /// Everything is closed; late callbacks do nothing.
     var stopped = false
@@ -126,6 +128,7 @@ extension LinkRuntime {
         let interval = TimeAmount.nanoseconds(Int64(max(0.5, configuration.statisticsLogIntervalSeconds) * 1e9))
         statisticsTask = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             self.logStatisticsIfChanged()
+            self.reportUnauthenticatedFrames()
         }
         return serial.attach(fd: fd)
             .flatMapError { error in
@@ -153,6 +156,7 @@ extension LinkRuntime {
         serial.stopReopening()
         statisticsTask?.cancel()
         statisticsTask = nil
+        reportUnauthenticatedFrames()
         linkWaitTask?.cancel()
         linkWaitTask = nil
         // Clients that waited for the link without a stream are cut off too: a reset, never a
