@@ -299,6 +299,22 @@ final class SOCKS5ServerHandler: ChannelInboundHandler, RemovableChannelHandler 
         context.fireChannelInactive()
     }
 
+    /// The client ended its output before naming a target, so it can never finish the handshake:
+    /// closed at once. (Accepted sockets keep half-closed input for the streams they become, so
+    /// without this such a connection, a port probe say, was held until the timeout and then
+    /// logged as a client that did not finish in time.)
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            timeout?.cancel()
+            timeout = nil
+            let peer = context.channel.remoteAddress.map(LinkRuntime.describe) ?? "unknown peer"
+            runtime.logger.info("SOCKS client \(peer) closed the connection before naming a target")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
     }
