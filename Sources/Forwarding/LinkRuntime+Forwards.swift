@@ -29,6 +29,15 @@ extension LinkRuntime {
         ServerBootstrap(group: loop)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Out of descriptors, accept(2) fails while the connection stays queued, so
+                    // the listener is ready again at once: without a pause the loop spins.
+                    try channel.pipeline.syncOperations.addHandler(AcceptBackoffHandler(
+                        shouldForwardIOErrorCaught: true, backoffProvider: AcceptFailureReporter.backoff))
+                    try channel.pipeline.syncOperations.addHandler(AcceptFailureReporter(runtime: self, address: address))
+                }
+            }
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try LinkRuntime.configureStreamSocket(channel, sendBufferBytes: self.socketSendBufferBytes)
@@ -348,5 +357,57 @@ extension LinkRuntime {
             return true
         }
         return result
+    }
+}
+
+/// On a listener, after NIO's `AcceptBackoffHandler` (which waits a second before the next
+/// accept once one failed): says when connections cannot be accepted for want of descriptors or
+/// memory (a warning at most once a minute, info lines between) and, at info level, when they
+/// can again. The connections wait in the
+/// listen queue meanwhile, and those this end holds are served as before.
+final class AcceptFailureReporter: ChannelInboundHandler {
+    typealias InboundIn = Channel
+    typealias InboundOut = Channel
+
+    /// Failures that last until something is freed: accepting waits a second after one. Any
+    /// other (a client that reset before it was accepted) does not hold up the next.
+    static let lasting: Set<CInt> = [EMFILE, ENFILE, ENOBUFS, ENOMEM]
+
+    static func backoff(_ error: IOError) -> TimeAmount? {
+        lasting.contains(error.errnoCode) ? .seconds(1) : nil
+    }
+
+    private let runtime: LinkRuntime
+    private let address: Endpoint
+    /// Since the last failure, no connection was accepted.
+    private var failing = false
+
+    init(runtime: LinkRuntime, address: Endpoint) {
+        self.runtime = runtime
+        self.address = address
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if failing {
+            failing = false
+            runtime.logger.info("accepting connections on \(address) again")
+        }
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let error = error as? IOError, Self.lasting.contains(error.errnoCode) {
+            if !failing {
+                failing = true
+                let limit = error.errnoCode == EMFILE ? openFileLimit().map { " (at most \($0) for this process)" } ?? "" : ""
+                // A warning once a minute, however often descriptors come and go meanwhile.
+                runtime.logRepeatable("accept:\(address)", """
+                    cannot accept connections on \(address): \(PlainErrors.describe(error))\(limit); they wait in the \
+                    listen queue and accepting is tried again every second, while the connections this end holds go on
+                    """)
+            }
+            return
+        }
+        context.fireErrorCaught(error)
     }
 }

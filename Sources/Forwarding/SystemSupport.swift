@@ -56,6 +56,18 @@ public func raiseOpenFileLimit() -> UInt64? {
     return UInt64(limit.rlim_cur)
 }
 
+/// The soft limit on open descriptors, or nil if it cannot be read.
+func openFileLimit() -> UInt64? {
+    var limit = rlimit()
+    #if canImport(Glibc)
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    guard getrlimit(resource, &limit) == 0 else { return nil }
+    return UInt64(limit.rlim_cur)
+}
+
 /// Bytes in the tty's output queue (TIOCOUTQ), 0 if the driver cannot say. A pseudo-terminal
 /// always reports 0, which is why the writer also models the queue from the line rate.
 func ttyOutputQueueBytes(_ fd: CInt) -> Int {
