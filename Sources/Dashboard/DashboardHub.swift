@@ -238,6 +238,7 @@ public final class DashboardHub: Sendable {
             lineBytes: Directions(out: status.lineBytesSent, in: status.lineBytesReceived),
             payloadBytes: Directions(out: status.payloadBytesSent, in: status.payloadBytesReceived),
             retransmissions: status.retransmissions, crcErrors: status.crcErrors,
+            unauthenticatedFrames: status.statistics.unauthenticatedFrames,
             frameSize: status.statistics.currentFrameTarget,
             bitErrorRate: Double(status.crcErrors) / Double(receivedBits), streamsOpen: status.streamsOpen,
             connectionsTotal: status.connectionsTotal, forwards: configuration.forwards.map(ForwardView.init),
@@ -459,6 +460,7 @@ struct LinkMetrics {
     let payloadIn: Metrics.Counter
     let retransmissions: Metrics.Counter
     let crcErrors: Metrics.Counter
+    let unauthenticatedFrames: Metrics.Counter
     let connections: Metrics.Counter
     let streams: Metrics.Gauge
     let up: Metrics.Gauge
@@ -473,6 +475,8 @@ struct LinkMetrics {
                             factory: factory)
         retransmissions = Metrics.Counter(label: "socket2ser_retransmissions_total", dimensions: [("link", link)], factory: factory)
         crcErrors = Metrics.Counter(label: "socket2ser_crc_errors_total", dimensions: [("link", link)], factory: factory)
+        unauthenticatedFrames = Metrics.Counter(label: "socket2ser_unauthenticated_frames_total", dimensions: [("link", link)],
+                                                factory: factory)
         connections = Metrics.Counter(label: "socket2ser_connections_total", dimensions: [("link", link)], factory: factory)
         streams = Metrics.Gauge(label: "socket2ser_streams", dimensions: [("link", link)], factory: factory)
         up = Metrics.Gauge(label: "socket2ser_link_up", dimensions: [("link", link)], factory: factory)
@@ -491,6 +495,8 @@ struct LinkMetrics {
         payloadIn.increment(by: delta(status.payloadBytesReceived, previous?.payloadBytesReceived))
         retransmissions.increment(by: delta(status.retransmissions, previous?.retransmissions))
         crcErrors.increment(by: delta(status.crcErrors, previous?.crcErrors))
+        unauthenticatedFrames.increment(by: delta(status.statistics.unauthenticatedFrames,
+                                                  previous?.statistics.unauthenticatedFrames))
         connections.increment(by: delta(status.connectionsTotal, previous?.connectionsTotal))
         streams.record(status.streamsOpen)
         up.record(status.linkState == .up ? 1 : 0)

@@ -50,6 +50,9 @@ public struct LinkView: Codable, Sendable, Equatable {
     public var payloadBytes: Directions<Int>
     public var retransmissions: Int
     public var crcErrors: Int
+    /// Frames that passed the CRC but not the key (docs/protocol.md §11.3): altered, replayed or
+    /// from a device with another key; 0 on a line without a key.
+    public var unauthenticatedFrames: Int
     public var frameSize: Int
     public var bitErrorRate: Double
     public var streamsOpen: Int
@@ -78,6 +81,7 @@ public struct LinkView: Codable, Sendable, Equatable {
         try container.encode(payloadBytes, forKey: .payloadBytes)
         try container.encode(retransmissions, forKey: .retransmissions)
         try container.encode(crcErrors, forKey: .crcErrors)
+        try container.encode(unauthenticatedFrames, forKey: .unauthenticatedFrames)
         try container.encode(frameSize, forKey: .frameSize)
         try container.encode(bitErrorRate, forKey: .bitErrorRate)
         try container.encode(streamsOpen, forKey: .streamsOpen)

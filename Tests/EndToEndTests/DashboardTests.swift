@@ -272,7 +272,8 @@ struct DashboardTests {
             let lineOut = metrics.split(separator: "\n").first { $0.hasPrefix("socket2ser_line_bytes_total{link=\"\(id)\",direction=\"out\"}") }
             #expect(lineOut.flatMap { Double($0.split(separator: " ").last ?? "") }.map { $0 > 0 } == true, "\(metrics)")
             for name in ["socket2ser_retransmissions_total{link=\"\(id)\"}", "socket2ser_streams{link=\"\(id)\"}",
-                         "socket2ser_rtt_seconds_bucket{link=\"\(id)\"", "socket2ser_crc_errors_total{link=\"\(id)\"}"] {
+                         "socket2ser_rtt_seconds_bucket{link=\"\(id)\"", "socket2ser_crc_errors_total{link=\"\(id)\"}",
+                         "socket2ser_unauthenticated_frames_total{link=\"\(id)\"}"] {
                 #expect(metrics.contains(name), "\(name) missing")
             }
             let history = try dashboard.get("/api/links/\(id)/history").json() as? [[String: Any]] ?? []
