@@ -69,7 +69,7 @@ extension Link {
         /// sent now: measured RTT, line times and the current backoff (§4.5).
         public func retransmissionTimeout(forLineBytes lineBytes: Int) -> LinkDuration {
             let probe = SentFrame(sequence: link.nextSequence, body: [], lastSentAt: .zero, transmission: 0,
-                                  transmissions: 1, lineBytes: lineBytes)
+                                  transmissions: 1, oldestLiveTransmission: 0, lineBytes: lineBytes)
             return link.retransmissionDeadline(of: probe) - .zero
         }
 

@@ -160,6 +160,8 @@ extension Link {
         ackDebt.paid()
         rtoBackoff = 0
         pingDue = false
+        pingDueSince = nil
+        pongAwaited = false
         pongOwed = nil
         retireSessionKeys()
         state.ended()
@@ -188,29 +190,49 @@ extension Link {
             progressed = true
             let frame = outstanding[i]
             if frame.transmissions == 1 { rtt.sample(now - frame.lastSentAt) }
-            highestAckedTransmission = max(highestAckedTransmission, frame.transmission)
+            // Which copy got through is not known: count only the oldest that may have.
+            highestAckedTransmission = max(highestAckedTransmission, frame.oldestLiveTransmission)
             if frame.transmissions == 1 { noteFrameOutcome(bytes: frame.lineBytes, lost: false) }
         }
         if advance > 0 { outstanding.removeFirst(advance) }
         // The cumulative ack names the next frame the peer lacks. If we hold that frame as
         // SACKed, the SACK was false (a damaged trailer that passed the CRC): resend it.
         if let first = outstanding.first, first.sequence == ack, first.fate == .acked {
-            outstanding[0].fate = .lost
+            markLost(0, proven: false, now: now)
         }
         if progressed {
             rtoBackoff = 0
             statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
         }
         // A serial line never reorders: if a frame sent after this one's last transmission got
-        // through, this one was lost. Likewise if this acknowledgement left the peer well after
-        // the frame should have reached it (one smoothed RTT plus the frame's own line time).
-        // Resend it now rather than at its (backed-off) timeout.
+        // through, this one was lost. That is proof. Resend it too if this acknowledgement left the
+        // peer well after the frame should have reached it (one smoothed RTT plus the frame's own
+        // line time), rather than at its (backed-off) timeout; but that is a guess, which a busy
+        // peer on a fast line makes wrong, and it does not count as a bit error (§8.2).
         let lateness = (rtt.srtt ?? .seconds(1)) + max(rtt.rttvar * 2, .milliseconds(5)) + lineTime(peerFrameAllowance)
-        for i in outstanding.indices where outstanding[i].fate == .inFlight
-            && (outstanding[i].transmission < highestAckedTransmission
-                || now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes)) {
-            outstanding[i].fate = .lost
+        for i in outstanding.indices where outstanding[i].fate == .inFlight {
+            if outstanding[i].transmission < highestAckedTransmission {
+                markLost(i, proven: true, now: now)
+            } else if now >= outstanding[i].lastSentAt + lateness + lineTime(outstanding[i].lineBytes) {
+                markLost(i, proven: false, now: now)
+            }
+        }
+    }
+
+    /// Marks a frame in flight lost, to be resent. Only a proven loss feeds the bit-error
+    /// estimate that sizes frames (§8.2). A guess, from a timer or a late acknowledgement, may be
+    /// wrong: a busy peer on a fast line, whose RTO is a few milliseconds, answers late without
+    /// any bit error. So a guess asks for a PING, sent after the frame's new copy; if its PONG
+    /// still lacks the frame, that proves the loss of every copy so far and it is counted then.
+    /// On a line turned so noisy that no long frame gets through, the short PING and PONG do,
+    /// and frames still shrink.
+    mutating func markLost(_ i: Int, proven: Bool, now: LinkTime) {
+        outstanding[i].fate = .lost
+        outstanding[i].lossProven = proven
+        if proven {
             noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
+        } else if !pongAwaited || now >= (lastPingSentAt ?? .zero) + rtt.baseRTO {
+            pingDue = true
         }
     }
 
@@ -306,18 +328,19 @@ extension Link {
                 pongOwed = token
             case .pong(let token):
                 guard token == pingToken else { break }
+                pongAwaited = false
                 if let sent = lastPingSentAt, outstanding.allSatisfy({ $0.fate == .acked }) {
                     rtt.sample(now - sent)
                     statistics.smoothedRTTMilliseconds = (rtt.srtt?.seconds ?? 0) * 1000
                 }
                 // This frame's acknowledgement (already applied) was written after the peer
                 // read the PING, and so after every frame sent before the PING: one it still
-                // lacks was lost (§4.3). The tail of a burst is repaired in one round trip.
-                for i in outstanding.indices where outstanding[i].fate == .inFlight
-                    && outstanding[i].transmission <= pingTransmission {
-                    outstanding[i].fate = .lost
+                // lacks was lost (§4.3). The tail of a burst is repaired in one round trip. A
+                // frame this acknowledgement just made a guess about is proven lost as well.
+                for i in outstanding.indices where outstanding[i].transmission <= pingTransmission
+                    && (outstanding[i].fate == .inFlight || outstanding[i].fate == .lost && !outstanding[i].lossProven) {
+                    markLost(i, proven: true, now: now)
                     statistics.probeRepairs += 1
-                    noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
                 }
             default:
                 violation("stream message in a control frame")

@@ -61,14 +61,11 @@ extension Link {
             return
         }
         if let i = oldestUnacknowledged, now >= retransmissionDeadline(of: outstanding[i]) {
-            outstanding[i].fate = .lost
+            // A timer is a guess, to be proven by a PING's PONG before it counts as a bit error
+            // (§8.2). Silence is an outage, and no PONG comes.
+            markLost(i, proven: false, now: now)
             rtoBackoff += 1
             statistics.timeoutRetransmissions += 1
-            // A frame lost while the peer is still heard was most likely damaged: it counts
-            // towards the error estimate that shortens frames. Silence is an outage, not noise.
-            if let heard = lastHeardAt, now - heard < configuration.keepaliveInterval {
-                noteFrameOutcome(bytes: outstanding[i].lineBytes, lost: true)
-            }
         }
         if let due = tailProbeDeadline, now >= due {
             pingDue = true

@@ -42,7 +42,11 @@ extension Link {
             return true
         }
         guard isEstablished else { return false }
-        if let i = outstanding.firstIndex(where: { $0.fate == .lost }) {
+        if pingDue && pingDueSince == nil { pingDueSince = transmissionCounter }
+        // Lost frames go again in the order they last left, so that one lost again and again
+        // does not keep the others waiting. A PING that is due goes ahead of a frame already
+        // resent since the PING was asked for: its PONG is what proves such a loss (§4.3).
+        if let i = oldestLost, !(pingDue && outstanding[i].transmission > pingDueSince!) {
             retransmit(at: i, now: now)
             return true
         }
@@ -59,6 +63,16 @@ extension Link {
             return true
         }
         return false
+    }
+
+    /// The lost frame whose last copy left first.
+    var oldestLost: Int? {
+        var best: Int?
+        for i in outstanding.indices where outstanding[i].fate == .lost
+            && best.map({ outstanding[i].transmission < outstanding[$0].transmission }) ?? true {
+            best = i
+        }
+        return best
     }
 
     /// Work that should end the open frame at the next block boundary.
@@ -453,7 +467,8 @@ extension Link {
         transmissionCounter += 1
         let lineBytes = frame.body.count + Wire.sequencedFrameOverhead + sealOverhead + frame.body.count / 254 + 1
         outstanding.append(SentFrame(sequence: frame.sequence, body: frame.body, lastSentAt: now,
-                                     transmission: transmissionCounter, transmissions: 1, lineBytes: lineBytes))
+                                     transmission: transmissionCounter, transmissions: 1,
+                                     oldestLiveTransmission: transmissionCounter, lineBytes: lineBytes))
         statistics.framesSent += 1
         // A gap opened while the frame was streamed, and its trailer had no room for the SACK
         // bitmap: send the bitmap now rather than in the trailer of the next frame (§4.2).
@@ -488,6 +503,7 @@ extension Link {
         outstanding[i].lastSentAt = now
         outstanding[i].transmission = transmissionCounter
         outstanding[i].transmissions += 1
+        if f.lossProven { outstanding[i].oldestLiveTransmission = transmissionCounter }
         outstanding[i].fate = .inFlight
         statistics.retransmissions += 1
     }
@@ -505,6 +521,8 @@ extension Link {
             lastPingSentAt = now
             pingTransmission = transmissionCounter
             pingDue = false
+            pingDueSince = nil
+            pongAwaited = true
         }
         appendTrailerAndEncode(&raw)
         statistics.framesSent += 1

@@ -39,6 +39,10 @@ public struct Link: Sendable {
     /// not cover was lost (§4.3).
     var pingTransmission: UInt64 = 0
     var pingDue = false
+    /// `transmissionCounter` when the PING now due was asked for.
+    var pingDueSince: UInt64?
+    /// The last PING sent has not been answered yet.
+    var pongAwaited = false
     var pongOwed: UInt32?
 
     // MARK: Protection (§11)
@@ -158,7 +162,14 @@ struct SentFrame: Sendable {
     var lastSentAt: LinkTime
     var transmission: UInt64
     var transmissions: Int
+    /// The oldest of this frame's transmissions that may still reach the peer. An
+    /// acknowledgement of the frame may answer any copy from this one on, so only frames sent
+    /// before it are known lost when one is missing from that acknowledgement (§4.3).
+    var oldestLiveTransmission: UInt64
     var fate = Fate.inFlight
+    /// The last loss was shown by the peer's acknowledgements, not guessed from a timer: no copy
+    /// sent so far can still arrive.
+    var lossProven = false
     var lineBytes: Int
     /// Fragment size used when this frame was first resent in pieces; kept so that the
     /// receiver can combine pieces from several retransmissions.

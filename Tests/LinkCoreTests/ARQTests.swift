@@ -79,9 +79,12 @@ struct ARQTests {
         pair.write(.a, id, Array("ping?".utf8))
         #expect(pair.run(timeLimit: .seconds(20)) { $0.receivedCount(.b, id) == 5 })
         #expect(pair.receivedBytes(.b, id) == Array("ping?".utf8))
-        // Each retry waited for a timer: the tail probe's or the retransmission timer's. No
-        // later frame could reveal the loss.
-        #expect(pair.a.statistics.timeoutRetransmissions + pair.a.statistics.tailProbes >= 2)
+        // Each retry waited for a timer (the tail probe's or the retransmission timer's), or
+        // for the PONG of the PING that a timer's guess sends to prove the loss (§4.3). No
+        // later frame could reveal it.
+        let s = pair.a.statistics
+        #expect(s.timeoutRetransmissions + s.tailProbes + s.probeRepairs >= 2, "\(s)")
+        #expect(s.retransmissions == 2)
         #expect(dropTimes.count == 2)
         #expect(dropTimes[1] > dropTimes[0])
         #expect(pair.now > sentAt)
@@ -317,5 +320,53 @@ struct ARQTests {
         #expect(a.duplicateFrames + b.duplicateFrames == 0)
         #expect(pair.a.inspection.frameTarget >= initialTarget && pair.b.inspection.frameTarget >= initialTarget,
                 "frame targets \(pair.a.inspection.frameTarget) and \(pair.b.inspection.frameTarget), from \(initialTarget)")
+    }
+
+    /// A fast line (unpaced, as a pty or USB CDC-ACM is) whose far end is busy now and then: its
+    /// acknowledgements leave in bursts up to 25 ms late, far beyond the RTO of a line with a
+    /// sub-millisecond round trip. Frames resent on a guess are cheap here; but a guess is not
+    /// evidence of bit errors, and charging it shrank frames to the minimum: a forwarder with
+    /// a thousand stalled streams beside one download ran at a twentieth of its speed (§4.3, §8.2).
+    @Test("late acknowledgements from a busy peer on a fast line are not taken for bit errors: frames keep their full size")
+    func lateAcknowledgementsAreNotBitErrors() throws {
+        let pair = Pair(seed: 70)
+        pair.clockBytesPerSecond = 20_000_000
+        pair.pollLimit = 16_384
+        #expect(pair.establish())
+        // B is busy for 25 ms of every 60: what it sends meanwhile waits, then leaves at once.
+        let period: Int64 = 60_000_000, busy: Int64 = 25_000_000
+        func isBusy(_ t: LinkTime) -> Bool { t.nanoseconds % period < busy }
+        pair.filter = { side, _, t in side == .b && isBusy(t) ? .hold : .deliver }
+        pair.invariant = { p in if !isBusy(p.now) { p.releaseHeld(from: .b) } }
+        let id = try pair.open(.a)
+        let data = pattern(8_000_000, seed: 70)
+        pair.write(.a, id, data, finish: true)
+        #expect(pair.run(timeLimit: .seconds(120)) { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        let a = pair.a.statistics
+        #expect(pair.a.inspection.frameTarget == pair.a.configuration.maxFrameBody,
+                "frame target \(pair.a.inspection.frameTarget) after \(a.timeoutRetransmissions) timeouts, \(a.retransmissions) resends, \(pair.b.statistics.duplicateFrames) duplicates")
+    }
+
+    /// The other side of the rule above: a line that turns so noisy that no long frame gets
+    /// through leaves no acknowledgement to prove anything, and the PONG of a probe is the only
+    /// proof. Frames must still shrink and the transfer complete.
+    @Test("a line that suddenly lets no long frame through: frames shrink and the transfer completes")
+    func lineTurnsNoisy() throws {
+        let rate = 100_000
+        let pair = Pair(seed: 71) { _, c in c.lineBytesPerSecond = rate }
+        pair.clockBytesPerSecond = rate
+        pair.pollLimit = pair.a.preferredQueueBelow
+        #expect(pair.establish())
+        let id = try pair.open(.a)
+        let data = pattern(1_200_000, seed: 71)
+        pair.write(.a, id, data, finish: true)
+        #expect(pair.run(timeLimit: .seconds(60)) { $0.receivedCount(.b, id) >= 800_000 })
+        #expect(pair.a.inspection.frameTarget == pair.a.configuration.maxFrameBody)
+        // From now on every frame from A longer than 600 bytes is damaged on the way.
+        pair.filter = { side, frame, _ in side == .a && frame.count > 600 ? .drop : .deliver }
+        #expect(pair.run(timeLimit: .seconds(120)) { $0.has(.b, .remoteFinished(id)) })
+        #expect(pair.receivedBytes(.b, id) == data)
+        #expect(pair.a.inspection.frameTarget < 600, "frame target \(pair.a.inspection.frameTarget)")
     }
 }
