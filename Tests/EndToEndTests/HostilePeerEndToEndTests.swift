@@ -1,0 +1,420 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+import LinkCore
+import TestKit
+import Testing
+
+/// A hostile but well-formed peer against the real executable (issue 12): the fake peer of
+/// `E2EFakePeer`, a real core on one end of a virtual cable, made to flood OPENs, play credit
+/// games and never acknowledge, against `socket2ser run --config` on the other end. Each limit
+/// holds, the process's memory stays bounded (the figures are printed), and its other line, facing
+/// a real peer over a second cable, carries a transfer intact meanwhile.
+///
+/// Nothing here asserts on wall-clock time; the waits are for conditions, with timeouts.
+@Suite("A hostile peer, end to end", .serialized, .timeLimit(.minutes(3)))
+struct HostilePeerEndToEndTests {
+    static let baud = 2_000_000
+
+    /// `socket2ser run --config` with the line `hostile` (an S, `--max-streams 64`, its default
+    /// target an echo service, and a `-L` whose streams go to the fake peer) facing an
+    /// `E2EFakePeer`; and, with `calm`, the line `calm` facing a real `socket2ser link` over a
+    /// cable of its own, with a `-L` to an echo service beside that peer.
+    final class Rig: @unchecked Sendable {
+        struct Calm {
+            let cable: ChildProcess
+            let peer: ChildProcess
+            let target: E2ETarget
+            /// The calm line's -L.
+            let port: Int
+        }
+
+        static let maxStreams = 64
+        let target: E2ETarget
+        let cable: ChildProcess
+        let pathA: String
+        let peer: E2EFakePeer
+        let run: ChildProcess
+        /// The hostile line's -L: each connection is a stream S opens to the fake peer.
+        let localPort: Int
+        let calm: Calm?
+
+        private init(target: E2ETarget, cable: ChildProcess, pathA: String, peer: E2EFakePeer, run: ChildProcess,
+                     localPort: Int, calm: Calm?) {
+            self.target = target
+            self.cable = cable
+            self.pathA = pathA
+            self.peer = peer
+            self.run = run
+            self.localPort = localPort
+            self.calm = calm
+        }
+
+        /// Starts everything and returns once both lines are up. `hostileExtra` adds lines of
+        /// YAML to the hostile line's settings. Blocking.
+        static func start(calm withCalm: Bool, hostileExtra: [String] = [], echoes: Bool = false,
+                          rewriteIncoming: @escaping @Sendable ([UInt8]) -> [UInt8] = { $0 }) throws -> Rig {
+            var started: [ChildProcess] = []
+            var services: [E2ETarget] = []
+            var fakePeer: E2EFakePeer?
+            do {
+                let target = try E2ETarget(.echo)
+                services.append(target)
+                let (cable, a, b) = try e2eStartCable(baud: baud)
+                started.append(cable)
+                let peer = try E2EFakePeer(path: b, usesOddStreamIDs: true, baud: baud, echoes: echoes,
+                                           rewriteIncoming: rewriteIncoming)
+                fakePeer = peer
+                let localPort = try freeLoopbackPort()
+                var text = """
+                    lines:
+                      hostile:
+                        device: \(a)
+                        baud: \(baud)
+                        target: 127.0.0.1:\(target.port)
+                        max-streams: \(maxStreams)
+                        local: 127.0.0.1:\(localPort):127.0.0.1:9
+
+                    """
+                for line in hostileExtra { text += "    \(line)\n" }
+                var calm: Calm?
+                if withCalm {
+                    let calmTarget = try E2ETarget(.echo)
+                    services.append(calmTarget)
+                    let (calmCable, a2, b2) = try e2eStartCable(baud: baud)
+                    started.append(calmCable)
+                    let calmPort = try freeLoopbackPort()
+                    text += """
+                          calm:
+                            device: \(a2)
+                            baud: \(baud)
+                            local: 127.0.0.1:\(calmPort):127.0.0.1:\(calmTarget.port)
+
+                        """
+                    let calmPeer = try ChildProcess("calm peer", ["link", "-com", b2, "--baudrate", "\(baud)",
+                                                                  "--allow", "127.0.0.1:\(calmTarget.port)"])
+                    started.append(calmPeer)
+                    calm = Calm(cable: calmCable, peer: calmPeer, target: calmTarget, port: calmPort)
+                }
+                let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                let path = folder.appendingPathComponent("socket2ser.yaml").path
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
+                let run = try ChildProcess("run", ["run", "--config", path])
+                started.append(run)
+                try run.waitForError(containing: "link up: peer found on \(a)")
+                try waitUntil("the fake peer's handshake", timeout: .seconds(10)) { peer.isEstablished }
+                if let calm {
+                    try run.waitForError(containing: "link up: peer found", count: 2)
+                    try waitUntil("the calm line's listener", timeout: .seconds(10)) { E2EClient.accepts(port: calm.port) }
+                }
+                try waitUntil("the hostile line's listener", timeout: .seconds(10)) { E2EClient.accepts(port: localPort) }
+                return Rig(target: target, cable: cable, pathA: a, peer: peer, run: run, localPort: localPort, calm: calm)
+            } catch {
+                fakePeer?.stop()
+                for child in started { child.forceKill() }
+                for service in services { service.stop() }
+                throw error
+            }
+        }
+
+        /// The `run` process's memory now.
+        func memory() throws -> E2EMemory {
+            guard let figures = E2EMemory.of(pid: run.pid) else { throw E2EFailure("run is gone: \(run.errors.text.suffix(2000))") }
+            return figures
+        }
+
+        /// Starts a 400 KB echo over the calm line (2 s each way at 2 Mbaud) and returns once the
+        /// calm line's target has the connection.
+        func startCalmTransfer() throws -> (data: [UInt8], transfer: E2EBackground<E2EReadResult>) {
+            guard let calm else { throw E2EFailure("no calm line") }
+            let data = Payload.bytes(400_000, seed: 121)
+            let transfer = E2EBackground("calm line transfer") { () -> E2EReadResult in
+                let client = try E2EClient.connect(port: calm.port)
+                defer { client.close() }
+                return client.sendWhileReadingToEnd(data, timeout: 40)
+            }
+            try waitUntil("the calm line's transfer to be under way", timeout: .seconds(10)) { calm.target.accepted > 0 }
+            return (data, transfer)
+        }
+
+        /// SIGTERM to `run` and the calm peer, then the cables; the reports of run and the calm peer.
+        func stop() -> [ChildProcess.StopReport] {
+            let reports = ChildProcess.terminate([run] + (calm.map { [$0.peer] } ?? []))
+            peer.stop()
+            _ = ChildProcess.terminate([cable] + (calm.map { [$0.cable] } ?? []))
+            target.stop()
+            calm?.target.stop()
+            return reports
+        }
+
+        /// SIGKILL to everything still running; for `defer`.
+        func forceKill() {
+            for child in [run, cable] + (calm.map { [$0.peer, $0.cable] } ?? []) { child.forceKill() }
+            peer.stop()
+            target.stop()
+            calm?.target.stop()
+        }
+
+        /// The hostile line's own messages (and the process's).
+        var log: String { run.errors.text }
+    }
+
+    /// A stream this end opens still works: a connection to the hostile line's -L is echoed by
+    /// the fake peer. Blocking.
+    static func ownStreamWorks(_ rig: Rig, _ text: String) throws {
+        let reply = try e2eExchange(port: rig.localPort, Array(text.utf8), timeout: 10)
+        guard reply.bytes == Array(text.utf8), reply.end == .endOfFile else {
+            throw E2EFailure("a stream of this end's -L: got \(reply.bytes.count) B, \(reply.end)\n\(rig.log.suffix(2000))")
+        }
+    }
+
+    /// A stream the fake peer opens to the line's default target still works. Blocking.
+    static func peerStreamWorks(_ rig: Rig, _ text: String) throws {
+        let bytes = Array(text.utf8)
+        let id = try rig.peer.open(sending: bytes, finish: true)
+        try waitUntil("the echo of a stream the peer opened", timeout: .seconds(10)) {
+            rig.peer.events.contains(.remoteFinished(id)) || rig.peer.events.contains(.streamClosed(id))
+        }
+        guard rig.peer.received(on: id) == bytes else {
+            throw E2EFailure("a stream the peer opened: got \(rig.peer.received(on: id).count) B\n\(rig.log.suffix(2000))")
+        }
+    }
+
+    /// Lines of the log that are warnings or errors.
+    static func warnings(_ log: String) -> [Substring] {
+        log.split(separator: "\n").filter { $0.contains(" warning: ") || $0.contains(" error: ") }
+    }
+
+    // MARK: - A flood of OPENs
+
+    @Test("A flood of 6,000 OPENs: at most --max-streams are connected, the rest refused as too many; memory stays flat, and both lines keep working")
+    func openFlood() async throws {
+        struct Outcome: Sendable {
+            var before: E2EMemory, afterFirst: E2EMemory, afterSecond: E2EMemory, afterAll: E2EMemory
+            var observed: E2EFakePeer.Observed
+            var targetConnections: Int
+            var transfer: E2EReadResult
+            var data: [UInt8]
+            var log: String
+            var reports: [ChildProcess.StopReport]
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let rig = try Rig.start(calm: true, echoes: true)
+            defer { rig.forceKill() }
+            let before = try rig.memory()
+            let (data, transfer) = try rig.startCalmTransfer()
+
+            // Two rounds of 3,000 OPENs to the default target, 100 to a frame, each with an ID of
+            // the peer's half that its own core will not use soon.
+            func flood(from first: UInt16) throws -> [StreamID] {
+                let ids = (0..<3000).map { StreamID(first + UInt16($0) * 2) }
+                try rig.peer.inject(ids.map { .open($0, target: "") }, perFrame: 100)
+                return ids
+            }
+            let firstRound = try flood(from: 1001)
+            try waitUntil("S to answer every OPEN of the first round", timeout: .seconds(20)) {
+                let seen = rig.peer.observed
+                return firstRound.allSatisfy { seen.accepted.contains($0) || seen.refused[$0] != nil }
+            }
+            let afterFirst = try rig.memory()
+            let secondRound = try flood(from: 7001)
+            try waitUntil("S to answer every OPEN of the second round", timeout: .seconds(20)) {
+                let seen = rig.peer.observed
+                return secondRound.allSatisfy { seen.accepted.contains($0) || seen.refused[$0] != nil }
+            }
+            let afterSecond = try rig.memory()
+
+            // This end's own streams are counted apart: one of its -L still works beside the 64.
+            try Self.ownStreamWorks(rig, "still mine")
+            // Once the peer resets what it holds, a stream it opens is accepted and works.
+            let held = Array(rig.peer.observed.accepted)
+            try rig.peer.inject(held.map { .reset($0, .aborted) }, perFrame: 100)
+            try Self.peerStreamWorks(rig, "after the flood")
+            let targetConnections = rig.target.accepted
+            let afterAll = try rig.memory()
+
+            let result = try transfer.value(timeout: .seconds(45))
+            let observed = rig.peer.observed
+            let reports = rig.stop()
+            return Outcome(before: before, afterFirst: afterFirst, afterSecond: afterSecond, afterAll: afterAll,
+                           observed: observed, targetConnections: targetConnections, transfer: result, data: data,
+                           log: rig.log, reports: reports)
+        }
+        let limit = Rig.maxStreams
+        #expect(outcome.observed.accepted.count == limit + 1, "accepted \(outcome.observed.accepted.count)")
+        #expect(outcome.observed.refusals(.tooManyStreams) == 6000 - limit, "\(outcome.observed.refused.count) refused")
+        #expect(outcome.observed.refused.count == 6000 - limit)
+        // The 64 flood streams and the one opened after them; never more.
+        #expect(outcome.targetConnections == limit + 1, "S connected \(outcome.targetConnections) times to its target")
+        // A second flood as large as the first costs nothing more: what is refused is not kept.
+        let secondGrowth = outcome.afterSecond.peak - outcome.afterFirst.peak
+        #expect(secondGrowth < 2048, "the second round of 3,000 OPENs grew the peak by \(E2EMemory.text(secondGrowth))")
+        let growth = outcome.afterAll.peak - outcome.before.peak
+        #expect(growth < 16 * 1024, "peak grew by \(E2EMemory.text(growth))")
+        #expect(outcome.transfer.end == .endOfFile, "\(outcome.transfer.end)")
+        #expect(e2eDifference(outcome.transfer.bytes, outcome.data) == nil, "\(e2eDifference(outcome.transfer.bytes, outcome.data) ?? "")")
+        for report in outcome.reports { #expect(report.isClean, "\(report)") }
+        print("""
+            hostile OPEN flood: 6000 OPENs against --max-streams \(limit): \(outcome.observed.accepted.count - 1) accepted, \
+            \(outcome.observed.refusals(.tooManyStreams)) refused as too many, \(outcome.targetConnections) connections to the target; \
+            memory before \(outcome.before), after 3000 \(outcome.afterFirst), after 6000 \(outcome.afterSecond), \
+            at the end \(outcome.afterAll); the calm line's 400 KB echo arrived intact; \
+            warnings: \(Self.warnings(outcome.log).count) \(Self.warnings(outcome.log).prefix(3))
+            """)
+    }
+
+    // MARK: - Credit games
+
+    @Test("Credit games: CREDIT for unknown and closed streams, thousands of small ones, one past 2^31 − 1, data beyond the credit given; each is ignored or resets its own stream, and memory stays flat")
+    func creditGames() async throws {
+        // Connections to it complete in the kernel and are never read: a target that stalls.
+        let stalled = try BusyPort()
+        defer { stalled.release() }
+        let stalledPort = stalled.port
+        struct Outcome: Sendable {
+            var before: E2EMemory, after: E2EMemory
+            var afterSmallCredits: [UInt8]
+            var overflowEnd: E2EEnd
+            var events: [LinkEvent]
+            var mine: StreamID, greedy: StreamID
+            var log: String
+            var reports: [ChildProcess.StopReport]
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            // The peer believes S gave every stream 1 MiB of credit.
+            let rig = try Rig.start(calm: false, hostileExtra: ["allow: 127.0.0.1:\(stalledPort)"], echoes: true,
+                                    rewriteIncoming: E2EFakePeer.inflatingInitialWindow(to: 1 << 20))
+            defer { rig.forceKill() }
+            let before = try rig.memory()
+            // A stream of this end's -L, held open, echoed by the peer.
+            let client = try E2EClient.connect(port: rig.localPort)
+            defer { client.close() }
+            try client.send(Array("one".utf8))
+            guard client.readToEnd(timeout: 10, limit: 3).bytes == Array("one".utf8) else {
+                throw E2EFailure("no echo on the -L stream\n\(rig.log)")
+            }
+            // (The rig's probe of the listener was a stream too: this one is the stream that carried "one".)
+            guard let mine = rig.peer.events.lazy.compactMap({ event -> StreamID? in
+                if case .received(let id, Array("one".utf8)) = event { return id } else { return nil }
+            }).first else { throw E2EFailure("the peer saw no stream carry \"one\"") }
+            // A stream the peer opened, used and closed.
+            let closed = try rig.peer.open(sending: Array("closed".utf8), finish: true)
+            try waitUntil("the closed stream's end", timeout: .seconds(10)) { rig.peer.events.contains(.streamClosed(closed)) }
+
+            // CREDIT of 2^32 − 1 for 3,000 streams that were never opened (both halves) and
+            // 1,000 times for the closed one: ignored, as CREDITs crossing a RESET are (§5.5).
+            let unknown = (0..<3000).map { Message.credit(StreamID(20_000 + UInt16($0)), UInt32.max) }
+            let stale = Array(repeating: Message.credit(closed, UInt32.max), count: 1000)
+            try rig.peer.inject(unknown + stale, perFrame: 500)
+            // 5,000 CREDITs of one byte on the open stream: within the window's limit.
+            try rig.peer.inject(Array(repeating: Message.credit(mine, 1), count: 5000), perFrame: 1000)
+            // A stream opened after them is served after them: S has taken them all.
+            try Self.peerStreamWorks(rig, "after the credits")
+            try client.send(Array("two".utf8))
+            let afterSmallCredits = client.readToEnd(timeout: 10, limit: 3).bytes
+
+            // One CREDIT that takes the window past 2^31 − 1: a violation, the stream is reset.
+            try rig.peer.inject([.credit(mine, UInt32.max)])
+            let overflow = client.readToEnd(timeout: 10)
+
+            // Data beyond the credit given, to a target that does not read: reset for credit.
+            let greedy = try rig.peer.open(target: "127.0.0.1:\(stalledPort)", sending: Payload.bytes(1_000_000, seed: 122))
+            try waitUntil("S to reset the stream that exceeded its credit", timeout: .seconds(20)) {
+                rig.peer.events.contains { if case .streamReset(greedy, _) = $0 { return true } else { return false } }
+            }
+            // And the line still works both ways.
+            try Self.ownStreamWorks(rig, "mine again")
+            try Self.peerStreamWorks(rig, "theirs again")
+            let after = try rig.memory()
+            let events = rig.peer.events
+            let reports = rig.stop()
+            return Outcome(before: before, after: after, afterSmallCredits: afterSmallCredits, overflowEnd: overflow.end,
+                           events: events, mine: mine, greedy: greedy, log: rig.log, reports: reports)
+        }
+        #expect(outcome.afterSmallCredits == Array("two".utf8), "the stream stopped working after 5,000 small CREDITs")
+        #expect(outcome.overflowEnd == .reset, "\(outcome.overflowEnd)")
+        #expect(outcome.events.contains(.streamReset(outcome.mine, .protocolViolation)), "\(outcome.events.suffix(20))")
+        #expect(outcome.events.contains(.streamReset(outcome.greedy, .creditExceeded)), "\(outcome.events.suffix(20))")
+        #expect(outcome.log.contains("protocol violation by the peer: CREDIT for \(outcome.mine) overflows the window"), "\(outcome.log)")
+        #expect(outcome.log.contains("the peer broke the protocol (credit exceeded)"), "\(outcome.log)")
+        let growth = outcome.after.peak - outcome.before.peak
+        #expect(growth < 16 * 1024, "peak grew by \(E2EMemory.text(growth))")
+        for report in outcome.reports { #expect(report.isClean, "\(report)") }
+        print("""
+            hostile credit games: memory before \(outcome.before), after \(outcome.after); \
+            warnings: \(Self.warnings(outcome.log).count) \(Self.warnings(outcome.log).prefix(4))
+            """)
+    }
+
+    // MARK: - A peer that never acknowledges
+
+    /// Sends up to `total` bytes without blocking; returns how many the kernel took before it
+    /// stopped taking any for `patience` (the connection is held back), or the deadline passed.
+    static func push(_ client: E2EClient, total: Int, patience: Duration, deadline: Duration) -> (sent: Int, heldBack: Bool) {
+        _ = fcntl(client.fd, F_SETFL, fcntl(client.fd, F_GETFL) | O_NONBLOCK)
+        let chunk = Payload.bytes(65_536, seed: 123)
+        let end = ContinuousClock.now + deadline
+        var sent = 0
+        while sent < total, ContinuousClock.now < end {
+            let n = chunk.withUnsafeBytes { send(client.fd, $0.baseAddress, min($0.count, total - sent), Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                sent += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK else { return (sent, false) }
+            var descriptor = pollfd(fd: client.fd, events: Int16(POLLOUT), revents: 0)
+            if poll(&descriptor, 1, Int32(patience.inSeconds * 1000)) == 0 { return (sent, true) }
+        }
+        return (sent, false)
+    }
+
+    @Test("A peer that never acknowledges: a 20 MB upload is held back at the client, S's memory stays flat, and the other line's transfer completes intact")
+    func neverAcknowledges() async throws {
+        let total = 20_000_000
+        struct Outcome: Sendable {
+            var before: E2EMemory, held: E2EMemory
+            var sent: Int, heldBack: Bool
+            var peerReceived: Int
+            var transfer: E2EReadResult
+            var data: [UInt8]
+            var log: String
+            var reports: [ChildProcess.StopReport]
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let rig = try Rig.start(calm: true)
+            defer { rig.forceKill() }
+            let before = try rig.memory()
+            let (data, transfer) = try rig.startCalmTransfer()
+            rig.peer.freezeAcknowledgements()
+            let client = try E2EClient.connect(port: rig.localPort)
+            defer { client.close() }
+            let (sent, heldBack) = Self.push(client, total: total, patience: .milliseconds(1500), deadline: .seconds(30))
+            let held = try rig.memory()
+            let peerReceived = rig.peer.receivedTotal
+            let result = try transfer.value(timeout: .seconds(45))
+            client.close()
+            let reports = rig.stop()
+            return Outcome(before: before, held: held, sent: sent, heldBack: heldBack, peerReceived: peerReceived,
+                           transfer: result, data: data, log: rig.log, reports: reports)
+        }
+        #expect(outcome.heldBack, "the client's upload was never held back: \(outcome.sent) B sent")
+        #expect(outcome.sent < total / 2, "S let \(outcome.sent) B in")
+        // At most 32 frames wait for an acknowledgement (§4.4), so little reaches the peer.
+        #expect(outcome.peerReceived < 1 << 20, "\(outcome.peerReceived) B reached the peer")
+        let growth = outcome.held.peak - outcome.before.peak
+        #expect(growth < 16 * 1024, "peak grew by \(E2EMemory.text(growth))")
+        #expect(outcome.transfer.end == .endOfFile, "\(outcome.transfer.end)")
+        #expect(e2eDifference(outcome.transfer.bytes, outcome.data) == nil, "\(e2eDifference(outcome.transfer.bytes, outcome.data) ?? "")")
+        for report in outcome.reports { #expect(report.isClean, "\(report)") }
+        print("""
+            hostile never-ack: the client's kernel took \(outcome.sent) of \(total) B before it was held back, \
+            \(outcome.peerReceived) B reached the peer; memory before \(outcome.before), held \(outcome.held); \
+            the calm line's 400 KB echo arrived intact; warnings: \(Self.warnings(outcome.log).count) \(Self.warnings(outcome.log).prefix(3))
+            """)
+    }
+}
