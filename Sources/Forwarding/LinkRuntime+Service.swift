@@ -13,6 +13,7 @@ extension LinkRuntime: LinkDriverDelegate {
     func servicePass(now: LinkTime) -> LinkTime? {
         guard !stopped else { return nil }
         drainEvents(now: now)
+        reportRefusedOpens()
         transmit(now: now)
         // Building frames can finish streams and free send space: act on that in another pass.
         if drainEvents(now: now) > 0 { scheduleService() }
@@ -62,7 +63,8 @@ extension LinkRuntime: LinkDriverDelegate {
         case .linkLost:
             linkLost(now: now)
         case .protocolViolation(let what):
-            logger.warning("protocol violation by the peer: \(what)")
+            // A peer can break the protocol in every frame: the first per minute is a warning.
+            logRepeatable("protocol-violation", "protocol violation by the peer: \(what)")
         case .streamOpened(let id, let target):
             streamOpened(id, target: target)
         case .openAccepted(let id):
@@ -91,6 +93,20 @@ extension LinkRuntime: LinkDriverDelegate {
         case .listenCancelled(let id):
             peerListenerCancelled(id)
         }
+    }
+
+    /// The core refuses every OPEN beyond --max-streams itself, without asking (§5.3): one line
+    /// says so, a warning at most once a minute, so a flood of them cannot flood the log.
+    func reportRefusedOpens() {
+        let refused = link.statistics.refusedTooMany
+        guard refused != reportedRefusedOpens else { return }
+        let new = refused - reportedRefusedOpens
+        reportedRefusedOpens = refused
+        guard new > 0 else { return }
+        logRepeatable("too-many-streams", """
+            the peer opened more streams than --max-streams \(configuration.maxStreams) allows at once; \
+            refused \(new) as too many (\(refused) so far)
+            """, event: .refused)
     }
 
     // MARK: Statistics log

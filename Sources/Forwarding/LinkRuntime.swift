@@ -70,6 +70,8 @@ final class LinkRuntime: @unchecked Sendable {
     var linkDownAt: LinkTime?
     /// When each repeatable warning was last shown at the default level (`logRepeatable`).
     var lastWarnings: [String: LinkTime] = [:]
+    /// `LinkStatistics.refusedTooMany` when it was last reported (`reportRefusedOpens`).
+    var reportedRefusedOpens = 0
 
     // MARK: Decoded frame trace (-d 4)
     /// Decoders of their own for each direction, so the trace never disturbs the core's.
