@@ -258,6 +258,10 @@ struct HostilePeerEndToEndTests {
         #expect(outcome.transfer.end == .endOfFile, "\(outcome.transfer.end)")
         #expect(e2eDifference(outcome.transfer.bytes, outcome.data) == nil, "\(e2eDifference(outcome.transfer.bytes, outcome.data) ?? "")")
         for report in outcome.reports { #expect(report.isClean, "\(report)") }
+        // One line says why, however many were refused; the rest go to -d 1 (info).
+        let refusedLines = Self.warnings(outcome.log).filter { $0.contains("more streams than --max-streams \(limit) allows") }
+        #expect(refusedLines.count == 1, "\(Self.warnings(outcome.log))")
+        #expect(refusedLines.first?.contains("line=hostile") == true)
         print("""
             hostile OPEN flood: 6000 OPENs against --max-streams \(limit): \(outcome.observed.accepted.count - 1) accepted, \
             \(outcome.observed.refusals(.tooManyStreams)) refused as too many, \(outcome.targetConnections) connections to the target; \
@@ -271,9 +275,8 @@ struct HostilePeerEndToEndTests {
 
     @Test("Credit games: CREDIT for unknown and closed streams, thousands of small ones, one past 2^31 − 1, data beyond the credit given; each is ignored or resets its own stream, and memory stays flat")
     func creditGames() async throws {
-        // Connections to it complete in the kernel and are never read: a target that stalls.
-        let stalled = try BusyPort()
-        defer { stalled.release() }
+        let stalled = try StalledTarget()
+        defer { stalled.close() }
         let stalledPort = stalled.port
         struct Outcome: Sendable {
             var before: E2EMemory, after: E2EMemory
@@ -321,10 +324,27 @@ struct HostilePeerEndToEndTests {
             try rig.peer.inject([.credit(mine, UInt32.max)])
             let overflow = client.readToEnd(timeout: 10)
 
+            // The same 150 times over, on streams the peer opens for it in the same frames (S is
+            // still connecting them to its target): each is reset, and the log does not fill up.
+            var violators: [StreamID] = []
+            for round in 0..<3 {
+                let ids = (0..<50).map { StreamID(9001 + UInt16(round * 100 + $0) * 2) }
+                violators += ids
+                try rig.peer.inject(ids.flatMap { [Message.open($0, target: ""), .credit($0, UInt32.max)] }, perFrame: 20)
+                try waitUntil("S to reset the streams of round \(round + 1)", timeout: .seconds(10)) {
+                    let resets = rig.peer.observed.resets
+                    return ids.allSatisfy { resets[$0] == .protocolViolation }
+                }
+            }
+
             // Data beyond the credit given, to a target that does not read: reset for credit.
             let greedy = try rig.peer.open(target: "127.0.0.1:\(stalledPort)", sending: Payload.bytes(1_000_000, seed: 122))
-            try waitUntil("S to reset the stream that exceeded its credit", timeout: .seconds(20)) {
-                rig.peer.events.contains { if case .streamReset(greedy, _) = $0 { return true } else { return false } }
+            do {
+                try waitUntil("S to reset the stream that exceeded its credit", timeout: .seconds(20)) {
+                    rig.peer.events.contains { if case .streamReset(greedy, _) = $0 { return true } else { return false } }
+                }
+            } catch {
+                throw E2EFailure("\(error): \(greedy) \(rig.peer.events.suffix(10))\n\(rig.log)")
             }
             // And the line still works both ways.
             try Self.ownStreamWorks(rig, "mine again")
@@ -341,6 +361,11 @@ struct HostilePeerEndToEndTests {
         #expect(outcome.events.contains(.streamReset(outcome.greedy, .creditExceeded)), "\(outcome.events.suffix(20))")
         #expect(outcome.log.contains("protocol violation by the peer: CREDIT for \(outcome.mine) overflows the window"), "\(outcome.log)")
         #expect(outcome.log.contains("the peer broke the protocol (credit exceeded)"), "\(outcome.log)")
+        // 151 violations, one line each kind at the default level: the rest go to -d 1 (info).
+        let violationLines = Self.warnings(outcome.log).filter { $0.contains("protocol violation by the peer") }
+        #expect(violationLines.count == 1, "\(violationLines)")
+        let resetLines = Self.warnings(outcome.log).filter { $0.contains("the peer broke the protocol (protocol violation)") }
+        #expect(resetLines.count == 1, "\(resetLines)")
         let growth = outcome.after.peak - outcome.before.peak
         #expect(growth < 16 * 1024, "peak grew by \(E2EMemory.text(growth))")
         for report in outcome.reports { #expect(report.isClean, "\(report)") }
@@ -348,6 +373,44 @@ struct HostilePeerEndToEndTests {
             hostile credit games: memory before \(outcome.before), after \(outcome.after); \
             warnings: \(Self.warnings(outcome.log).count) \(Self.warnings(outcome.log).prefix(4))
             """)
+    }
+
+    /// A target that stalls: connections to it complete in the kernel and are never accepted
+    /// or read, and each holds at most a few KiB (a small receive buffer, inherited from the
+    /// listening socket), so the end that connects soon has to stop consuming.
+    final class StalledTarget: @unchecked Sendable {
+        // @unchecked: `fd` is closed once, by `close()`, which the test calls from one thread.
+        private var fd: Int32
+        let port: Int
+
+        init() throws {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var size: Int32 = 4096
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, length) == 0 && listen(fd, 4) == 0 && getsockname(fd, $0, &length) == 0
+                }
+            }
+            guard fd >= 0, bound else {
+                if fd >= 0 { Glibc.close(fd) }
+                throw E2EFailure("cannot listen for a stalled target: errno \(errno)")
+            }
+            self.fd = fd
+            port = Int(UInt16(bigEndian: address.sin_port))
+        }
+
+        func close() {
+            guard fd >= 0 else { return }
+            Glibc.close(fd)
+            fd = -1
+        }
+
+        deinit { close() }
     }
 
     // MARK: - A peer that never acknowledges
