@@ -36,7 +36,9 @@ final class E2EFakePeer: @unchecked Sendable {
     private var eventsSeen: [LinkEvent] = []
     private var receivedBytes: [StreamID: [UInt8]] = [:]
     private var receivedCounts: [StreamID: Int] = [:]
-    private var commands: [(E2EFakePeer) -> Void] = []
+    /// Commands for the peer's thread, in order; one that needs `quiet` waits, and those after
+    /// it with it, until the core has no frame open or unacknowledged.
+    private var commands: [(needsQuiet: Bool, run: (E2EFakePeer) -> Void)] = []
     private var freezing = false
     private var injectedFrames = 0
     private var observedSoFar = Observed()
@@ -47,6 +49,11 @@ final class E2EFakePeer: @unchecked Sendable {
     private var pendingOut: [UInt8] = []
     /// The acknowledgement every frame carries while frozen.
     private var frozenAck: UInt16?
+    /// Injected frames the real end has not acknowledged yet, resent until it does: the core
+    /// does not know them, and one lost (the real end was too busy to read, and the cable
+    /// overran, as a UART would) would stall the real end's ARQ for good.
+    private var injectedUnacknowledged: [(seq: SequenceNumber, frame: [UInt8], sentAt: LinkTime)] = []
+    private static let injectedResendInterval = LinkDuration.milliseconds(250)
 
     init(path: String, usesOddStreamIDs: Bool, baud: Int, sendOnAccept: [UInt8] = [], echoes: Bool = false,
          keepsReceived: Int = 1 << 20,
@@ -123,17 +130,17 @@ final class E2EFakePeer: @unchecked Sendable {
 
     // MARK: Commands, run on the peer's thread between frames
 
-    /// Runs `body` on the peer's thread, at a frame boundary on the line, and returns its result.
+    /// Runs `body` on the peer's thread, between two frames on the line, and returns its result.
     /// Blocking.
-    func perform<T: Sendable>(_ what: String = "a command", timeout: Duration = .seconds(20),
+    func perform<T: Sendable>(_ what: String = "a command", timeout: Duration = .seconds(20), needsQuiet: Bool = false,
                               _ body: @escaping (E2EFakePeer, inout Link) throws -> T) throws -> T {
         let done = DispatchSemaphore(value: 0)
         let result = E2EBox<Result<T, Error>>()
         lock.withLock {
-            commands.append { peer in
+            commands.append((needsQuiet, { peer in
                 result.value = Result { try body(peer, &peer.link) }
                 done.signal()
-            }
+            }))
         }
         guard done.wait(timeout: .now() + .nanoseconds(Int(timeout.inSeconds * 1e9))) == .success else {
             throw E2EFailure("the fake peer did not run \(what) within \(timeout)")
@@ -144,9 +151,14 @@ final class E2EFakePeer: @unchecked Sendable {
     /// Writes `messages` as SEQUENCED frames of this peer's own making, `perFrame` to a frame,
     /// numbered in its core's sequence space so the real end delivers them in order. Blocking
     /// until they are on the line; returns how many frames they took.
+    ///
+    /// They go out only while the core has no frame open or unacknowledged: the core takes an
+    /// acknowledgement only of what it has in flight (one that reaches beyond is ignored), so
+    /// numbers it skipped in the middle of its own frames would hide every later acknowledgement
+    /// from it, and its frames would be resent for ever.
     @discardableResult
     func inject(_ messages: [Message], perFrame: Int = 100) throws -> Int {
-        try perform("an injection of \(messages.count) messages") { peer, link in
+        try perform("an injection of \(messages.count) messages", needsQuiet: true) { peer, link in
             var bytes: [UInt8] = []
             var frames = 0
             var start = 0
@@ -159,7 +171,9 @@ final class E2EFakePeer: @unchecked Sendable {
                 let ack = link.expectedSequence.rawValue
                 content += [UInt8(ack >> 8), UInt8(ack & 0xFF), 0, 0, 0, 0]
                 link.nextSequence = seq + 1
-                bytes += peer.rewritingOutgoing(Self.seal(content))
+                let frame = Self.seal(content)
+                peer.injectedUnacknowledged.append((seq, frame, peer.now()))
+                bytes += peer.rewritingOutgoing(frame)
                 frames += 1
             }
             peer.writeAll(bytes)
@@ -216,19 +230,28 @@ final class E2EFakePeer: @unchecked Sendable {
                     let expected = link.expectedSequence
                     link.receive(encoded, now: time)
                     if link.expectedSequence == expected + 1 { observe(encoded, seq: expected) }
+                    if let ack = Self.acknowledgement(in: encoded) {
+                        injectedUnacknowledged.removeAll { ack - $0.seq > 0 }
+                    }
                 }
             }
             link.handleTimeout(now: time)
             handleEvents()
-            // Commands run only between frames on the line: an injected frame must not land
-            // inside one of the core's.
-            if pendingOut.isEmpty {
-                let ready = lock.withLock { () -> [(E2EFakePeer) -> Void] in
-                    defer { commands.removeAll() }
-                    return commands
-                }
-                for command in ready { command(self) }
-                handleEvents()
+            // What is on the line always ends with a whole frame (the core's output is written
+            // frame by frame, below), so an injected frame never lands inside one of the core's;
+            // one the core is still building only goes out after it, with its lower number.
+            let quiet = link.inspection.outstandingFrames.isEmpty && !link.inspection.isFrameOpen
+            let ready = lock.withLock { () -> [(E2EFakePeer) -> Void] in
+                let count = quiet ? commands.count : commands.firstIndex { $0.needsQuiet } ?? commands.count
+                defer { commands.removeFirst(count) }
+                return commands.prefix(count).map(\.run)
+            }
+            for command in ready { command(self) }
+            handleEvents()
+            for index in injectedUnacknowledged.indices
+            where time - injectedUnacknowledged[index].sentAt > Self.injectedResendInterval {
+                writeAll(rewritingOutgoing(injectedUnacknowledged[index].frame))
+                injectedUnacknowledged[index].sentAt = time
             }
             for (id, queued) in outgoing {
                 if !queued.rest.isEmpty {
@@ -357,6 +380,22 @@ final class E2EFakePeer: @unchecked Sendable {
     }
 
     // MARK: Frames
+
+    /// The cumulative acknowledgement in the trailer of an encoded SEQUENCED, CONTROL or
+    /// FRAGMENT frame whose CRC holds.
+    private static func acknowledgement(in encoded: [UInt8]) -> SequenceNumber? {
+        guard let frame = COBSDecoder.decode(encoded), frame.count > 4 + 3 else { return nil }
+        let type = frame[0] & ~Wire.compactTrailerFlag
+        guard type == Wire.FrameType.sequenced.rawValue || type == Wire.FrameType.control.rawValue
+                || type == Wire.FrameType.fragment.rawValue else { return nil }
+        let content = frame.dropLast(4)
+        let crc = CRC32C.checksum(Array(content))
+        guard frame.suffix(4).elementsEqual([UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 24)])
+        else { return nil }
+        let trailer = frame.count - 4 - (frame[0] & Wire.compactTrailerFlag != 0 ? 2 : 6)
+        guard trailer >= 1 else { return nil }
+        return SequenceNumber(UInt16(frame[trailer]) << 8 | UInt16(frame[trailer + 1]))
+    }
 
     /// `content` (type … trailer) with its CRC-32C, COBS-encoded and delimited.
     static func seal(_ content: [UInt8]) -> [UInt8] {
