@@ -213,18 +213,32 @@ extension LinkRuntime {
         logger.warning("\(forward): refused by the far end: \(reason)\(hint)")
     }
 
-    /// The peer asks this end to listen for it. Only a loopback address unless --gateway-ports.
+    /// The peer asks this end to listen for it: only on a loopback address unless
+    /// --gateway-ports, and for no more listeners at once than the core holds for the peer,
+    /// binds still under way included. A peer that asks and cancels in a loop would otherwise
+    /// have a socket opened for every request before the first bind ends.
     func peerWantsListener(_ id: ListenID, bind: String, port: UInt16, target: String) {
         let address = Endpoint(host: bind, port: Int(port))
         guard configuration.gatewayPorts || Self.isLoopback(bind) else {
             logRepeatable("listen-not-loopback", """
                 the peer asked this end to listen on \(address) (-R); only loopback addresses are allowed \
                 without --gateway-ports; refused
-                """)
+                """, event: .refused)
             try? link.refuseListen(id, reason: .notAllowed)
             return
         }
+        let limit = link.configuration.maxPeerListens
+        guard peerListeners.count + peerListenBindsInFlight < limit else {
+            logRepeatable("listen-too-many", """
+                the peer asked this end to listen on \(address) (-R) while \(limit) listeners for it are held \
+                or being set up, the most it may have; refused as too many
+                """, event: .refused)
+            try? link.refuseListen(id, reason: .tooMany)
+            return
+        }
+        peerListenBindsInFlight += 1
         listen(on: address, target: target).whenComplete { result in
+            self.peerListenBindsInFlight -= 1
             switch result {
             case .success(let listener):
                 guard !self.shuttingDown, (try? self.link.acceptListen(id, port: UInt16(listener.bound.port))) != nil else {
@@ -232,7 +246,11 @@ extension LinkRuntime {
                     return
                 }
                 self.peerListeners.updateValue(listener, forKey: id)?.channel.close(promise: nil)
-                self.logger.notice("listening on \(listener.bound) for the peer (-R): its streams go to \(target)")
+                // Once a minute per address at the default level: a peer that asks and cancels
+                // in a loop must not fill the log.
+                self.logRepeatable("peer-listening:\(address)",
+                                   "listening on \(listener.bound) for the peer (-R): its streams go to \(target)",
+                                   level: .notice)
             case .failure(let error):
                 let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
                 let why = PlainErrors.describe(error)

@@ -219,10 +219,11 @@ extension LinkRuntime {
     /// How long a repeated warning stays at -d 1 before it may show at the default level again.
     static let repeatedWarningInterval = LinkDuration.seconds(60)
 
-    /// Logs a problem that concerns one connection: as a warning the first time in a minute
-    /// (for that `key`), and at info (-d 1) while it repeats, so that a client retrying in a loop
-    /// cannot flood the log.
-    func logRepeatable(_ key: String, _ message: @autoclosure () -> String, event: ActivityKind? = nil) {
+    /// Logs a problem that concerns one connection: as a warning (or `level`) the first time in
+    /// a minute (for that `key`), and at info (-d 1) while it repeats, so that a client retrying
+    /// in a loop, or a hostile peer, cannot flood the log.
+    func logRepeatable(_ key: String, _ message: @autoclosure () -> String, event: ActivityKind? = nil,
+                       level: Logger.Level = .warning) {
         let now = loop.linkNow
         if let last = lastWarnings[key], now - last < Self.repeatedWarningInterval {
             logger.info("\(message())", metadata: event?.metadata)
@@ -230,7 +231,7 @@ extension LinkRuntime {
         }
         lastWarnings[key] = now
         if lastWarnings.count > 1_000 { lastWarnings = [key: now] }
-        logger.warning("\(message())", metadata: event?.metadata)
+        logger.log(level: level, "\(message())", metadata: event?.metadata)
     }
 
     /// Lets warnings whose key starts with `prefix` show again, e.g. once a target answers.

@@ -95,18 +95,32 @@ extension LinkRuntime: LinkDriverDelegate {
         }
     }
 
-    /// The core refuses every OPEN beyond --max-streams itself, without asking (§5.3): one line
-    /// says so, a warning at most once a minute, so a flood of them cannot flood the log.
+    /// The core refuses every OPEN beyond --max-streams, and every LISTEN beyond the listeners a
+    /// peer may hold, itself, without asking (§5.3, §5.6): one line says so, a warning at most
+    /// once a minute, so a flood of them cannot flood the log.
     func reportRefusedOpens() {
         let refused = link.statistics.refusedTooMany
-        guard refused != reportedRefusedOpens else { return }
-        let new = refused - reportedRefusedOpens
-        reportedRefusedOpens = refused
-        guard new > 0 else { return }
-        logRepeatable("too-many-streams", """
-            the peer opened more streams than --max-streams \(configuration.maxStreams) allows at once; \
-            refused \(new) as too many (\(refused) so far)
-            """, event: .refused)
+        if refused != reportedRefusedOpens {
+            let new = refused - reportedRefusedOpens
+            reportedRefusedOpens = refused
+            if new > 0 {
+                logRepeatable("too-many-streams", """
+                    the peer opened more streams than --max-streams \(configuration.maxStreams) allows at once; \
+                    refused \(new) as too many (\(refused) so far)
+                    """, event: .refused)
+            }
+        }
+        let listens = link.statistics.refusedListensTooMany
+        if listens != reportedRefusedListens {
+            let new = listens - reportedRefusedListens
+            reportedRefusedListens = listens
+            if new > 0 {
+                logRepeatable("listen-too-many", """
+                    the peer asked this end to listen for more than the \(link.configuration.maxPeerListens) listeners \
+                    it may hold at once (-R); refused \(new) as too many (\(listens) so far)
+                    """, event: .refused)
+            }
+        }
     }
 
     // MARK: Statistics log

@@ -45,6 +45,8 @@ final class LinkRuntime: @unchecked Sendable {
     var listeningPort: Int?
     /// Listeners this end holds for the peer's -R forwards, by the peer's request number.
     var peerListeners: [ListenID: Listener] = [:]
+    /// Listeners for the peer being bound (counted against `LinkConfiguration.maxPeerListens`).
+    var peerListenBindsInFlight = 0
     /// This end's -R requests of the current session, by request number.
     var remoteRequests: [ListenID: Forward] = [:]
     /// What the streams the peer opens may connect to.
@@ -70,8 +72,9 @@ final class LinkRuntime: @unchecked Sendable {
     var linkDownAt: LinkTime?
     /// When each repeatable warning was last shown at the default level (`logRepeatable`).
     var lastWarnings: [String: LinkTime] = [:]
-    /// `LinkStatistics.refusedTooMany` when it was last reported (`reportRefusedOpens`).
+    /// `LinkStatistics.refusedTooMany` and `refusedListensTooMany` when last reported (`reportRefusedOpens`).
     var reportedRefusedOpens = 0
+    var reportedRefusedListens = 0
 
     // MARK: Decoded frame trace (-d 4)
     /// Decoders of their own for each direction, so the trace never disturbs the core's.

@@ -482,6 +482,7 @@ extension Link {
                 return
             }
             guard peerListens.count < configuration.maxPeerListens else {
+                statistics.refusedListensTooMany += 1
                 control.append(.listenRefused(id, .tooMany))
                 return
             }

@@ -173,6 +173,8 @@ public struct LinkStatistics: Sendable, Equatable {
     public var streamsOpened = 0
     public var streamsAccepted = 0
     public var refusedTooMany = 0
+    /// LISTENs refused because the peer already held `maxPeerListens` listeners here (§5.6).
+    public var refusedListensTooMany = 0
     public var peerRestarts = 0
     /// Smoothed round-trip time in milliseconds (0 before the first sample).
     public var smoothedRTTMilliseconds = 0.0
