@@ -33,6 +33,9 @@ public struct ForwarderConfiguration: Sendable, Equatable {
     public var allowRules: [AllowRule]
     /// Listen on other than a loopback address when the far end asks (-R with a bind address).
     public var gatewayPorts: Bool
+    /// `--allow-listen`: where the far end's -R may make this end listen (bind address and
+    /// port, as `--allow` rules). Empty: nowhere, so a peer cannot open a port here unasked.
+    public var listenRules: [AllowRule] = []
     /// What a SOCKS5 client of a -D listener must give (RFC 1929); nil: no authentication.
     public var socksCredentials: SOCKS5Negotiation.Credentials? = nil
     /// A SOCKS5 client that has not named its target by then is dropped.
@@ -126,6 +129,7 @@ extension ForwarderConfiguration {
         mine.forwards = other.forwards
         mine.allowRules = other.allowRules
         mine.gatewayPorts = other.gatewayPorts
+        mine.listenRules = other.listenRules
         mine.defaultTarget = other.defaultTarget
         mine.socksCredentials = other.socksCredentials
         mine.socksHandshakeTimeoutSeconds = other.socksHandshakeTimeoutSeconds
@@ -137,6 +141,14 @@ extension ForwarderConfiguration {
         var targets: Set<Endpoint> = []
         for forward in forwards { if case .remote(_, let target) = forward { targets.insert(target) } }
         return TargetPolicy(defaultTarget: defaultTarget, forwardTargets: targets, rules: allowRules)
+    }
+
+    /// Whether the far end may make this end listen on `address` (port 0: any port): a rule of
+    /// `listenRules` allows the address as the peer named it (names match as written, nothing
+    /// is resolved), and one that is not loopback also needs `gatewayPorts`.
+    public func allowsPeerListener(on address: Endpoint) -> Bool {
+        TargetPolicy(rules: listenRules).verdict(for: address) == .allowed
+            && (gatewayPorts || Endpoint.isLoopback(host: address.host))
     }
 
     /// The forwards this end listens for itself (-L, -D, C's -port).

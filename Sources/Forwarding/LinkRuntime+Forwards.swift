@@ -20,6 +20,8 @@ struct Listener {
     let target: String
     /// This end's forward it serves; nil for one held for the peer's -R.
     var forward: Forward?
+    /// For one held for the peer's -R: the address the peer asked for (port 0: any).
+    var requested: Endpoint? = nil
 }
 
 extension LinkRuntime {
@@ -128,13 +130,13 @@ extension LinkRuntime {
             if case .remote = forward { return !remoteRequests.values.contains(forward) }
             return !listeners.contains { $0.forward == forward }
         }
-        if !new.gatewayPorts {
-            for (id, listener) in peerListeners where !Self.isLoopback(listener.bound.host) {
-                listener.channel.close(promise: nil)
-                peerListeners[id] = nil
-                try? link.refuseListen(id, reason: .notAllowed)
-                logger.notice("stopped listening on \(listener.bound) for the peer (-R): --gateway-ports is off now")
-            }
+        for (id, listener) in peerListeners where !new.allowsPeerListener(on: listener.requested ?? listener.bound) {
+            listener.channel.close(promise: nil)
+            peerListeners[id] = nil
+            try? link.refuseListen(id, reason: .notAllowed)
+            let why = new.gatewayPorts || Self.isLoopback(listener.bound.host)
+                ? "--allow-listen no longer allows it" : "--gateway-ports is off now"
+            logger.notice("stopped listening on \(listener.bound) for the peer (-R): \(why)")
         }
         for forward in removed {
             if case .remote = forward {
@@ -207,22 +209,34 @@ extension LinkRuntime {
         guard let forward = remoteRequests.removeValue(forKey: id) else { return }
         guard reason != .sessionEnded else { return }  // asked again when the link is re-established
         var hint = ""
-        if reason == .notAllowed, !Self.isLoopback(forward.listen.host) {
-            hint = " (it needs --gateway-ports to listen on \(forward.listen.host))"
+        if reason == .notAllowed {
+            let rule = forward.listen.port == 0 ? String(forward.listen.description.dropLast()) + "*" : forward.listen.description
+            hint = Self.isLoopback(forward.listen.host)
+                ? " (it needs --allow-listen \(rule))"
+                : " (it needs --allow-listen \(rule) and --gateway-ports to listen on \(forward.listen.host))"
         }
         logger.warning("\(forward): refused by the far end: \(reason)\(hint)")
     }
 
-    /// The peer asks this end to listen for it: only on a loopback address unless
-    /// --gateway-ports, and for no more listeners at once than the core holds for the peer,
-    /// binds still under way included. A peer that asks and cancels in a loop would otherwise
-    /// have a socket opened for every request before the first bind ends.
+    /// The peer asks this end to listen for it: only where this end's --allow-listen rules say
+    /// (a loopback address unless --gateway-ports), and for no more listeners at once than the
+    /// core holds for the peer, binds still under way included. A peer that asks and cancels in
+    /// a loop would otherwise have a socket opened for every request before the first bind ends.
     func peerWantsListener(_ id: ListenID, bind: String, port: UInt16, target: String) {
         let address = Endpoint(host: bind, port: Int(port))
         guard configuration.gatewayPorts || Self.isLoopback(bind) else {
             logRepeatable("listen-not-loopback", """
                 the peer asked this end to listen on \(address) (-R); only loopback addresses are allowed \
                 without --gateway-ports; refused
+                """, event: .refused)
+            try? link.refuseListen(id, reason: .notAllowed)
+            return
+        }
+        guard configuration.allowsPeerListener(on: address) else {
+            let rule = port == 0 ? String(address.description.dropLast()) + "*" : address.description
+            logRepeatable("listen-not-allowed", """
+                the peer asked this end to listen on \(address) (-R), which this end does not allow; refused \
+                (allow it with --allow-listen \(rule))
                 """, event: .refused)
             try? link.refuseListen(id, reason: .notAllowed)
             return
@@ -241,11 +255,16 @@ extension LinkRuntime {
             self.peerListenBindsInFlight -= 1
             switch result {
             case .success(let listener):
-                guard !self.shuttingDown, (try? self.link.acceptListen(id, port: UInt16(listener.bound.port))) != nil else {
-                    listener.channel.close(promise: nil)  // cancelled, or the session ended meanwhile
+                // Cancelled, the session ended, or a reload withdrew the permission meanwhile.
+                guard !self.shuttingDown, self.configuration.allowsPeerListener(on: address),
+                      (try? self.link.acceptListen(id, port: UInt16(listener.bound.port))) != nil else {
+                    listener.channel.close(promise: nil)
+                    try? self.link.refuseListen(id, reason: .notAllowed)
                     return
                 }
-                self.peerListeners.updateValue(listener, forKey: id)?.channel.close(promise: nil)
+                var held = listener
+                held.requested = address
+                self.peerListeners.updateValue(held, forKey: id)?.channel.close(promise: nil)
                 // Once a minute per address at the default level: a peer that asks and cancels
                 // in a loop must not fill the log.
                 self.logRepeatable("peer-listening:\(address)",

@@ -748,7 +748,8 @@ private func forwardRig(_ run: BenchRun, kind: String) throws -> (rig: BenchRig,
                                 clientExtra: ["-L", "\(port):127.0.0.1:\(target)"])
     case "-R":
         try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
-                                serverExtra: ["-R", "127.0.0.1:\(port):127.0.0.1:\(target)"])
+                                serverExtra: ["-R", "127.0.0.1:\(port):127.0.0.1:\(target)"],
+                                clientExtra: ["--allow-listen", "127.0.0.1:\(port)"])
     default:
         try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
                                 clientExtra: ["-D", "\(port)"])
@@ -850,7 +851,8 @@ private func idleForwards(_ run: BenchRun) throws {
     let local = try BenchSocket.freePort(), remote = try BenchSocket.freePort(), socks = try BenchSocket.freePort()
     try rig.startForwarders(settings: run.settings, forwarderBaud: run.settings.forwarderBaud,
                             serverExtra: ["-R", "127.0.0.1:\(remote):127.0.0.1:\(target)"],
-                            clientExtra: ["-L", "\(local):127.0.0.1:\(target)", "-D", "\(socks)"])
+                            clientExtra: ["-L", "\(local):127.0.0.1:\(target)", "-D", "\(socks)",
+                                          "--allow-listen", "127.0.0.1:\(remote)"])
     try BenchClient.waitUntilReady(port: remote, deadline: BenchClock.deadline(after: 30))
     let forwardsRate = idleRate(rig)
     run.stopRigs()

@@ -38,8 +38,8 @@ struct ConfigFile: Equatable {
     /// The keys a line may have, for the "did you mean" of an unknown one.
     static let lineKeys = [
         "device", "role", "baud", "baudrate", "serial", "data-bits", "parity", "stop-bits", "flow", "target", "listen",
-        "local", "remote", "dynamic", "allow", "gateway-ports", "max-streams", "grace", "link-wait", "connect-timeout",
-        "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "key-file", "protect", "debug",
+        "local", "remote", "dynamic", "allow", "allow-listen", "gateway-ports", "max-streams", "grace", "link-wait",
+        "connect-timeout", "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "key-file", "protect", "debug",
     ]
 
     static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -238,6 +238,7 @@ struct ConfigFile: Equatable {
             connectTimeoutSeconds: try value("connect-timeout", ArgumentValues.connectTimeout) ?? 5,
             unpaced: try flag("unpaced"))
         configuration.socksHandshakeTimeoutSeconds = try value("socks-timeout", ForwardOptions.socksTimeout) ?? 10
+        configuration.listenRules = try list("allow-listen", ForwardOptions.rule)
         configuration.compression = try value("compress", ArgumentValues.compression) ?? .auto
         let keyFile = try value("key-file") { text -> String in
             guard !text.isEmpty else { throw CommandLineError("give the path of a key file (socket2ser keygen makes one)") }

@@ -1,11 +1,12 @@
 import ArgumentParser
 import Forwarding
 
-/// `-L`, `-R`, `-D`, `--allow` and `--gateway-ports`: OpenSSH's forwards, on any end.
+/// `-L`, `-R`, `-D`, `--allow`, `--allow-listen` and `--gateway-ports`: OpenSSH's forwards, on any end.
 ///
 /// Each spec is read while parsing, so a bad one is refused with the flag's name before anything
 /// is opened. Who may connect where is decided by the end that makes the TCP connection: its own
-/// default target and -R targets, and what its --allow rules name; nothing else.
+/// default target and -R targets, and what its --allow rules name; nothing else. Where the far
+/// end's -R may make it listen is decided by this end too: its --allow-listen rules; nowhere else.
 struct ForwardOptions: ParsableArguments {
     @Option(name: .customShort("L"), parsing: .singleValue,
             help: ArgumentHelp("Listen here on [bind:]port; the far end connects each connection to host:hostport (repeatable).",
@@ -14,8 +15,10 @@ struct ForwardOptions: ParsableArguments {
     var local: [Forward] = []
 
     @Option(name: .customShort("R"), parsing: .singleValue,
-            help: ArgumentHelp("The far end listens on [bind:]port; this end connects each connection to host:hostport (repeatable).",
-                               valueName: "[bind:]port:host:hostport"),
+            help: ArgumentHelp("""
+                The far end listens on [bind:]port (where its --allow-listen allows it); this end connects each \
+                connection to host:hostport (repeatable).
+                """, valueName: "[bind:]port:host:hostport"),
             transform: ForwardOptions.remote)
     var remote: [Forward] = []
 
@@ -43,6 +46,14 @@ struct ForwardOptions: ParsableArguments {
           help: "Listen on other than loopback addresses when the far end's -R asks for them.")
     var gatewayPorts = false
 
+    @Option(name: .customLong("allow-listen"), parsing: .singleValue,
+            help: ArgumentHelp("""
+                Where the far end's -R may make this end listen: address:port, address:* (any port), \
+                *:port, or any (repeatable; default: nowhere). A non-loopback address also needs --gateway-ports.
+                """, valueName: "rule"),
+            transform: ForwardOptions.rule)
+    var allowListen: [AllowRule] = []
+
     /// Every forward, in the order -L, -R, -D.
     var forwards: [Forward] { local + remote + dynamic }
 
@@ -68,6 +79,7 @@ struct ForwardOptions: ParsableArguments {
     /// Puts these options into a configuration.
     func apply(to configuration: inout ForwarderConfiguration) {
         configuration.socksHandshakeTimeoutSeconds = socksTimeout
+        configuration.listenRules = allowListen
     }
 
     static func rule(_ text: String) throws -> AllowRule {

@@ -192,6 +192,25 @@ struct ParsingTests {
         #expect(laptop.targetPolicy.verdict(for: Endpoint(host: "localhost", port: 22)) == .denied)
     }
 
+    @Test("--allow-listen says where the far end's -R may make this end listen; nowhere without it, loopback only without --gateway-ports")
+    func allowListen() throws {
+        let none = try Socket2Ser.configuration(for: ["link", "-com", "/dev/x"])
+        #expect(!none.allowsPeerListener(on: Endpoint(host: "127.0.0.1", port: 9000)))
+        let board = try Socket2Ser.configuration(for: [
+            "link", "-com", "/dev/x", "--allow-listen", "127.0.0.1:9000", "--allow-listen", "*:9100", "--allow-listen", "[::1]:*"])
+        #expect(board.listenRules.map(\.description) == ["127.0.0.1:9000", "*:9100", "[::1]:*"])
+        #expect(board.allowsPeerListener(on: Endpoint(host: "127.0.0.1", port: 9000)))
+        #expect(!board.allowsPeerListener(on: Endpoint(host: "127.0.0.1", port: 9001)))
+        #expect(!board.allowsPeerListener(on: Endpoint(host: "127.0.0.1", port: 0)), "any port needs a rule with *")
+        #expect(board.allowsPeerListener(on: Endpoint(host: "::1", port: 0)))
+        #expect(board.allowsPeerListener(on: Endpoint(host: "localhost", port: 9100)))
+        // Names match as written: a rule for 127.0.0.1 does not allow "localhost".
+        #expect(!board.allowsPeerListener(on: Endpoint(host: "localhost", port: 9000)))
+        #expect(!board.allowsPeerListener(on: Endpoint(host: "0.0.0.0", port: 9100)), "not loopback: needs --gateway-ports")
+        let gateway = try Socket2Ser.configuration(for: ["link", "-com", "/dev/x", "--allow-listen", "any", "--gateway-ports"])
+        #expect(gateway.allowsPeerListener(on: Endpoint(host: "0.0.0.0", port: 9100)))
+    }
+
     @Test("S and C take forwards too, and keep their own meaning")
     func originalFormsWithForwards() throws {
         let server = try Socket2Ser.configuration(for: ["S", "-ip", "db", "-port", "5432", "-com", "/dev/x", "--allow", "*:443"])
@@ -206,7 +225,8 @@ struct ParsingTests {
     @Test("Bad forwards are refused with the flag and the form",
           arguments: [(["-L", "2222:localhost"], "-L takes [bind_address:]port:host:hostport"),
                       (["-R", "x:y:z"], "-R takes"), (["-D", "1:2:3"], "-D takes"),
-                      (["--allow", "10.0.0.0/40:22"], "is not a network"), (["--socks-timeout", "0"], "SOCKS timeout")])
+                      (["--allow", "10.0.0.0/40:22"], "is not a network"), (["--socks-timeout", "0"], "SOCKS timeout"),
+                      (["--allow-listen", "9000"], "an --allow rule is host:port")])
     func badForwards(arguments: [String], expected: String) {
         guard case .finish(let outcome) = Socket2Ser.prepare(["link", "-com", "/dev/x"] + arguments) else {
             Issue.record("\(arguments) was accepted")
@@ -234,6 +254,22 @@ struct ParsingTests {
         let radio = file.lines[2].configuration
         #expect(radio.form == .client && radio.role == .client(bindHost: "127.0.0.1", port: 5760))
         #expect(radio.linkWaitSeconds == 30)
+    }
+
+    @Test("allow-listen in a config file: one rule or a list, checked as --allow-listen is")
+    func configAllowListen() throws {
+        let file = try ConfigFile.parse("""
+            lines:
+              a:
+                device: /dev/x
+                allow-listen: [127.0.0.1:9000, "*:9100"]
+              b:
+                device: /dev/y
+                allow-listen: 127.0.0.1:*
+            """, path: "f.yaml")
+        #expect(file.lines[0].configuration.listenRules.map(\.description) == ["127.0.0.1:9000", "*:9100"])
+        #expect(file.lines[1].configuration.allowsPeerListener(on: Endpoint(host: "127.0.0.1", port: 0)))
+        #expect(throws: ConfigError.self) { try ConfigFile.parse("lines:\n  a:\n    device: /dev/x\n    allow-listen: 9000\n", path: "f.yaml") }
     }
 
     @Test("Config mistakes are one located line each", arguments: [
@@ -268,6 +304,7 @@ struct ReloadScopeTests {
         forwards.forwards = [try ForwardSpec.dynamic("1080")]
         forwards.allowRules = [.any]
         forwards.socksHandshakeTimeoutSeconds = 3
+        forwards.listenRules = [.any]
         #expect(base.differsOnlyInForwardsAndRules(from: forwards))
         var serial = base
         serial.serial.baudRate = 9600

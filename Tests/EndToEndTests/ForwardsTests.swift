@@ -57,7 +57,8 @@ struct ForwardsTests {
             let ends = try Ends(
                 a: ["link", "-com", "PATH", "-L", "\(localPort):127.0.0.1:\(besideB.port)",
                     "-R", "127.0.0.1:\(remotePort):127.0.0.1:\(besideA.port)", "--allow", "localhost:\(socksTarget.port)"],
-                b: ["link", "-com", "PATH", "--allow", "127.0.0.1:\(besideB.port)", "-D", "\(socksPort)"])
+                b: ["link", "-com", "PATH", "--allow", "127.0.0.1:\(besideB.port)", "-D", "\(socksPort)",
+                    "--allow-listen", "127.0.0.1:\(remotePort)"])
             defer { ends.kill() }
             try Self.waitForListener(localPort, "A's -L listener")
             try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(remotePort)")
@@ -121,7 +122,7 @@ struct ForwardsTests {
         #expect(besideB.accepted == 0)
     }
 
-    @Test("-R refused by the far end's policy, and -R onto a port in use: one line each, and the other forwards work")
+    @Test("-R refused by the far end's policy (a port it does not allow, or not loopback), and -R onto a port in use: one line each, and the other forwards work")
     func remoteRefusals() async throws {
         let besideA = try E2ETarget(.echo)
         defer { besideA.stop() }
@@ -131,25 +132,36 @@ struct ForwardsTests {
         let busyPort = busy.port
         let goodPort = try freeLoopbackPort()
         let openPort = try freeLoopbackPort()
-        let (echo, logA) = try await e2eOffload { () -> (E2EReadResult, String) in
+        let unlistedPort = try freeLoopbackPort()
+        let (echo, logA, logB, unlistedListens) = try await e2eOffload { () -> (E2EReadResult, String, String, Bool) in
             let ends = try Ends(
                 a: ["link", "-com", "PATH",
                     "-R", "0.0.0.0:\(openPort):127.0.0.1:\(besideA.port)",
                     "-R", "127.0.0.1:\(busyPort):127.0.0.1:\(besideA.port)",
+                    "-R", "127.0.0.1:\(unlistedPort):127.0.0.1:\(besideA.port)",
                     "-R", "127.0.0.1:\(goodPort):127.0.0.1:\(besideA.port)"],
-                b: ["link", "-com", "PATH"])
+                b: ["link", "-com", "PATH", "--allow-listen", "*:\(openPort)", "--allow-listen", "127.0.0.1:\(busyPort)",
+                    "--allow-listen", "127.0.0.1:\(goodPort)"])
             defer { ends.kill() }
             try ends.a.waitForError(containing: "the far end listens on 127.0.0.1:\(goodPort)")
-            try ends.a.waitForError(containing: "refused by the far end", count: 2)
+            try ends.a.waitForError(containing: "refused by the far end", count: 3)
             let echo = try e2eExchange(port: goodPort, Array("still works".utf8), timeout: 5)
+            let unlistedListens = E2EClient.accepts(port: unlistedPort)
             _ = ends.stop()
-            return (echo, ends.a.errors.text)
+            return (echo, ends.a.errors.text, ends.b.errors.text, unlistedListens)
         }
         #expect(echo.bytes == Array("still works".utf8))
+        #expect(!unlistedListens, "B listens where its --allow-listen rules do not say")
         let lines = logA.split(separator: "\n")
         #expect(lines.contains { $0.hasSuffix("-R 0.0.0.0:\(openPort):127.0.0.1:\(besideA.port): refused by the far end: "
-                                              + "not allowed by the far end (it needs --gateway-ports to listen on 0.0.0.0)") },
+                                              + "not allowed by the far end (it needs --allow-listen 0.0.0.0:\(openPort) "
+                                              + "and --gateway-ports to listen on 0.0.0.0)") },
                 "\(logA)")
+        #expect(lines.contains { $0.hasSuffix("-R 127.0.0.1:\(unlistedPort):127.0.0.1:\(besideA.port): refused by the far end: "
+                                              + "not allowed by the far end (it needs --allow-listen 127.0.0.1:\(unlistedPort))") },
+                "\(logA)")
+        #expect(logB.contains("the peer asked this end to listen on 127.0.0.1:\(unlistedPort) (-R), which this end does not allow; "
+                              + "refused (allow it with --allow-listen 127.0.0.1:\(unlistedPort))"), "\(logB)")
         #expect(lines.contains { $0.hasSuffix("-R 127.0.0.1:\(busyPort):127.0.0.1:\(besideA.port): refused by the far end: "
                                               + "address already in use at the far end") }, "\(logA)")
     }
