@@ -41,9 +41,13 @@ struct HostilePeerEndToEndTests {
         /// The hostile line's -L: each connection is a stream S opens to the fake peer.
         let localPort: Int
         let calm: Calm?
+        /// The config file, and its text but for the hostile line's extra settings.
+        let configPath: String
+        private let configText: @Sendable ([String]) -> String
+        private var reloads = 0
 
         private init(target: E2ETarget, cable: ChildProcess, pathA: String, peer: E2EFakePeer, run: ChildProcess,
-                     localPort: Int, calm: Calm?) {
+                     localPort: Int, calm: Calm?, configPath: String, configText: @escaping @Sendable ([String]) -> String) {
             self.target = target
             self.cable = cable
             self.pathA = pathA
@@ -51,6 +55,19 @@ struct HostilePeerEndToEndTests {
             self.run = run
             self.localPort = localPort
             self.calm = calm
+            self.configPath = configPath
+            self.configText = configText
+        }
+
+        /// Rewrites the config file with other settings for the hostile line and reloads it
+        /// (SIGHUP); returns once `run` says it has. Blocking.
+        func reload(hostileExtra: [String]) throws {
+            let temporary = configPath + ".new"
+            try configText(hostileExtra).write(toFile: temporary, atomically: false, encoding: .utf8)
+            guard rename(temporary, configPath) == 0 else { throw E2EFailure("cannot replace \(configPath)") }
+            reloads += 1
+            run.signal(SIGHUP)
+            try run.waitForError(containing: "reloaded \(configPath): ~hostile (forwards)", count: reloads)
         }
 
         /// Starts everything and returns once both lines are up. `hostileExtra` adds lines of
@@ -69,7 +86,7 @@ struct HostilePeerEndToEndTests {
                                            rewriteIncoming: rewriteIncoming)
                 fakePeer = peer
                 let localPort = try freeLoopbackPort()
-                var text = """
+                let hostileText = """
                     lines:
                       hostile:
                         device: \(a)
@@ -79,7 +96,7 @@ struct HostilePeerEndToEndTests {
                         local: 127.0.0.1:\(localPort):127.0.0.1:9
 
                     """
-                for line in hostileExtra { text += "    \(line)\n" }
+                var calmText = ""
                 var calm: Calm?
                 if withCalm {
                     let calmTarget = try E2ETarget(.echo)
@@ -87,7 +104,7 @@ struct HostilePeerEndToEndTests {
                     let (calmCable, a2, b2) = try e2eStartCable(baud: baud)
                     started.append(calmCable)
                     let calmPort = try freeLoopbackPort()
-                    text += """
+                    calmText = """
                           calm:
                             device: \(a2)
                             baud: \(baud)
@@ -102,7 +119,10 @@ struct HostilePeerEndToEndTests {
                 let folder = FileManager.default.temporaryDirectory.appendingPathComponent("hostile-\(UUID().uuidString)")
                 try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
                 let path = folder.appendingPathComponent("socket2ser.yaml").path
-                try text.write(toFile: path, atomically: true, encoding: .utf8)
+                let configText: @Sendable ([String]) -> String = { [calmText] extra in
+                    hostileText + extra.map { "    \($0)\n" }.joined() + calmText
+                }
+                try configText(hostileExtra).write(toFile: path, atomically: true, encoding: .utf8)
                 let run = try ChildProcess("run", ["run", "--config", path])
                 started.append(run)
                 try run.waitForError(containing: "link up: peer found on \(a)")
@@ -112,7 +132,8 @@ struct HostilePeerEndToEndTests {
                     try waitUntil("the calm line's listener", timeout: .seconds(10)) { E2EClient.accepts(port: calm.port) }
                 }
                 try waitUntil("the hostile line's listener", timeout: .seconds(10)) { E2EClient.accepts(port: localPort) }
-                return Rig(target: target, cable: cable, pathA: a, peer: peer, run: run, localPort: localPort, calm: calm)
+                return Rig(target: target, cable: cable, pathA: a, peer: peer, run: run, localPort: localPort, calm: calm,
+                           configPath: path, configText: configText)
             } catch {
                 fakePeer?.stop()
                 for child in started { child.forceKill() }
@@ -271,6 +292,159 @@ struct HostilePeerEndToEndTests {
             """)
     }
 
+    // MARK: - Listen requests
+
+    @Test("Listen requests: refused unless --allow-listen allows them, at most 64 held, 1,000 asked and cancelled in a burst leave nothing open, and a reload that withdraws the permission closes what was granted")
+    func listenRequests() async throws {
+        let limit = 64  // LinkConfiguration.maxPeerListens
+        struct Outcome: Sendable {
+            var unallowed: [ListenRefusal]
+            var unallowedListening: Bool
+            var granted: [UInt16]
+            var grantedListening: Int
+            var refusedTooMany: Int
+            var echo: [UInt8]
+            var churnDescriptorsPeak: Int
+            var before: E2EMemory, granting: E2EMemory, afterChurn: E2EMemory
+            var lastGranted: UInt16?
+            var lastListeningAfterWithdrawal: Bool
+            var lastRefusal: ListenRefusal?
+            var log: String
+            var reports: [ChildProcess.StopReport]
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let rig = try Rig.start(calm: false, echoes: true)
+            defer { rig.forceKill() }
+            let before = try rig.memory()
+
+            // Without --allow-listen the peer cannot make this end listen anywhere, loopback
+            // included: 200 requests for free ports and for any port, all refused.
+            let ports = try (0..<4).map { _ in try freeLoopbackPort() }
+            let asked = (0..<200).map { i -> Message in
+                .listen(ListenID(UInt16(1000 + i)), bind: "127.0.0.1", port: i < 4 ? UInt16(ports[i]) : 0, target: "127.0.0.1:9")
+            }
+            try rig.peer.inject(asked, perFrame: 50)
+            try waitUntil("S to refuse all 200", timeout: .seconds(10)) { rig.peer.observed.listensRefused.count == 200 }
+            let unallowed = Array(rig.peer.observed.listensRefused.values)
+            let unallowedListening = ports.contains { E2EClient.accepts(port: $0) }
+
+            // Allowed on any loopback port now: 100 requests for any port, 64 granted.
+            try rig.reload(hostileExtra: ["allow-listen: 127.0.0.1:*"])
+            let requests = try rig.peer.perform("100 listen requests") { _, link in
+                try (0..<100).map { _ in try link.requestListen(bind: "127.0.0.1", port: 0, target: "127.0.0.1:9") }
+            }
+            try waitUntil("S to answer all 100", timeout: .seconds(10)) {
+                let seen = rig.peer.observed
+                return requests.allSatisfy { seen.listensGranted[$0] != nil || seen.listensRefused[$0] != nil }
+            }
+            let seen = rig.peer.observed
+            let granted = requests.compactMap { seen.listensGranted[$0] }
+            let refusedTooMany = requests.filter { seen.listensRefused[$0] == .tooMany }.count
+            // A connection to one of them is a stream to the peer (which echoes it).
+            let echo = try e2eExchange(port: Int(granted.first ?? 1), Array("via -R".utf8), timeout: 10).bytes
+            let granting = try rig.memory()
+            let grantedListening = granted.filter { E2EClient.accepts(port: Int($0)) }.count
+
+            // The peer withdraws them all, then asks and cancels 1,000 more in one burst.
+            try rig.peer.perform("cancelling") { _, link in
+                for id in requests where seen.listensGranted[id] != nil { try link.cancelListen(id) }
+            }
+            try waitUntil("S to close the 64", timeout: .seconds(10)) {
+                !granted.contains { E2EClient.accepts(port: Int($0)) }
+            }
+            // The probes' streams are gone too before the burst (each held a socket).
+            let quiet = before.descriptors + 2
+            try waitUntil("S's descriptors to settle", timeout: .seconds(10)) { E2EMemory.descriptors(pid: rig.run.pid) <= quiet }
+            let sampling = E2EBox<Bool>()
+            let peak = E2EBackground("descriptor sampling") { () -> Int in
+                var most = 0
+                while sampling.value != true {
+                    most = max(most, E2EMemory.descriptors(pid: rig.run.pid))
+                }
+                return most
+            }
+            let churn = (0..<1000).flatMap { i -> [Message] in
+                let id = ListenID(UInt16(5000 + i))
+                return [.listen(id, bind: "127.0.0.1", port: 0, target: "127.0.0.1:9"), .unlisten(id)]
+            }
+            // Behind them, a request S refuses at once (127.0.0.2 is not 127.0.0.1): its answer
+            // says S has taken the burst.
+            let marker = ListenID(9999)
+            try rig.peer.inject(churn + [.listen(marker, bind: "127.0.0.2", port: 1, target: "127.0.0.1:9")], perFrame: 200)
+            try waitUntil("S to take the burst", timeout: .seconds(10)) { rig.peer.observed.listensRefused[marker] != nil }
+            // Every bind the burst started has ended (S closes each, as its request was cancelled).
+            try waitUntil("S's descriptors to settle after the burst", timeout: .seconds(10)) {
+                E2EMemory.descriptors(pid: rig.run.pid) <= quiet
+            }
+            sampling.value = true
+            let churnDescriptorsPeak = try peak.value(timeout: .seconds(5))
+            let afterChurn = try rig.memory()
+            // And a request after them is granted.
+            let last = try rig.peer.perform("a last request") { _, link in
+                try link.requestListen(bind: "127.0.0.1", port: 0, target: "127.0.0.1:9")
+            }
+            do {
+                try waitUntil("S to answer the last request", timeout: .seconds(10)) {
+                    let seen = rig.peer.observed
+                    return seen.listensGranted[last] != nil || seen.listensRefused[last] != nil
+                }
+            } catch {
+                throw E2EFailure("\(error): \(last); peer events \(rig.peer.events.suffix(8)); \(rig.peer.observed.listensRefused.count) refused, "
+                                 + "\(rig.peer.observed.listensGranted.count) granted\n\(rig.log.suffix(3000))")
+            }
+            let lastGranted = rig.peer.observed.listensGranted[last]
+
+            // The permission withdrawn: what was granted is closed, and the peer is told.
+            try rig.reload(hostileExtra: [])
+            try waitUntil("S to refuse the last listener", timeout: .seconds(10)) { rig.peer.observed.listensRefused[last] != nil }
+            let lastListening = lastGranted.map { E2EClient.accepts(port: Int($0)) } ?? false
+            let lastRefusal = rig.peer.observed.listensRefused[last]
+            try Self.ownStreamWorks(rig, "after the listens")
+            try Self.peerStreamWorks(rig, "theirs after the listens")
+            let reports = rig.stop()
+            return Outcome(unallowed: unallowed, unallowedListening: unallowedListening, granted: granted,
+                           grantedListening: grantedListening, refusedTooMany: refusedTooMany, echo: echo,
+                           churnDescriptorsPeak: churnDescriptorsPeak, before: before, granting: granting,
+                           afterChurn: afterChurn, lastGranted: lastGranted, lastListeningAfterWithdrawal: lastListening,
+                           lastRefusal: lastRefusal, log: rig.log, reports: reports)
+        }
+        // Not allowed; or too many, for those that arrived while 64 still waited for this end's
+        // answer (the core counts a request from its arrival).
+        #expect(outcome.unallowed.count == 200 && outcome.unallowed.allSatisfy { $0 == .notAllowed || $0 == .tooMany },
+                "\(Set(outcome.unallowed))")
+        #expect(outcome.unallowed.filter { $0 == .notAllowed }.count >= limit)
+        #expect(!outcome.unallowedListening)
+        #expect(outcome.granted.count == limit && Set(outcome.granted).count == limit, "\(outcome.granted.count) granted")
+        #expect(outcome.grantedListening == limit)
+        #expect(outcome.refusedTooMany == 100 - limit)
+        #expect(outcome.echo == Array("via -R".utf8))
+        // A socket for each of 1,000 requests at once would show here.
+        #expect(outcome.churnDescriptorsPeak < outcome.before.descriptors + limit + 16,
+                "\(outcome.churnDescriptorsPeak) descriptors during the burst, \(outcome.before.descriptors) before")
+        #expect(outcome.lastGranted != nil)
+        #expect(!outcome.lastListeningAfterWithdrawal)
+        #expect(outcome.lastRefusal == .notAllowed)
+        let warnings = Self.warnings(outcome.log)
+        let notAllowedLines = warnings.filter { $0.contains("which this end does not allow; refused (allow it with --allow-listen 127.0.0.1:") }
+        #expect(notAllowedLines.count == 1, "\(warnings)")
+        #expect(warnings.filter { $0.contains("as too many") && $0.contains("(-R)") }.count == 1, "\(warnings)")
+        #expect(outcome.log.contains("--allow-listen no longer allows it"), "\(outcome.log)")
+        // Each address the peer asks for is announced once a minute at most.
+        let announced = outcome.log.split(separator: "\n").filter { $0.contains(" notice: listening on ") && $0.contains("for the peer (-R)") }
+        #expect(announced.count == 1, "\(announced.count) lines announce a listener for the peer")
+        let growth = outcome.afterChurn.peak - outcome.before.peak
+        #expect(growth < 16 * 1024, "peak grew by \(E2EMemory.text(growth))")
+        for report in outcome.reports { #expect(report.isClean, "\(report)") }
+        print("""
+            hostile listen requests: 200 refused without --allow-listen \
+            (\(outcome.unallowed.filter { $0 == .notAllowed }.count) not allowed, \
+            \(outcome.unallowed.filter { $0 == .tooMany }.count) too many at once); with it \(outcome.granted.count) of 100 granted, \
+            \(outcome.refusedTooMany) refused as too many; 1,000 asked and cancelled in a burst: at most \
+            \(outcome.churnDescriptorsPeak) descriptors (\(outcome.before.descriptors) before); memory before \(outcome.before), \
+            with 64 listeners \(outcome.granting), after the burst \(outcome.afterChurn); warnings: \(warnings.count) \(warnings.prefix(4))
+            """)
+    }
+
     // MARK: - Credit games
 
     @Test("Credit games: CREDIT for unknown and closed streams, thousands of small ones, one past 2^31 − 1, data beyond the credit given; each is ignored or resets its own stream, and memory stays flat")
@@ -344,7 +518,10 @@ struct HostilePeerEndToEndTests {
                     rig.peer.events.contains { if case .streamReset(greedy, _) = $0 { return true } else { return false } }
                 }
             } catch {
-                throw E2EFailure("\(error): \(greedy) \(rig.peer.events.suffix(10))\n\(rig.log)")
+                let inspection = try? rig.peer.perform("an inspection") { _, link in
+                    "\(link.inspection.stream(greedy).map { "\($0)" } ?? "gone"), \(link.inspection.outstandingFrames.count) frames outstanding"
+                }
+                throw E2EFailure("\(error): \(greedy): \(inspection ?? "?"); \(rig.peer.events.suffix(10))\n\(rig.log)")
             }
             // And the line still works both ways.
             try Self.ownStreamWorks(rig, "mine again")
