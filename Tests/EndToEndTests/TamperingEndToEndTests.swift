@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import LinkCore
 import TestKit
 import Testing
 
@@ -249,5 +250,52 @@ struct TamperingEndToEndTests {
         Self.expectCounted(outcome.serverLog, sent: outcome.foreign[0], overrun: outcome.overrun[0], "S (\(mode))")
         Self.expectCounted(outcome.clientLog, sent: outcome.foreign[1], overrun: outcome.overrun[1], "C (\(mode))")
         for report in outcome.reports { #expect(report.isClean, "\(report)") }
+    }
+
+    /// A man in the middle who removes the PROTECTION extension from every HELLO, both ways,
+    /// with the CRC made good (§11.1): each keyed end then sees a peer without a key. Neither may
+    /// fall back to a clear line: each says so once, and nothing reaches the target.
+    @Test("a downgrade: the protection offer stripped from both HELLOs in transit makes the handshake fail at both ends, and nothing is delivered",
+          arguments: ["encrypt", "authenticate"])
+    func strippedOffer(mode: String) async throws {
+        let key = try ProtectionEndToEndTests.keyFile("downgrade.key")
+        let target = try E2ERecordingEcho()
+        defer { target.stop() }
+        let stripped = Locked(0)
+        let hook: E2ERelay.Hook = { _, frame in
+            guard let content = E2ERelay.decode(frame), content.first == Wire.FrameType.hello.rawValue,
+                  case .success(var hello) = Hello.decode(content[1..<(content.count - 4)]),
+                  hello.extensionValue(HelloExtension.Types.protection) != nil else { return [frame] }
+            hello.extensions.removeAll { $0.type == HelloExtension.Types.protection }
+            var out: [UInt8] = [Wire.FrameType.hello.rawValue]
+            hello.encode(into: &out)
+            stripped.withLock { $0 += 1 }
+            return [E2ERelay.encode(withoutCRC: out)]
+        }
+        struct Outcome: Sendable {
+            var reply: E2EReadResult
+            var serverLog: String
+            var clientLog: String
+        }
+        let outcome = try await e2eOffload { () -> Outcome in
+            let options = Self.options(key: key, mode: mode)
+            let rig = try E2ERelayRig.start(targetPort: target.port, baud: Self.baud, serverOptions: options,
+                                            clientOptions: options, hook: hook, linkUp: false)
+            defer { rig.forceKill() }
+            try rig.server.waitForError(containing: "the peer has no key", timeout: .seconds(10))
+            try rig.client.waitForError(containing: "the peer has no key", timeout: .seconds(10))
+            let client = try E2EClient.connect(port: rig.port)
+            defer { client.close() }
+            try client.send(Array("secret request".utf8))
+            let reply = client.readToEnd(timeout: 3)
+            return Outcome(reply: reply, serverLog: rig.server.errors.text, clientLog: rig.client.errors.text)
+        }
+        #expect(stripped.current >= 2, "HELLOs stripped: \(stripped.current)")
+        #expect(outcome.reply.bytes.isEmpty)
+        #expect(target.uploads.isEmpty, "the target saw \(Self.sizes(target))")
+        for (name, log) in [("S", outcome.serverLog), ("C", outcome.clientLog)] {
+            #expect(log.components(separatedBy: "the peer has no key").count - 1 == 1, "\(name):\n\(log)")
+            #expect(!log.contains("link up"), "\(name):\n\(log)")
+        }
     }
 }

@@ -258,9 +258,11 @@ final class E2ERelayRig: @unchecked Sendable {
         self.serverOptions = serverOptions
     }
 
-    /// Starts both cables, the relay, S and C, and returns once C accepts connections and both
-    /// ends say "link up". Blocking.
-    static func start(targetPort: Int, baud: Int, serverOptions: [String], clientOptions: [String]) throws -> E2ERelayRig {
+    /// Starts both cables, the relay (with `hook` from its first frame), S and C, and returns
+    /// once C accepts connections and, unless `linkUp` is false, both ends say "link up".
+    /// Blocking.
+    static func start(targetPort: Int, baud: Int, serverOptions: [String], clientOptions: [String],
+                      hook: E2ERelay.Hook? = nil, linkUp: Bool = true) throws -> E2ERelayRig {
         var started: [ChildProcess] = []
         var relay: E2ERelay?
         do {
@@ -269,6 +271,7 @@ final class E2ERelayRig: @unchecked Sendable {
             let nearC = try CableProcess(["--baud", "\(baud)"])
             started.append(nearC.process)
             relay = try E2ERelay(nearS: nearS.pathB, nearC: nearC.pathA, baud: baud)
+            relay!.hook = hook
             let server = try nearS.startServer(targetPort: targetPort, baud: baud, serverOptions)
             started.append(server)
             let port = try freeLoopbackPort()
@@ -278,8 +281,10 @@ final class E2ERelayRig: @unchecked Sendable {
                 if let exit = client.exit { throw E2EFailure("C ended (\(exit)): \(client.errors.text.suffix(1000))") }
                 return E2EClient.accepts(port: port)
             }
-            try client.waitForError(containing: "link up: peer found")
-            try server.waitForError(containing: "link up: peer found")
+            if linkUp {
+                try client.waitForError(containing: "link up: peer found")
+                try server.waitForError(containing: "link up: peer found")
+            }
             return E2ERelayRig(baud: baud, targetPort: targetPort, nearS: nearS, nearC: nearC, relay: relay!,
                                server: server, client: client, port: port, serverOptions: serverOptions)
         } catch {
