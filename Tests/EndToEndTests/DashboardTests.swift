@@ -283,6 +283,47 @@ struct DashboardTests {
         }
     }
 
+    @Test("A keyed link: the key is nowhere in a -d 3 trace, the dashboard's JSON, its events or /metrics (issue 12)")
+    func keyNeverShown() async throws {
+        let keyPath = try ProtectionEndToEndTests.keyFile("shown.key")
+        let key = try String(contentsOfFile: keyPath, encoding: .utf8).split(separator: "\n").last.map(String.init) ?? ""
+        #expect(key.count == 64)
+        try await e2eOffload {
+            let (echo, runtime, cable) = try Self.echoRuntimeAndCable()
+            defer { echo.stop() }
+            defer { cable.process.forceKill() }
+            let server = try ChildProcess("S", ["S", "-ip", "127.0.0.1", "-port", "\(echo.port)", "-com", cable.pathA,
+                                                "--key-file", keyPath, "-d", "3"])
+            defer { server.forceKill() }
+            let port = try freeLoopbackPort()
+            let client = try ChildProcess("C", ["C", "-port", "\(port)", "-com", cable.pathB, "--ui", "0", "-d", "3",
+                                                "--key-file", keyPath, "--protect", "encrypt"],
+                                          environment: ["XDG_RUNTIME_DIR": runtime])
+            defer { client.forceKill() }
+            let dashboard = try Endpoint.from(client)
+            let id = "pts" + (cable.pathB.split(separator: "/").last.map(String.init) ?? "")
+            _ = try dashboard.waitForLink(id, state: "up")
+            #expect(try e2eExchange(port: port, Array("hello".utf8), timeout: 10).bytes == Array("hello".utf8))
+            var shown: [(String, String)] = []
+            for path in ["/api/overview", "/api/links", "/api/links/\(id)", "/api/links/\(id)/streams",
+                         "/api/links/\(id)/history", "/api/events", "/metrics"] {
+                let reply = try dashboard.get(path, headers: dashboard.bearer)
+                #expect(reply.status == 200, "\(path): \(reply.status)")
+                shown.append((path, reply.text))
+            }
+            for end in [server, client] { _ = end.terminate() }
+            shown += [("S's stderr", server.errors.text), ("C's stderr", client.errors.text),
+                      ("S's stdout", server.output.text), ("C's stdout", client.output.text)]
+            #expect(server.errors.text.contains("encrypted (the peer proved the key)"))
+            // The whole key, either case, or any 16 digits of it in a row.
+            let pieces = stride(from: 0, through: 48, by: 8).map { String(key.dropFirst($0).prefix(16)) }
+            for (place, text) in shown {
+                let lower = text.lowercased()
+                for piece in pieces { #expect(!lower.contains(piece.lowercased()), "\(place) shows part of the key") }
+            }
+        }
+    }
+
     @Test("socket2ser ui alone: a link started and stopped through the API, on a real pty; a missing or busy device is a clear 400")
     func startFromTheAPI() async throws {
         try await e2eOffload {
