@@ -69,7 +69,9 @@ let package = Package(
         // swift-nio keeps its performance tester: it drives the real executable (cable, S and C as
         // child processes, found through /proc/self/exe) with blocking sockets and threads of its
         // own, so it needs Foundation and, for the descriptor limit, Forwarding.
-        .target(name: "Socket2SerBench", dependencies: ["Forwarding", "TestKit", "LinkSimulation"]),
+        .target(name: "Socket2SerBench", dependencies: [
+            "Forwarding", "TestKit", "LinkSimulation", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         // Command line: the original's S/C form plus cable, demo and the bench command (options only).
         .target(name: "Socket2SerCLI", dependencies: [
             "Forwarding", "VirtualCable", "SerialPort", "LinkCore", "Socket2SerBench", "TestKit", "Dashboard",

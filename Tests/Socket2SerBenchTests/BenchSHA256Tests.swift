@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Socket2SerBench
 
-/// The bench's own SHA-256 against FIPS 180-4's examples, in one piece and in odd pieces.
+/// The bench's SHA-256 (swift-crypto's, behind the bench's own small interface) against FIPS 180-4's examples, in one piece and in odd pieces.
 @Suite("Bench SHA-256")
 struct BenchSHA256Tests {
     private func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
