@@ -69,6 +69,8 @@ let package = Package(
         // swift-nio keeps its performance tester: it drives the real executable (cable, S and C as
         // child processes, found through /proc/self/exe) with blocking sockets and threads of its
         // own, so it needs Foundation and, for the descriptor limit, Forwarding.
+        // The original socket2ser.py's line protocol (docs/legacy-protocol.md), sans-IO.
+        .target(name: "LegacyWire"),
         .target(name: "Socket2SerBench", dependencies: [
             "Forwarding", "TestKit", "LinkSimulation", .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -98,12 +100,13 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit", "Dashboard", "Forwarding", "SerialPort"]),
         // The bench's own pieces (its SHA-256), without running a scenario.
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
+        .testTarget(name: "LegacyWireTests", dependencies: ["LegacyWire"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
         // event loop, with virtual time) its handlers.
         // Seeded mutation fuzzing of every parser that reads what a peer or a user sends
         // (scripts/test runs it as a step of its own).
         .testTarget(name: "FuzzTests", dependencies: [
-            "LinkCore", "Forwarding", "Socket2SerCLI",
+            "LinkCore", "Forwarding", "Socket2SerCLI", "LegacyWire",
             .product(name: "NIOCore", package: "swift-nio"),
         ], exclude: ["corpus"]),
         .testTarget(name: "ForwardingTests", dependencies: [
