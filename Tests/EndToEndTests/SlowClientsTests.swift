@@ -64,8 +64,9 @@ struct SlowClientsTests {
             stalling.append(("too slow", tooSlow, .now))
             let trickle = E2EBackground("too slow") {
                 for byte in [5, 1, 0] + request {
-                    // The pace of a slow client, not a wait for anything.
-                    Thread.sleep(forTimeInterval: timeout / 6)
+                    // A slow client's pace: a byte every sixth of the timeout, unless C has
+                    // dropped it meanwhile.
+                    if tooSlow.waitForClose(timeout: timeout / 6) { return }
                     guard (try? tooSlow.send([byte])) != nil else { return }
                 }
             }
@@ -95,10 +96,13 @@ struct SlowClientsTests {
             // A slow client that finishes within the timeout is served: 13 bytes in about half of it.
             let slowStarted = ContinuousClock.now
             let slow = try E2EClient.connect(port: socksPort)
+            var droppedEarly = false
             for byte in [5, 1, 0] + request {
-                Thread.sleep(forTimeInterval: timeout / 26)  // the client's pace
+                // The client's pace; C must not drop it meanwhile.
+                if slow.waitForClose(timeout: timeout / 26) { droppedEarly = true }
                 try slow.send([byte])
             }
+            guard !droppedEarly else { throw E2EFailure("C dropped a slow client that was within the timeout") }
             let slowReply = slow.readToEnd(timeout: 5, limit: 12)
             let slowTook = ContinuousClock.now - slowStarted
             guard slowReply.bytes.prefix(4) == [5, 0, 5, 0] else { throw E2EFailure("slow client: \(slowReply.bytes)") }

@@ -191,6 +191,22 @@ final class E2EClient: @unchecked Sendable {
         return E2EReadResult(bytes: bytes, end: .timedOut, endedAt: .now, arrivals: arrivals)
     }
 
+    /// Waits until the peer closes the connection (ends its output, resets it) or `timeout`
+    /// seconds pass, without reading anything, so another thread may read meanwhile. Returns
+    /// whether it closed.
+    func waitForClose(timeout: Double) -> Bool {
+        let deadline = ContinuousClock.now + .nanoseconds(Int64(timeout * 1e9))
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { return false }
+            // POLLRDHUP (0x2000 on Linux): the peer ended its output. Data arriving does not wake it.
+            var descriptor = pollfd(fd: fd, events: Int16(0x2000), revents: 0)
+            let ready = poll(&descriptor, 1, Int32(max(1, min(remaining.inSeconds * 1000, 1000))))
+            if ready > 0 { return true }
+            if ready < 0 && errno != EINTR { return true }
+        }
+    }
+
     /// Sends `bytes` and ends the output from a thread of its own while this one reads the
     /// whole response, so a large upload and its echo flow at the same time.
     func sendWhileReadingToEnd(_ bytes: [UInt8], timeout: Double) -> E2EReadResult {
