@@ -41,31 +41,29 @@ func closeDescriptor(_ fd: CInt) -> CInt {
 /// Returns the new soft limit, or nil if it could not be read.
 @discardableResult
 public func raiseOpenFileLimit() -> UInt64? {
-    var limit = rlimit()
-    #if canImport(Glibc)
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    #else
-    let resource = RLIMIT_NOFILE
-    #endif
-    guard getrlimit(resource, &limit) == 0 else { return nil }
+    guard var limit = openFileLimits() else { return nil }
     if limit.rlim_cur < limit.rlim_max {
-        var raised = limit
-        raised.rlim_cur = limit.rlim_max
-        if setrlimit(resource, &raised) == 0 { return UInt64(raised.rlim_cur) }
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(openFileResource, &limit) == 0 { return UInt64(limit.rlim_cur) }
     }
-    return UInt64(limit.rlim_cur)
+    return openFileLimit()
 }
 
 /// The soft limit on open descriptors, or nil if it cannot be read.
 func openFileLimit() -> UInt64? {
+    openFileLimits().map { UInt64($0.rlim_cur) }
+}
+
+#if canImport(Glibc)
+private let openFileResource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+#else
+private let openFileResource = RLIMIT_NOFILE
+#endif
+
+/// The soft and hard limits on open descriptors.
+private func openFileLimits() -> rlimit? {
     var limit = rlimit()
-    #if canImport(Glibc)
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-    #else
-    let resource = RLIMIT_NOFILE
-    #endif
-    guard getrlimit(resource, &limit) == 0 else { return nil }
-    return UInt64(limit.rlim_cur)
+    return getrlimit(openFileResource, &limit) == 0 ? limit : nil
 }
 
 /// Bytes in the tty's output queue (TIOCOUTQ), 0 if the driver cannot say. A pseudo-terminal
