@@ -99,28 +99,28 @@ extension LinkRuntime: LinkDriverDelegate {
     /// peer may hold, itself, without asking (§5.3, §5.6): one line says so, a warning at most
     /// once a minute, so a flood of them cannot flood the log.
     func reportRefusedOpens() {
-        let refused = link.statistics.refusedTooMany
-        if refused != reportedRefusedOpens {
-            let new = refused - reportedRefusedOpens
-            reportedRefusedOpens = refused
-            if new > 0 {
-                logRepeatable("too-many-streams", """
-                    the peer opened more streams than --max-streams \(configuration.maxStreams) allows at once; \
-                    refused \(new) as too many (\(refused) so far)
-                    """, event: .refused)
-            }
+        let stats = link.statistics
+        reportNewRefusals(stats.refusedTooMany, since: &reportedRefusedOpens, key: "too-many-streams") { new, all in
+            "the peer opened more streams than --max-streams \(configuration.maxStreams) allows at once; refused \(new) as too many (\(all) so far)"
         }
-        let listens = link.statistics.refusedListensTooMany
-        if listens != reportedRefusedListens {
-            let new = listens - reportedRefusedListens
-            reportedRefusedListens = listens
-            if new > 0 {
-                logRepeatable("listen-too-many", """
-                    the peer asked this end to listen for more than the \(link.configuration.maxPeerListens) listeners \
-                    it may hold at once (-R); refused \(new) as too many (\(listens) so far)
-                    """, event: .refused)
-            }
+        reportNewRefusals(stats.refusedListensTooMany, since: &reportedRefusedListens, key: "listen-too-many") { new, all in
+            """
+            the peer asked this end to listen for more than the \(link.configuration.maxPeerListens) listeners it may \
+            hold at once (-R); refused \(new) as too many (\(all) so far)
+            """
         }
+    }
+
+    /// One repeatable line when `count` has grown since `reported`, which it then becomes.
+    private func reportNewRefusals(_ count: Int, since reported: inout Int, key: String,
+                                   _ message: (_ new: Int, _ all: Int) -> String) {
+        guard count > reported else {
+            reported = count  // a new core counts from 0
+            return
+        }
+        let new = count - reported
+        reported = count
+        logRepeatable(key, message(new, count), event: .refused)
     }
 
     // MARK: Statistics log
