@@ -290,15 +290,21 @@ struct ARQTests {
         #expect(pair.b.inspection.fragmentAssemblies == 0)
     }
 
+    /// Two cores paced at `rate` bytes per second, on a clock that runs at the line's speed.
+    static func pacedPair(seed: UInt64, rate: Int) -> Pair {
+        let pair = Pair(seed: seed) { _, c in c.lineBytesPerSecond = rate }
+        pair.clockBytesPerSecond = rate
+        pair.pollLimit = pair.a.preferredQueueBelow
+        return pair
+    }
+
     /// 115 200 baud, full duplex, no errors, bulk data both ways. Each end's acknowledgements
     /// ride in the trailer of its own long DATA-TAIL frames; a clean line must see no timeouts,
     /// no duplicates and no shrinking of frames.
     @Test("a clean paced line with traffic both ways has no spurious retransmissions")
     func noSpuriousTimeoutsOnPacedLine() throws {
         let rate = 11_520
-        let pair = Pair(seed: 69) { _, c in c.lineBytesPerSecond = rate }
-        pair.clockBytesPerSecond = rate
-        pair.pollLimit = pair.a.preferredQueueBelow
+        let pair = Self.pacedPair(seed: 69, rate: rate)
         #expect(pair.establish())
         let initialTarget = pair.a.inspection.frameTarget
         let up = try pair.open(.a)
@@ -353,10 +359,7 @@ struct ARQTests {
     /// proof. Frames must still shrink and the transfer complete.
     @Test("a line that suddenly lets no long frame through: frames shrink and the transfer completes")
     func lineTurnsNoisy() throws {
-        let rate = 100_000
-        let pair = Pair(seed: 71) { _, c in c.lineBytesPerSecond = rate }
-        pair.clockBytesPerSecond = rate
-        pair.pollLimit = pair.a.preferredQueueBelow
+        let pair = Self.pacedPair(seed: 71, rate: 100_000)
         #expect(pair.establish())
         let id = try pair.open(.a)
         let data = pattern(1_200_000, seed: 71)
