@@ -89,11 +89,13 @@ let package = Package(
         .testTarget(name: "LinkSimulationTests", dependencies: ["LinkSimulation", "LinkCore"]),
         .testTarget(name: "SerialPortTests", dependencies: ["SerialPort", "CSerialShim"]),
         .testTarget(name: "VirtualCableTests", dependencies: ["VirtualCable", "CSerialShim"]),
+        // posix_spawn with closefrom, for TestKit's child processes (TestKit/Spawn.swift).
+        .target(name: "CProcessShim"),
         // The one kit of the tests, the bench and the demo: payloads, free ports, waiting for a
         // condition, child processes, the cable with its ends (as processes or in this process),
         // target services.
         .target(name: "TestKit", dependencies: [
-            "Forwarding", "VirtualCable", "SerialPort",
+            "Forwarding", "VirtualCable", "SerialPort", "CProcessShim",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
         ]),

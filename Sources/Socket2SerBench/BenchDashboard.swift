@@ -405,18 +405,9 @@ enum BenchLiveProbe {
     /// Established TCP sockets whose local port is one of `ports`, keyed by both addresses, with
     /// what the socket has sent (nil if ss does not say); nil if ss cannot be run.
     private static func established(ss: String, ports: [Int]) -> [String: (port: Int, bytes: UInt64?)]? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ss)
-        process.arguments = ["-t", "-i", "-n", "state", "established",
-                             "( " + ports.map { "sport = :\($0)" }.joined(separator: " or ") + " )"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
+        let arguments = ["-t", "-i", "-n", "state", "established",
+                         "( " + ports.map { "sport = :\($0)" }.joined(separator: " or ") + " )"]
+        guard let (ending, data, _) = try? Spawn.run(ss, arguments), ending == .exited(0) else { return nil }
         // A socket's line (Recv-Q Send-Q Local:Port Peer:Port; no State column with a state
         // filter), then, indented, its tcp_info (… bytes_sent:N bytes_acked:N …).
         var sockets: [String: (port: Int, bytes: UInt64?)] = [:]

@@ -163,15 +163,8 @@ struct OriginalTool {
         guard let python = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map({ String($0) + "/python3" })
             .first(where: { access($0, X_OK) == 0 })
         else { return .failure(missing) }
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: python)
-        probe.arguments = ["-c", "import eventlet, serial"]
-        probe.standardOutput = FileHandle.nullDevice
-        probe.standardError = FileHandle.nullDevice
-        probe.standardInput = FileHandle.nullDevice
-        guard (try? probe.run()) != nil else { return .failure(missing) }
-        probe.waitUntilExit()
-        return probe.terminationStatus == 0 ? .success(OriginalTool(python: python, script: script)) : .failure(missing)
+        guard let (ending, _, _) = try? Spawn.run(python, ["-c", "import eventlet, serial"]) else { return .failure(missing) }
+        return ending == .exited(0) ? .success(OriginalTool(python: python, script: script)) : .failure(missing)
     }
 
     /// `python3 socket2ser.py ACTION ARGUMENTS -baudrate 921600`, its stderr in the rig's logs.

@@ -436,17 +436,8 @@ enum BenchHost {
     /// Whether `socket2ser S` accepts `option` (looked up in its help), so the bench can use an
     /// option as soon as the command line offers it.
     static func forwarderAccepts(_ option: String, executable: String) -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["S", "--help"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).contains(option)
+        guard let (_, output, _) = try? Spawn.run(executable, ["S", "--help"]) else { return false }
+        return String(decoding: output, as: UTF8.self).contains(option)
     }
 
     /// The running executable: `socket2ser` itself, to spawn the cable and both ends.

@@ -13,6 +13,7 @@ import Foundation
 /// own, not from Swift's cooperative pool.
 public final class ChildProcess: @unchecked Sendable {
     // @unchecked: `exitRecord` is guarded by `exited`; everything else is set in init.
+    // Started with `Spawn` (posix_spawn), not Foundation's `Process` (see there why).
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -76,14 +77,13 @@ public final class ChildProcess: @unchecked Sendable {
     /// The file stderr goes to, with `.logFile`.
     public let logPath: String?
 
-    private let process = Process()
+    public let pid: pid_t
     private let outputCollected: Bool
     private let registry: ChildProcessRegistry?
-    /// The child's standard input when `input` was given: a file, held open for the child's
-    /// lifetime (a file rather than a pipe, so no handle of ours is closed behind our back).
-    private var inputFile: FileHandle?
     private let exited = NSCondition()
     private var exitRecord: Exit?
+    /// Reaped: from then on its pid may belong to another process, so no signal may go to it.
+    private var reaped = false
 
     /// Starts `executable arguments` (the built `socket2ser` by default, see
     /// `Socket2SerExecutable`). `input`, if given, is its standard input (then its end); without
@@ -96,83 +96,104 @@ public final class ChildProcess: @unchecked Sendable {
         self.name = name
         self.arguments = arguments
         self.registry = registry
-        process.executableURL = try executable ?? Socket2SerExecutable.url()
-        process.arguments = arguments
-        if !environment.isEmpty {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        }
+        let executablePath = try (executable ?? Socket2SerExecutable.url()).path
+        // Descriptors for the child; ours are closed once it has its own copies.
+        var forChild: [Int32] = []
+        defer { forChild.forEach { _ = close($0) } }
+        var inputFD: Int32?
         if let input {
+            // A file rather than a pipe: the child reads it at its own pace, and then its end.
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("child-input-\(UUID().uuidString)").path
-            guard FileManager.default.createFile(atPath: path, contents: Data(input)),
-                  let file = FileHandle(forReadingAtPath: path) else { throw Failure("\(name): cannot write \(path)") }
+            guard FileManager.default.createFile(atPath: path, contents: Data(input)) else {
+                throw Failure("\(name): cannot write \(path)")
+            }
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
             unlink(path)  // open already; nothing to clean up later
-            inputFile = file
-            process.standardInput = file
-        } else {
-            process.standardInput = FileHandle.nullDevice
+            guard fd >= 0 else { throw Failure("\(name): cannot open \(path)") }
+            forChild.append(fd)
+            inputFD = fd
         }
-
-        let log: FileHandle?
+        var collectors: [(PipeCollector, Int32, String)] = []
+        func collected(_ stream: String) throws -> (PipeCollector, Int32) {
+            let (read, write) = try Spawn.pipe()
+            forChild.append(write)
+            let collector = PipeCollector()
+            collectors.append((collector, read, "\(name) \(stream)"))
+            return (collector, write)
+        }
+        let errorsFD: Int32
         switch output {
         case .collected:
-            log = nil
             logPath = nil
             outputCollected = true
-            errors = Self.collect(into: process, \.standardError, name: "\(name) stderr")
+            let (collector, fd) = try collected("stderr")
+            errors = collector
+            errorsFD = fd
         case let .logFile(path, collectingOutput):
-            guard FileManager.default.createFile(atPath: path, contents: Data()),
-                  let file = FileHandle(forWritingAtPath: path) else { throw Failure("\(name): cannot create \(path)") }
-            log = file
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw Failure("\(name): cannot create \(path)") }
+            forChild.append(fd)
             logPath = path
             outputCollected = collectingOutput
-            process.standardError = file
             errors = .ended()
+            errorsFD = fd
         }
+        var outputFD: Int32?
         if outputCollected {
-            self.output = Self.collect(into: process, \.standardOutput, name: "\(name) stdout")
+            let (collector, fd) = try collected("stdout")
+            self.output = collector
+            outputFD = fd
         } else {
-            process.standardOutput = FileHandle.nullDevice
             self.output = .ended()
         }
-        defer { try? log?.close() }  // the child has its own copy
 
         startedAt = .now
-        process.terminationHandler = { [weak self] process in
-            guard let self else { return }
-            let record = Exit(at: .now, reason: process.terminationReason, status: process.terminationStatus)
-            exited.lock()
-            exitRecord = record
-            exited.broadcast()
-            exited.unlock()
-            registry?.remove(self)
-        }
-        // Registered before it runs, so that one ending at once is not left in the registry.
-        registry?.add(self)
         do {
-            try process.run()
+            pid = try Spawn.start(executablePath, arguments, environment: environment,
+                                  input: inputFD, output: outputFD, errors: errorsFD)
         } catch {
-            registry?.remove(self)
-            throw Failure("\(name): cannot start \(process.executableURL?.path ?? "?"): \(error)")
+            collectors.forEach { _ = close($0.1) }
+            throw Failure("\(name): \(error)")
         }
+        // Drained as data arrives, so a chatty child can never block on a full pipe.
+        for (collector, fd, threadName) in collectors {
+            collector.drain(FileHandle(fileDescriptor: fd, closeOnDealloc: true), name: threadName)
+        }
+        registry?.add(self)
+        let pid = pid
+        let (output, errors) = (self.output, self.errors)
+        let reaper = Thread { [weak self] in
+            let ending = Spawn.waitForEnd(of: pid)
+            let at = ContinuousClock.now
+            self?.markReaped()
+            // Its end is recorded once its output is all in (or after 5 s, should a child of its
+            // own hold the pipes), so that whoever waited for the end reads the whole output.
+            _ = output.waitForEnd(timeout: 5)
+            _ = errors.waitForEnd(timeout: 5)
+            self?.ended(ending, at: at)
+        }
+        reaper.name = "\(name) reaper"
+        reaper.start()
     }
 
-    /// A pipe for one of the process's streams, drained as data arrives so a chatty child can
-    /// never block on a full pipe.
-    private static func collect(into process: Process, _ stream: ReferenceWritableKeyPath<Process, Any?>,
-                                name: String) -> PipeCollector {
-        let pipe = Pipe()
-        process[keyPath: stream] = pipe
-        let collector = PipeCollector()
-        collector.drain(pipe.fileHandleForReading, name: name)
-        return collector
+    private func ended(_ ending: Spawn.Ending, at: ContinuousClock.Instant) {
+        let record: Exit
+        switch ending {
+        case .exited(let status): record = Exit(at: at, reason: .exit, status: status)
+        case .signalled(let number): record = Exit(at: at, reason: .uncaughtSignal, status: number)
+        }
+        exited.lock()
+        exitRecord = record
+        exited.broadcast()
+        exited.unlock()
+        registry?.remove(self)
     }
 
     deinit {
         forceKill()
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    public var isRunning: Bool { exit == nil }
     /// How it ended; nil while it runs.
     public var exit: Exit? {
         exited.lock()
@@ -180,14 +201,25 @@ public final class ChildProcess: @unchecked Sendable {
         return exitRecord
     }
 
-    /// Sends `number` unless the process has ended.
-    public func signal(_ number: Int32) {
-        if exit == nil { kill(pid, number) }
+    private func markReaped() {
+        exited.lock()
+        reaped = true
+        exited.unlock()
+    }
+
+    /// Sends `number` unless the process has ended; whether it was sent.
+    @discardableResult
+    public func signal(_ number: Int32) -> Bool {
+        exited.lock()
+        defer { exited.unlock() }
+        guard !reaped else { return false }
+        kill(pid, number)
+        return true
     }
 
     /// SIGKILL if still running. Synchronous, so it can run from `defer` and `deinit`.
     public func forceKill() {
-        if exit == nil, process.isRunning { kill(pid, SIGKILL) }
+        signal(SIGKILL)
     }
 
     /// Waits up to `timeout` for the process to end; nil if it has not.
@@ -247,11 +279,7 @@ public final class ChildProcess: @unchecked Sendable {
     @discardableResult
     public static func terminate(_ children: [ChildProcess], grace: Duration = .seconds(2)) -> [StopReport] {
         let sent = ContinuousClock.now
-        let running = children.map { child -> Bool in
-            guard child.exit == nil else { return false }
-            kill(child.pid, SIGTERM)
-            return true
-        }
+        let running = children.map { $0.signal(SIGTERM) }
         return zip(children, running).map { child, wasRunning in
             guard wasRunning else {
                 return StopReport(name: child.name, alreadyExited: true, elapsed: .zero, exit: child.exit)
@@ -291,7 +319,7 @@ public final class ChildProcessRegistry: Sendable {
 
     /// SIGKILL to every child still running.
     public func killAll() {
-        for child in children.current.values where child.isRunning { kill(child.pid, SIGKILL) }
+        for child in children.current.values { child.forceKill() }
     }
 }
 

@@ -26,6 +26,13 @@ public final class PipeCollector: @unchecked Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// Everything so far, as bytes.
+    public var bytes: Data {
+        condition.lock()
+        defer { condition.unlock() }
+        return data
+    }
+
     public var hasEnded: Bool {
         condition.lock()
         defer { condition.unlock() }

@@ -61,7 +61,7 @@ struct ExecutableTests {
         let holder = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
         try holder.waitForStandardError(containing: "S: connecting streams to")
         let result = try Socket2SerProcess.run(["C", "-port", "1", "-com", terminal.devicePath])
-        kill(holder.process.processIdentifier, SIGTERM)
+        kill(holder.pid, SIGTERM)
         _ = try holder.waitForExit()
         #expect(result.exitCode == 1)
         #expect(result.errorLines.count == 1 && result.errorLines[0].contains("in use by another process"), "\(result.standardError)")
@@ -85,10 +85,10 @@ struct ExecutableTests {
         let terminal = try PseudoTerminal()
         let process = try Socket2SerProcess(["S", "-port", "9", "-com", terminal.devicePath, "-d", "1"])
         try process.waitForStandardError(containing: "S: connecting streams to")
-        kill(process.process.processIdentifier, signal)
+        kill(process.pid, signal)
         let result = try process.waitForExit()
         #expect(result.exitCode == 0, "\(result.standardError)")
-        #expect(process.process.terminationReason == .exit)
+        #expect(process.end == .exited(0))
         #expect(!result.standardError.contains("error"), "\(result.standardError)")
         withExtendedLifetime(terminal) {}
     }

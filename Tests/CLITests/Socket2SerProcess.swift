@@ -1,8 +1,14 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Dispatch
 import Foundation
 import TestKit
 
-/// Runs the built `socket2ser` executable (found by `Socket2SerExecutable`) as a real subprocess.
+/// Runs the built `socket2ser` executable (found by `Socket2SerExecutable`) as a real subprocess,
+/// started with TestKit's `Spawn`.
 struct Socket2SerProcess {
     struct Result {
         var exitCode: Int32
@@ -17,34 +23,48 @@ struct Socket2SerProcess {
         let description: String
     }
 
-    let process = Process()
+    let pid: pid_t
     /// Nil when standard output goes where the caller said (a file, a terminal).
     private let output: PipeCollector?
     private let errors = PipeCollector()
+    private let ending: Locked<Spawn.Ending?>
     private let exited = DispatchSemaphore(value: 0)
 
     /// `standardOutput`: where the child's standard output goes instead of a pipe read here.
     init(_ arguments: [String], standardOutput: FileHandle? = nil) throws {
-        process.executableURL = try Socket2SerExecutable.url()
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        let errorPipe = Pipe()
-        process.standardError = errorPipe
-        // Drained as data arrives, so a chatty child can never block on a full pipe.
-        if let standardOutput {
-            process.standardOutput = standardOutput
-            output = nil
-        } else {
-            let outputPipe = Pipe()
-            process.standardOutput = outputPipe
-            let collector = PipeCollector()
-            collector.drain(outputPipe.fileHandleForReading)
-            output = collector
+        let errorPipe = try Spawn.pipe()
+        var outputPipe: (read: Int32, write: Int32)?
+        if standardOutput == nil { outputPipe = try Spawn.pipe() }
+        defer {
+            close(errorPipe.write)
+            if let outputPipe { close(outputPipe.write) }
         }
-        errors.drain(errorPipe.fileHandleForReading)
+        do {
+            pid = try Spawn.start(try Socket2SerExecutable.url().path, arguments,
+                                  output: standardOutput?.fileDescriptor ?? outputPipe?.write, errors: errorPipe.write)
+        } catch {
+            close(errorPipe.read)
+            if let outputPipe { close(outputPipe.read) }
+            throw error
+        }
+        // Drained as data arrives, so a chatty child can never block on a full pipe.
+        if let outputPipe {
+            let collector = PipeCollector()
+            collector.drain(FileHandle(fileDescriptor: outputPipe.read, closeOnDealloc: true))
+            output = collector
+        } else {
+            output = nil
+        }
+        errors.drain(FileHandle(fileDescriptor: errorPipe.read, closeOnDealloc: true))
+        let ending = Locked<Spawn.Ending?>(nil)
+        self.ending = ending
         let exited = exited
-        process.terminationHandler = { _ in exited.signal() }
-        try process.run()
+        let pid = pid
+        Thread {
+            let end = Spawn.waitForEnd(of: pid)
+            ending.withLock { $0 = end }
+            exited.signal()
+        }.start()
     }
 
     /// Runs `socket2ser` with `arguments` to completion.
@@ -52,24 +72,34 @@ struct Socket2SerProcess {
         try Socket2SerProcess(arguments, standardOutput: standardOutput).waitForExit(timeout: timeout)
     }
 
+    /// How it ended, once it has; nil while it runs.
+    var end: Spawn.Ending? { ending.current }
+
     /// Waits until standard error contains `text`, e.g. a readiness line.
     func waitForStandardError(containing text: String, timeout: Double = 30) throws {
         guard errors.wait(until: { $0.contains(text) }, timeout: timeout) else {
-            process.terminate()
+            kill(pid, SIGKILL)
             throw Failure(description: "no '\(text)' on stderr within \(timeout) s; got: \(errors.text)")
         }
     }
 
     /// Waits for the process to end and for both pipes to reach end of file; kills it on timeout.
+    /// A process ended by a signal has exit code 128 + the signal's number, as a shell says.
     func waitForExit(timeout: Double = 30) throws -> Result {
         guard exited.wait(timeout: .now() + timeout) == .success else {
-            process.terminate()
-            kill(process.processIdentifier, SIGKILL)
+            kill(pid, SIGKILL)
             throw Failure(description: "socket2ser did not exit within \(timeout) s; stderr: \(errors.text)")
         }
+        exited.signal()  // later callers do not block
         guard output?.waitForEnd(timeout: timeout) ?? true, errors.waitForEnd(timeout: timeout) else {
             throw Failure(description: "socket2ser exited but its output did not end")
         }
-        return Result(exitCode: process.terminationStatus, standardOutput: output?.text ?? "", standardError: errors.text)
+        let code: Int32
+        switch end {
+        case .exited(let status): code = status
+        case .signalled(let number): code = 128 + number
+        case nil: code = -1
+        }
+        return Result(exitCode: code, standardOutput: output?.text ?? "", standardError: errors.text)
     }
 }

@@ -70,20 +70,9 @@ final class E2EBox<T: Sendable>: @unchecked Sendable {
 /// Runs a real command-line tool (curl, ssh) found on PATH to its end, with no input; returns
 /// its exit status, what it wrote to stdout and what it wrote to stderr. Blocking.
 func e2eRunTool(_ tool: String, _ arguments: [String]) throws -> (status: Int32, output: [UInt8], errors: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [tool] + arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    // stderr is read on its own thread, so neither pipe can fill up and stall the tool.
-    let errorText = E2EBackground("\(tool) stderr") {
-        String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    let (ending, output, errors) = try Spawn.run("/usr/bin/env", [tool] + arguments)
+    switch ending {
+    case .exited(let status): return (status, output, errors)
+    case .signalled(let number): return (128 + number, output, errors)
     }
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, Array(data), (try? errorText.value(timeout: .seconds(10))) ?? "")
 }
