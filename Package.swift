@@ -47,7 +47,7 @@ let package = Package(
 
         // The I/O shell: one NIO event loop carrying the serial line and every TCP connection.
         .target(name: "Forwarding", dependencies: [
-            "LinkCore", "SerialPort",
+            "LinkCore", "LegacyWire", "SerialPort",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -70,7 +70,7 @@ let package = Package(
         // child processes, found through /proc/self/exe) with blocking sockets and threads of its
         // own, so it needs Foundation and, for the descriptor limit, Forwarding.
         // The original socket2ser.py's line protocol (docs/legacy-protocol.md), sans-IO.
-        .target(name: "LegacyWire"),
+        .target(name: "LegacyWire", dependencies: ["LinkCore"]),
         .target(name: "Socket2SerBench", dependencies: [
             "Forwarding", "TestKit", "LinkSimulation", .product(name: "Crypto", package: "swift-crypto"),
         ]),
@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["Socket2SerCLI", "TestKit", "Dashboard", "Forwarding", "SerialPort"]),
         // The bench's own pieces (its SHA-256), without running a scenario.
         .testTarget(name: "Socket2SerBenchTests", dependencies: ["Socket2SerBench"]),
-        .testTarget(name: "LegacyWireTests", dependencies: ["LegacyWire"]),
+        .testTarget(name: "LegacyWireTests", dependencies: ["LegacyWire", "LinkCore"]),
         // Forwarding's own pieces, without processes: forwards, policy, and (on NIO's embedded
         // event loop, with virtual time) its handlers.
         // Seeded mutation fuzzing of every parser that reads what a peer or a user sends

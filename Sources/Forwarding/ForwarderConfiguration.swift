@@ -7,6 +7,13 @@ import SerialPort
 /// forwards say, asks the far end to listen for its `-R` forwards, and connects the streams the
 /// far end opens only to targets its policy allows (its default target, its own `-R` targets,
 /// its `--allow` rules). The original's S and C are two shorthands for such ends.
+/// Which protocol the line speaks (docs/protocol.md, or docs/legacy-protocol.md).
+public enum WireMode: String, Sendable, Equatable, CaseIterable {
+    case socket2ser
+    /// The original socket2ser.py's frames, to pair with an end that still runs it.
+    case legacy
+}
+
 public struct ForwarderConfiguration: Sendable, Equatable {
     /// The original's two forms, kept so their command lines work as written.
     public enum Role: Sendable, Equatable {
@@ -61,6 +68,8 @@ public struct ForwarderConfiguration: Sendable, Equatable {
     public var compression: CompressionMode = .auto
     /// The pre-shared key and mode (docs/protocol.md §11); nil for none.
     public var protection: LinkProtection?
+    /// The protocol on the line: ours, or the original socket2ser.py's (`--wire legacy`).
+    public var wire: WireMode = .socket2ser
     /// How often a line of link statistics is logged at debug level, when something changed.
     public var statisticsLogIntervalSeconds: Double
 

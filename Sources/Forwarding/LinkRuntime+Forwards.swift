@@ -241,7 +241,7 @@ extension LinkRuntime {
             try? link.refuseListen(id, reason: .notAllowed)
             return
         }
-        let limit = link.configuration.maxPeerListens
+        let limit = link.maxPeerListens
         guard peerListeners.count + peerListenBindsInFlight < limit else {
             logRepeatable("listen-too-many", """
                 the peer asked this end to listen on \(address) (-R) while \(limit) listeners for it are held \

@@ -45,10 +45,17 @@ extension LinkRuntime {
     func announceLinkUpIfDue(force: Bool = false) {
         guard linkUpAnnouncementDue != nil, linkState == .up else { return }
         let rtt = link.statistics.smoothedRTTMilliseconds
-        guard rtt > 0 || force else { return }
+        let wire = link.wire
+        guard rtt > 0 || force || !wire.provesPeer else { return }
         linkUpAnnouncementDue = nil
         linkUpAnnouncementTask?.cancel()
         linkUpAnnouncementTask = nil
+        guard wire.provesPeer else {
+            // No handshake: nothing is known of the far end, and the line must not claim it is.
+            logger.notice("line ready on \(configuration.devicePath), \(wire.name) wire\(wire.limits.map { "; \($0)" } ?? "")",
+                          metadata: ActivityKind.linkUp.metadata)
+            return
+        }
         let measured = rtt > 0 ? "RTT \(Self.milliseconds(rtt)) ms" : "RTT not measured yet"
         let sealed = switch configuration.protection?.mode {
         case .encrypt: ", encrypted (the peer proved the key)"

@@ -84,24 +84,12 @@ extension LinkRuntime: SerialLineDelegate {
 // MARK: - Decoded frame trace (-d 4)
 
 extension LinkRuntime {
-    /// Logs every whole frame in `bytes`, decoded (docs/protocol.md §2–5), one line each.
+    /// Logs every whole frame in `bytes`, decoded by the wire's own tracer, one line each.
     func traceFrames(_ bytes: UnsafeRawBufferPointer, inbound: Bool) {
         guard var trace = frameTrace else { return }
-        var index = 0
-        while index < bytes.count {
-            let outcome = inbound ? trace.inbound.decode(bytes, index: &index) : trace.outbound.decode(bytes, index: &index)
-            guard let outcome else { break }
-            let direction = inbound ? "line in  frame" : "line out frame"
-            switch outcome {
-            case .frame:
-                let frame = inbound ? trace.inbound.frame : trace.outbound.frame
-                logger.trace("\(direction): \(FrameDescription.describe(frame))")
-            case .malformed:
-                logger.trace("\(direction): junk (not a COBS frame)")
-            case .oversize:
-                logger.trace("\(direction): oversize frame")
-            }
-        }
+        let lines = inbound ? trace.inbound.describe(bytes) : trace.outbound.describe(bytes)
+        let direction = inbound ? "line in  frame" : "line out frame"
+        for line in lines { logger.trace("\(direction): \(line)") }
         frameTrace = trace
     }
 }

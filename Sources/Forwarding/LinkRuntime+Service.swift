@@ -105,7 +105,7 @@ extension LinkRuntime: LinkDriverDelegate {
         }
         reportNewRefusals(stats.refusedListensTooMany, since: &reportedRefusedListens, key: "listen-too-many") { new, all in
             """
-            the peer asked this end to listen for more than the \(link.configuration.maxPeerListens) listeners it may \
+            the peer asked this end to listen for more than the \(link.maxPeerListens) listeners it may \
             hold at once (-R); refused \(new) as too many (\(all) so far)
             """
         }

@@ -1,3 +1,4 @@
+import LegacyWire
 import LinkCore
 import Logging
 import NIOCore
@@ -21,7 +22,8 @@ final class LinkRuntime: @unchecked Sendable {
     var configuration: ForwarderConfiguration
     let logger: Logger
     let loop: EventLoop
-    var link: Link
+    /// The line protocol's endpoint: the forwarder drives either wire through `LinkEndpoint` alone.
+    var link: any LinkEndpoint
     /// Line rate used to model the queue below (bytes per second); 0 when unpaced.
     let lineRate: Int
 
@@ -78,7 +80,7 @@ final class LinkRuntime: @unchecked Sendable {
 
     // MARK: Decoded frame trace (-d 4)
     /// Decoders of their own for each direction, so the trace never disturbs the core's.
-    var frameTrace: (inbound: COBSDecoder, outbound: COBSDecoder)?
+    var frameTrace: (inbound: any FrameTracer, outbound: any FrameTracer)?
 
     // MARK: Status
     var linkState = ForwarderStatus.LinkState.handshaking
@@ -110,13 +112,26 @@ final class LinkRuntime: @unchecked Sendable {
             seed: UInt64.random(in: 1...UInt64.max))
         linkConfiguration.compression = configuration.compression
         linkConfiguration.protection = configuration.protection
-        link = Link(configuration: linkConfiguration)
+        link = Self.endpoint(for: configuration, linkConfiguration)
         if configuration.verbosity >= 4 {
-            let decoder = COBSDecoder(maxFrameLength: linkConfiguration.maxFrameBody + 64)
-            frameTrace = (decoder, decoder)
+            frameTrace = (link.makeFrameTracer(), link.makeFrameTracer())
         }
         driver.delegate = self
         serial.delegate = self
+    }
+
+    /// The one place the wire mode matters: which endpoint speaks on the line.
+    private static func endpoint(for configuration: ForwarderConfiguration,
+                                 _ linkConfiguration: LinkConfiguration) -> any LinkEndpoint {
+        switch configuration.wire {
+        case .socket2ser:
+            return Link(configuration: linkConfiguration)
+        case .legacy:
+            return LegacyLink(configuration: LegacyConfiguration(
+                opensStreams: configuration.form == .client, maxStreams: configuration.maxStreams,
+                lineBytesPerSecond: linkConfiguration.lineBytesPerSecond,
+                closeLinger: linkConfiguration.gracePeriod))
+        }
     }
 }
 

@@ -59,16 +59,18 @@ struct ByteQueue: Sendable {
 }
 
 /// A FIFO of values with amortised O(1) operations, used for events and the DRR rounds.
-struct FIFO<Element>: Sendable where Element: Sendable {
+public struct FIFO<Element>: Sendable where Element: Sendable {
     private var items: [Element] = []
     private var head = 0
 
-    var isEmpty: Bool { head == items.count }
-    var count: Int { items.count - head }
+    public init() {}
 
-    mutating func append(_ e: Element) { items.append(e) }
+    public var isEmpty: Bool { head == items.count }
+    public var count: Int { items.count - head }
 
-    mutating func popFirst() -> Element? {
+    public mutating func append(_ e: Element) { items.append(e) }
+
+    public mutating func popFirst() -> Element? {
         guard head < items.count else { return nil }
         let e = items[head]
         head += 1
@@ -82,9 +84,9 @@ struct FIFO<Element>: Sendable where Element: Sendable {
         return e
     }
 
-    var first: Element? { head < items.count ? items[head] : nil }
+    public var first: Element? { head < items.count ? items[head] : nil }
 
-    mutating func removeAll() {
+    public mutating func removeAll() {
         items.removeAll()
         head = 0
     }

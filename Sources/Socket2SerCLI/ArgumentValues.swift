@@ -1,3 +1,4 @@
+import Forwarding
 import LinkCore
 import SerialPort
 
@@ -63,6 +64,13 @@ enum ArgumentValues {
     static func compression(_ text: String) throws -> CompressionMode {
         guard let mode = CompressionMode(rawValue: text) else {
             throw CommandLineError("compression is auto, off or always")
+        }
+        return mode
+    }
+
+    static func wire(_ text: String) throws -> WireMode {
+        guard let mode = WireMode(rawValue: text) else {
+            throw CommandLineError("the wire is socket2ser or legacy (the original socket2ser.py's protocol)")
         }
         return mode
     }

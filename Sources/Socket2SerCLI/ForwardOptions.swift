@@ -113,9 +113,12 @@ struct LinkCommand: AsyncParsableCommand {
             maxStreams: link.maxStreams, verbosity: link.debug, gracePeriodSeconds: link.grace,
             linkWaitSeconds: link.linkWait, unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
-        configuration.compression = link.compress
-        configuration.protection = try link.protection()
+        try link.apply(to: &configuration)
         return configuration
+    }
+
+    func validate() throws {
+        try LinkOptions.checkLegacy(link.wire, form: "link", extraForwards: false)
     }
 
     func run() async throws {

@@ -34,6 +34,10 @@ struct ServerCommand: AsyncParsableCommand {
     @OptionGroup var forwardOptions: ForwardOptions
     @OptionGroup var link: LinkOptions
 
+    func validate() throws {
+        try LinkOptions.checkLegacy(link.wire, form: "S", extraForwards: !forwardOptions.forwards.isEmpty)
+    }
+
     /// Everything the runtime needs, from the parsed flags. Fails only for a `--key-file` that
     /// cannot be used (it is read here, once the command line is known to be good).
     func makeConfiguration() throws -> ForwarderConfiguration {
@@ -49,8 +53,7 @@ struct ServerCommand: AsyncParsableCommand {
             connectTimeoutSeconds: connectTimeout,
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
-        configuration.compression = link.compress
-        configuration.protection = try link.protection()
+        try link.apply(to: &configuration)
         return configuration
     }
 
@@ -95,6 +98,7 @@ struct ClientCommand: AsyncParsableCommand {
         if let ip {
             throw CommandLineError("-ip applies to S only; C listens on 127.0.0.1, use --bind \(ip) to listen there")
         }
+        try LinkOptions.checkLegacy(link.wire, form: "C", extraForwards: !forwardOptions.forwards.isEmpty)
     }
 
     /// Everything the runtime needs, from the parsed flags.
@@ -111,8 +115,7 @@ struct ClientCommand: AsyncParsableCommand {
             linkWaitSeconds: link.linkWait,
             unpaced: link.unpaced)
         forwardOptions.apply(to: &configuration)
-        configuration.compression = link.compress
-        configuration.protection = try link.protection()
+        try link.apply(to: &configuration)
         return configuration
     }
 

@@ -1,5 +1,6 @@
-import LinkCore
 import ArgumentParser
+import Forwarding
+import LinkCore
 import SerialPort
 
 /// Options shared by both ends of the link: the serial device and line, stream limits and logging.
@@ -95,6 +96,15 @@ struct LinkOptions: ParsableArguments {
             transform: ArgumentValues.protectionMode)
     var protect: LinkProtection.Mode?
 
+    @Option(name: .customLong("wire"),
+            help: ArgumentHelp("""
+                socket2ser (default), or legacy: speak the original socket2ser.py's protocol, to pair \
+                with an end that still runs it (S or C only; even parity unless --parity says otherwise; \
+                no checksum, flow control or protection: see docs/legacy-protocol.md).
+                """, valueName: "socket2ser|legacy"),
+            transform: ArgumentValues.wire)
+    var wire: WireMode = .socket2ser
+
     @Option(name: .customLong("ui"),
             help: ArgumentHelp("Serve the dashboard on [ADDR:]PORT (loopback unless an address is given; 0: any free port).",
                                valueName: "[addr:]port"),
@@ -123,11 +133,36 @@ struct LinkOptions: ParsableArguments {
         if backdoor { throw CommandLineError(Self.backdoorRefusal) }
         if uiTokenFile != nil && ui == nil { throw CommandLineError("--ui-token-file needs --ui") }
         if protect != nil && keyFile == nil { throw CommandLineError(ArgumentValues.protectWithoutKey) }
+        if wire == .legacy && keyFile != nil {
+            throw CommandLineError("--key-file needs the socket2ser wire: the legacy wire cannot protect the line")
+        }
         _ = try serialSettings()
     }
 }
 
 extension LinkOptions {
+    /// What every end takes from these options beyond the device and line: compression, the key,
+    /// the wire.
+    func apply(to configuration: inout ForwarderConfiguration) throws {
+        configuration.compression = compress
+        configuration.protection = try protection()
+        configuration.wire = wire
+    }
+
+    /// `--wire legacy` carries C's one forward to S's one target, as the original did; anything
+    /// more needs our wire on both ends. One line says so before anything starts.
+    static func checkLegacy(_ wire: WireMode, form: String, extraForwards: Bool) throws {
+        guard wire == .legacy else { return }
+        guard form != "link" else {
+            throw CommandLineError("--wire legacy works with S and C, as the original had them; link needs the socket2ser wire")
+        }
+        if extraForwards {
+            throw CommandLineError("""
+                --wire legacy carries only C's -port to S's -ip/-port; -L, -R and -D need the socket2ser wire on both ends
+                """)
+        }
+    }
+
     /// The key and mode of `--key-file` and `--protect`, read from the file; nil without one.
     /// Read when the end starts, not while parsing, so a refusal is a run-time error naming the
     /// file ("socket2ser: key file link.key is readable by others …", exit 1).
@@ -160,6 +195,8 @@ extension LinkOptions {
         try merge(dataBits, into: \.dataBits, flag: "--data-bits \(dataBits ?? 0)", isInSpec: format)
         try merge(parity, into: \.parity, flag: "--parity \(parity.map(Self.name(for:)) ?? "")", isInSpec: format)
         try merge(stopBits, into: \.stopBits, flag: "--stop-bits \(stopBits ?? 0)", isInSpec: format)
+        // The original always opens its port 8E1; the legacy wire does too unless told otherwise.
+        if wire == .legacy && parity == nil && !format { settings.parity = .even }
         settings.flowControl = flow
         return settings
     }
