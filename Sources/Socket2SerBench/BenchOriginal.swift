@@ -145,14 +145,15 @@ struct OriginalTool {
     /// matters to pyserial's tcsetattr (see `BenchOriginal.run`).
     static let baud = 921_600
 
-    /// `$SOCKET2SER_ORIGINAL`, else `shared/seed/socket2ser.py` in the working directory or a
-    /// folder above it (the project's shared folder lies beside its clones), with a python3 on
+    /// `$SOCKET2SER_ORIGINAL`, else the repository's copy (Tests/Fixtures/original) or
+    /// `shared/seed/socket2ser.py`, in the working directory or a folder above it, with a python3 on
     /// PATH that imports eventlet and serial. The failure says which is missing.
     static func find() -> Result<OriginalTool, BenchError> {
         let environment = ProcessInfo.processInfo.environment
         var candidates = environment["SOCKET2SER_ORIGINAL"].map { [$0] } ?? []
         var folder = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         while folder.path != "/" {
+            candidates.append(folder.appendingPathComponent("Tests/Fixtures/original/socket2ser.py").path)
             candidates.append(folder.appendingPathComponent("shared/seed/socket2ser.py").path)
             folder.deleteLastPathComponent()
         }

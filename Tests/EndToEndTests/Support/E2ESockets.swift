@@ -254,6 +254,9 @@ final class E2ETarget: @unchecked Sendable {
         case exchange(download: [UInt8])
         /// A minimal HTTP/1.0 server: reads a request's head, answers 200 with `body`, closes.
         case http(body: [UInt8])
+        /// Reads until `expected` bytes (or the end of input) have come, keeps them in `uploads`,
+        /// answers `GOT <count>\n` and ends its output: an upload with no half-close needed.
+        case sink(expected: Int)
     }
 
     static let floodRequest = Array("FLOOD\n".utf8)
@@ -339,6 +342,16 @@ final class E2ETarget: @unchecked Sendable {
             }
             let head = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n"
             if writeAll(fd, (Array(head.utf8) + body)[...]) { shutdown(fd, Int32(SHUT_WR)) }
+            drainUntilClosed(fd, &buffer)
+        case .sink(let expected):
+            var upload: [UInt8] = []
+            while upload.count < expected {
+                let n = readSome(fd, &buffer, max: min(buffer.count, expected - upload.count))
+                if n <= 0 { break }
+                upload += buffer[0..<n]
+            }
+            lock.withLock { completedUploads.append(upload) }
+            if writeAll(fd, Array("GOT \(upload.count)\n".utf8)[...]) { shutdown(fd, Int32(SHUT_WR)) }
             drainUntilClosed(fd, &buffer)
         case .exchange(let download):
             let sent = DispatchSemaphore(value: 0)
