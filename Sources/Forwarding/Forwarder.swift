@@ -59,9 +59,16 @@ public final class Forwarder: Sendable {
         finishListening(.failure(.stopped))
     }
 
+    /// A known adapter habit found when the device opened: a warning when the user must act.
+    static func report(_ finding: AdapterQuirks.Finding?, logger: Logger) {
+        guard let finding else { return }
+        if finding.needsAction { logger.warning("\(finding.message)") } else { logger.notice("\(finding.message)") }
+    }
+
     private func runOnce() async throws {
         raiseOpenFileLimit()
-        let port = try SerialPort.open(path: configuration.devicePath, settings: configuration.serial)
+        let port = try SerialPort.open(device: configuration.devicePath, settings: configuration.serial)
+        Self.report(AdapterQuirks.checkLatencyTimer(device: port.path), logger: logger)
         let ownGroup = eventLoopGroup == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         let loop = (eventLoopGroup ?? ownGroup!).next()
         let runtime = LinkRuntime(configuration: configuration, logger: logger, loop: loop)

@@ -133,12 +133,14 @@ final class SerialLine: @unchecked Sendable {
         guard !closed, !reopeningStopped, attachment == nil else { return }
         let port: SerialPort
         do {
-            port = try SerialPort.open(path: path, settings: settings)
+            port = try SerialPort.open(device: path, settings: settings)
         } catch {
             logger.debug("serial device still unavailable: \(error)")
             scheduleReopen()
             return
         }
+        // A replugged FTDI adapter starts again at its 16 ms default.
+        Forwarder.report(AdapterQuirks.checkLatencyTimer(device: port.path), logger: logger)
         let fd = port.takeFileDescriptor()
         attach(fd: fd).whenComplete { result in
             switch result {

@@ -36,6 +36,9 @@ public struct SerialDeviceInfo: Codable, Equatable, Sendable {
     public var byPath: [String] = []
     /// For a virtual cable's end: the cable's process ID.
     public var cableProcess: Int32?
+    /// What to give `-com` to pick this device alone, wherever it is plugged in
+    /// (`DeviceSelector.preferred`).
+    public var selector: String?
 
     public init(path: String, kind: Kind) {
         self.path = path
@@ -52,7 +55,8 @@ public struct SerialDeviceInfo: Codable, Equatable, Sendable {
         if let driver { parts.append("(\(driver))") }
         if let cableProcess { parts.append("(socket2ser cable, pid \(cableProcess))") }
         var text = parts.joined(separator: "  ")
-        if let id = byID.first { text += "\n    \(id)" }
+        if let selector, selector != path { text += "\n    -com \(selector)" }
+        if let id = byID.first, id != selector { text += "\n    \(id)" }
         if let physical = byPath.first { text += "\n    \(physical)" }
         return text
     }
@@ -91,6 +95,10 @@ public enum SerialDeviceList {
         }
         addStableNames(to: &devices, devRoot: devRoot)
         devices += pseudoTerminals(devRoot: devRoot, procRoot: procRoot)
+        let all = devices
+        for index in devices.indices {
+            devices[index].selector = DeviceSelector.preferred(for: devices[index], among: all)
+        }
         return devices
     }
 

@@ -39,6 +39,25 @@ public final class SerialPort: Sendable {
     /// Whether this object still owns (and will close) the descriptor.
     public var isOpen: Bool { ownedDescriptor.withLock { $0 != nil } }
 
+    /// Opens the device `-com` names: a path, or a selector resolved against the devices sysfs
+    /// lists now (`DeviceSelector`), so a device that came back under another name is found.
+    public static func open(device: String, settings: SerialSettings, sysRoot: String = "/sys",
+                            devRoot: String = "/dev") throws -> SerialPort {
+        let selector: DeviceSelector
+        do {
+            selector = try DeviceSelector(parsing: device)
+        } catch {
+            throw SerialPortError.unresolved(selector: device, reason: error.description)
+        }
+        if case .path(let path) = selector { return try open(path: path, settings: settings) }
+        let devices = SerialDeviceList.list(sysRoot: sysRoot, devRoot: devRoot, procRoot: "/nonexistent")
+        do {
+            return try open(path: try selector.resolve(in: devices), settings: settings)
+        } catch let error as DeviceSelector.Failure {
+            throw SerialPortError.unresolved(selector: device, reason: error.description)
+        }
+    }
+
     /// Opens `path`, locks it against other users and applies `settings`.
     ///
     /// - Throws: `SerialPortError`, whose description is one line naming the path and the cause.

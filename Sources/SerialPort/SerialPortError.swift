@@ -20,12 +20,14 @@ public enum SerialPortError: Error, Equatable, Sendable, CustomStringConvertible
     case unsupportedSettings(path: String, settings: SerialSettings, reason: String)
     /// Any other failure of a system call, with its errno.
     case system(path: String, operation: String, errno: CInt)
+    /// A selector (`usb:VID:PID`, `serial=...`) matched no device, or more than one.
+    case unresolved(selector: String, reason: String)
 
     /// The device path the error is about.
     public var path: String {
         switch self {
         case .noSuchDevice(let path), .permissionDenied(let path), .busy(let path), .notATerminal(let path),
-             .unsupportedSettings(let path, _, _), .system(let path, _, _):
+             .unsupportedSettings(let path, _, _), .system(let path, _, _), .unresolved(let path, _):
             return path
         }
     }
@@ -44,6 +46,8 @@ public enum SerialPortError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(path): settings \(settings) not supported: \(reason)"
         case .system(let path, let operation, let errno):
             return "\(path): \(operation) failed: \(SerialPortError.message(for: errno)) (errno \(errno))"
+        case .unresolved(let selector, let reason):
+            return "\(selector): \(reason)"
         }
     }
 

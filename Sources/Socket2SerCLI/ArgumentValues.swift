@@ -147,9 +147,16 @@ enum ArgumentValues {
         return text
     }
 
+    /// A path, a /dev/serial/by-id name, or a selector (usb:VID:PID[:SERIAL], serial=SERIAL),
+    /// checked for form here and resolved when the device is opened.
     static func devicePath(_ text: String) throws -> String {
         guard !text.isEmpty else {
-            throw CommandLineError("name the serial device, e.g. /dev/ttyUSB0")
+            throw CommandLineError("name the serial device, e.g. /dev/ttyUSB0 or usb:0403:6001")
+        }
+        do {
+            _ = try DeviceSelector(parsing: text)
+        } catch {
+            throw CommandLineError(error.description)
         }
         return text
     }

@@ -39,7 +39,7 @@ struct ConfigFile: Equatable {
     static let lineKeys = [
         "device", "role", "baud", "baudrate", "serial", "data-bits", "parity", "stop-bits", "flow", "target", "listen",
         "local", "remote", "dynamic", "allow", "allow-listen", "gateway-ports", "max-streams", "grace", "link-wait",
-        "connect-timeout", "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "key-file", "protect", "debug",
+        "connect-timeout", "socks-timeout", "socks-username", "socks-password-file", "unpaced", "compress", "wire", "key-file", "protect", "debug",
     ]
 
     static func load(path: String) throws(ConfigError) -> ConfigFile {
@@ -240,6 +240,26 @@ struct ConfigFile: Equatable {
         configuration.socksHandshakeTimeoutSeconds = try value("socks-timeout", ForwardOptions.socksTimeout) ?? 10
         configuration.listenRules = try list("allow-listen", ForwardOptions.rule)
         configuration.compression = try value("compress", ArgumentValues.compression) ?? .auto
+        configuration.wire = try value("wire", ArgumentValues.wire) ?? .socket2ser
+        if configuration.wire == .legacy {
+            let problem: String? = if role == .link {
+                "'wire: legacy' works with role S or C, as the original had them"
+            } else if forwards.count != (listen == nil ? 0 : 1) {
+                "'wire: legacy' carries only C's listen to S's target; local, remote and dynamic need the socket2ser wire on both ends"
+            } else {
+                nil
+            }
+            if let problem { throw ConfigError(path: path, line: lineOf["wire"], message: "line '\(name)': \(problem)") }
+            if lineOf["key-file"] != nil {
+                throw ConfigError(path: path, line: lineOf["wire"],
+                                  message: "line '\(name)': 'key-file' needs the socket2ser wire: the legacy wire cannot protect the line")
+            }
+            // The original forces 8E1; so does the legacy wire unless the line says otherwise.
+            let formatGiven = values["serial"]?.string?.contains(",") ?? false
+            if lineOf["parity"] == nil && !formatGiven {
+                configuration.serial.parity = .even
+            }
+        }
         let keyFile = try value("key-file") { text -> String in
             guard !text.isEmpty else { throw CommandLineError("give the path of a key file (socket2ser keygen makes one)") }
             return resolved(text, against: path)

@@ -10,7 +10,7 @@ import SerialPort
 /// conventional double-dash form.
 struct LinkOptions: ParsableArguments {
     @Option(name: [.customLong("com", withSingleDash: true), .customLong("com")],
-            help: ArgumentHelp("Serial device, e.g. /dev/ttyUSB0.", valueName: "device"),
+            help: ArgumentHelp("Serial device: a path (/dev/ttyUSB0, /dev/serial/by-id/...), or the adapter by what it is: usb:VID:PID, usb:VID:PID:SERIAL, serial=SERIAL (socket2ser ports shows each one's).", valueName: "device"),
             transform: ArgumentValues.devicePath)
     var com: String
 

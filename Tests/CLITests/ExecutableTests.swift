@@ -47,7 +47,8 @@ struct ExecutableTests {
 
     @Test("Device errors at startup: one line naming the device, exit 1",
           arguments: [("/nonexistent/ttyUSB9", "no such device"), ("/dev/null", "not a serial device"),
-                       ("/tmp", "not a serial device")])
+                       ("/tmp", "not a serial device"), ("usb:dead:beef", "no device matches it; "),
+                       ("serial=NO-SUCH-ADAPTER", "no device matches it; ")])
     func deviceErrors(path: String, expected: String) throws {
         let result = try Socket2SerProcess.run(["C", "-port", "1", "-com", path])
         #expect(result.exitCode == 1)

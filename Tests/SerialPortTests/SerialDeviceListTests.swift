@@ -14,9 +14,10 @@ struct SerialDeviceListTests {
         var dev: String { root + "/dev" }
         var proc: String { root + "/proc" }
 
-        init() throws {
+        /// `twins`: also a CP2102 and a second FT232R, identical to the first but for its serial
+        /// number, and latency_timer files (16 ms) on both FT232Rs.
+        init(twins: Bool = false) throws {
             root = FileManager.default.temporaryDirectory.appendingPathComponent("sysfs-\(UUID().uuidString)").path
-            let hub = "devices/pci0000:00/0000:00:14.0/usb1"
             // CH340 (usb-serial, ch341-uart): no manufacturer or serial number, as these chips ship.
             try usbSerial(name: "ttyUSB0", port: "1-2", driver: "ch341-uart",
                           attributes: ["idVendor": "1a86", "idProduct": "7523", "product": "USB Serial"], hub: hub)
@@ -53,7 +54,21 @@ struct SerialDeviceListTests {
             try link("\(dev)/serial/by-id/usb-Raspberry_Pi_Pico_E6605838833B4B2A-if00", "../../ttyACM0")
             try files("\(dev)/pts", ["3": "", "10": "", "ptmx": ""])
             try directory(proc)
+            guard twins else { return }
+            try usbSerial(name: "ttyUSB2", port: "1-5", driver: "cp210x",
+                          attributes: ["idVendor": "10c4", "idProduct": "ea60", "manufacturer": "Silicon Labs",
+                                       "product": "CP2102 USB to UART Bridge Controller", "serial": "0001"], hub: hub)
+            try usbSerial(name: "ttyUSB3", port: "1-6", driver: "ftdi_sio",
+                          attributes: ["idVendor": "0403", "idProduct": "6001", "manufacturer": "FTDI",
+                                       "product": "FT232R USB UART", "serial": "B0TWIN42"], hub: hub)
+            try link("\(dev)/serial/by-id/usb-FTDI_FT232R_USB_UART_B0TWIN42-if00-port0", "../../ttyUSB3")
+            for (name, port) in [("ttyUSB1", "1-3"), ("ttyUSB3", "1-6")] {
+                try files("\(sys)/\(hub)/\(port)/\(port):1.0/\(name)", ["latency_timer": "16"])
+            }
+            try files(dev, ["ttyUSB0": "", "ttyUSB1": "", "ttyUSB2": "", "ttyUSB3": "", "ttyACM0": ""])
         }
+
+        var hub: String { "devices/pci0000:00/0000:00:14.0/usb1" }
 
         deinit { try? FileManager.default.removeItem(atPath: root) }
 
