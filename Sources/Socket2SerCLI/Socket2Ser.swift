@@ -25,7 +25,7 @@ public struct Socket2Ser: AsyncParsableCommand {
             """,
         version: Socket2Ser.version,
         subcommands: [ServerCommand.self, ClientCommand.self, LinkCommand.self, RunCommand.self, ConnectCommand.self,
-                      PortsCommand.self, UICommand.self, KeygenCommand.self,
+                      PortsCommand.self, CheckCommand.self, UICommand.self, KeygenCommand.self,
                       CableCommand.self, DemoCommand.self, BenchCommand.self])
 
     public init() {}
