@@ -86,7 +86,7 @@ final class SerialLine: @unchecked Sendable {
                     return
                 }
                 self.attachment = Attachment(channel: channel, fd: fd, generation: generation,
-                                             reportsOutputQueue: !isPseudoTerminal(fd))
+                                             reportsOutputQueue: !SerialPort.isPseudoTerminal(fd))
                 self.pacer.reset(now: self.loop.linkNow)
                 self.delegate?.lineWantsService()
             }
@@ -169,7 +169,7 @@ final class SerialLine: @unchecked Sendable {
     /// takes nothing from what this pass writes before the pass ends.
     func reportedQueue() -> Int {
         guard let attachment, attachment.reportsOutputQueue else { return 0 }
-        return ttyOutputQueueBytes(attachment.fd)
+        return SerialPort.outputQueueBytes(fd: attachment.fd)
     }
 
     /// Bytes queued below the core: in the channel, in the kernel's tty buffer or, where the

@@ -66,23 +66,6 @@ private func openFileLimits() -> rlimit? {
     return getrlimit(openFileResource, &limit) == 0 ? limit : nil
 }
 
-/// Bytes in the tty's output queue (TIOCOUTQ), 0 if the driver cannot say. A pseudo-terminal
-/// always reports 0, which is why the writer also models the queue from the line rate.
-func ttyOutputQueueBytes(_ fd: CInt) -> Int {
-    var count: CInt = 0
-    let result = withUnsafeMutablePointer(to: &count) { ioctl(fd, UInt(TIOCOUTQ), $0) }
-    return result == 0 ? Int(max(0, count)) : 0
-}
-
-/// True for a Unix98 pseudo-terminal (device majors 136–143), whose TIOCOUTQ is always 0, so
-/// asking on every pass would only cost a system call.
-func isPseudoTerminal(_ fd: CInt) -> Bool {
-    var info = stat()
-    guard fstat(fd, &info) == 0 else { return false }
-    let device = UInt64(info.st_rdev)
-    let major = ((device >> 8) & 0xFFF) | ((device >> 32) & ~UInt64(0xFFF))
-    return (136...143).contains(major)
-}
 
 // MARK: - Trace output
 

@@ -265,12 +265,21 @@ extension SerialPort {
         }
     }
 
-    /// Whether `fd` is the slave side of a Unix 98 pseudo-terminal (character major 136-143).
-    static func isPseudoTerminal(_ fd: CInt) -> Bool {
+    /// True for a Unix 98 pseudo-terminal (character device majors 136-143): it has no UART,
+    /// so no parity bit, and its TIOCOUTQ is always 0.
+    public static func isPseudoTerminal(_ fd: CInt) -> Bool {
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFCHR else { return false }
-        let major = (info.st_rdev >> 8) & 0xFFF
+        let device = UInt64(info.st_rdev)
+        let major = ((device >> 8) & 0xFFF) | ((device >> 32) & ~UInt64(0xFFF))
         return (136...143).contains(major)
+    }
+
+    /// Bytes in the tty's output queue (TIOCOUTQ) of an open descriptor, 0 if the driver cannot
+    /// say. A pseudo-terminal always reports 0, which is why the forwarder also models the queue.
+    public static func outputQueueBytes(fd: CInt) -> Int {
+        let count = sfs_output_queue(fd)
+        return count >= 0 ? Int(count) : 0
     }
 
     /// All c_cflag bits that `SerialSettings` controls apart from the rate.
