@@ -81,3 +81,7 @@ int sfs_poll_nanoseconds(struct pollfd *fds, unsigned long count, long long time
     struct timespec timeout = { .tv_sec = timeout_ns / 1000000000LL, .tv_nsec = timeout_ns % 1000000000LL };
     return ppoll(fds, (nfds_t)count, &timeout, NULL);
 }
+
+int sfs_hangup(int fd) {
+    return ioctl(fd, TIOCVHANGUP);
+}

@@ -62,6 +62,13 @@ struct CableCommand: AsyncParsableCommand {
         """, valueName: "enter:leave:ber"))
     var burst: String?
 
+    @Option(help: ArgumentHelp("""
+        Unplug end B from START seconds after the cable starts, for SECONDS: its device hangs up and \
+        --link-b goes; then it comes back as a new pty, under a new name, and --link-b points there \
+        (as udev moves a by-id name). Repeatable.
+        """, valueName: "start:seconds"))
+    var unplug: [String] = []
+
     @Option(name: .customLong("link-a"), help: "Create a symlink at this path pointing to end A.")
     var linkA: String?
 
@@ -97,6 +104,11 @@ struct CableCommand: AsyncParsableCommand {
         configuration.delay = delay / 1000
         configuration.jitter = jitter / 1000
         configuration.bursts = try burst.map(Self.parseBursts)
+        configuration.unplugsOfB = try unplug.map { text in
+            do { return try Self.parseOutage(text) } catch {
+                throw ValidationError("--unplug must be START:SECONDS with two non-negative numbers, got '\(text)'")
+            }
+        }
         return configuration
     }
 

@@ -78,6 +78,10 @@ public struct CableConfiguration: Sendable, Equatable {
     public var linkA: String?
     /// If set, a symlink created at this path pointing at end B's device (``VirtualCable/pathB``).
     public var linkB: String?
+    /// Times end B is unplugged, in seconds since the cable started: for `seconds` its device
+    /// hangs up and `linkB` is gone, as when a USB adapter is pulled; then it comes back as a new
+    /// pseudo-terminal, under a new name, and `linkB` points there (as udev moves a by-id name).
+    public var unplugsOfB: [CableOutage] = []
 
     public init(
         baud: Int = 115_200,
@@ -120,6 +124,15 @@ public struct CableConfiguration: Sendable, Equatable {
             if !(outage.start.isFinite && outage.start >= 0 && outage.seconds.isFinite && outage.seconds >= 0) {
                 throw bad("an outage needs a non-negative start and length, got \(outage.start):\(outage.seconds)")
             }
+        }
+        for unplug in unplugsOfB {
+            if !(unplug.start.isFinite && unplug.start >= 0 && unplug.seconds.isFinite && unplug.seconds >= 0) {
+                throw bad("an unplug needs a non-negative start and length, got \(unplug.start):\(unplug.seconds)")
+            }
+        }
+        let sorted = unplugsOfB.sorted { $0.start < $1.start }
+        for (first, second) in zip(sorted, sorted.dropFirst()) where second.start < first.start + first.seconds {
+            throw bad("unplugs overlap: \(first.start):\(first.seconds) and \(second.start):\(second.seconds)")
         }
         if fifoBytes < 1 { throw bad("the FIFO must hold at least one byte, got \(fifoBytes)") }
         if let receiveBatch, !(1...4096).contains(receiveBatch) {

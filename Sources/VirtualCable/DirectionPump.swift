@@ -4,6 +4,15 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
+
+/// A descriptor one thread may replace while others read it (the cable's end B, replugged).
+final class SwitchableDescriptor: Sendable {
+    private let value: Atomic<Int32>
+    init(_ fd: Int32) { value = Atomic(fd) }
+    var fd: Int32 { value.load(ordering: .acquiring) }
+    func set(_ fd: Int32) { value.store(fd, ordering: .releasing) }
+}
 
 /// The two directions of the cable, used to file counters.
 enum CableDirection: Sendable {
@@ -40,8 +49,11 @@ final class CounterStore: @unchecked Sendable {
 /// so that it can be handed to that thread.
 final class DirectionPump: @unchecked Sendable {
     private let direction: CableDirection
-    private let source: Int32
-    private let destination: Int32
+    /// The masters at either end; end B's changes when the cable replugs it under a new name.
+    private let sourceEnd: SwitchableDescriptor
+    private let destinationEnd: SwitchableDescriptor
+    private var source: Int32 { sourceEnd.fd }
+    private var destination: Int32 { destinationEnd.fd }
     private let stopSignal: Int32
     private let counters: CounterStore
     /// Monotonic time the cable started; outages are measured from here.
@@ -84,14 +96,21 @@ final class DirectionPump: @unchecked Sendable {
     private let jitterNanoseconds: UInt64
     private var jitterRandom: Xoshiro256StarStar
 
+    /// On a cable that replugs an end, a pump never sleeps longer than this: it may be waiting
+    /// on a master that was just replaced (`SwitchableDescriptor`), and must look at the new one.
+    private let switchablePoll: UInt64?
+
+    private func switchCheck(after now: UInt64) -> UInt64? { switchablePoll.map { now + $0 } }
+
     /// How long to rest the source after an error.
     private static let sourceRestNanoseconds: UInt64 = 50_000_000
 
-    init(direction: CableDirection, source: Int32, destination: Int32, stopSignal: Int32,
+    init(direction: CableDirection, source: SwitchableDescriptor, destination: SwitchableDescriptor, stopSignal: Int32,
          configuration: CableConfiguration, counters: CounterStore, origin: UInt64) {
         self.direction = direction
-        self.source = source
-        self.destination = destination
+        sourceEnd = source
+        destinationEnd = destination
+        switchablePoll = configuration.unplugsOfB.isEmpty ? nil : 50_000_000
         self.stopSignal = stopSignal
         self.counters = counters
         self.origin = origin
@@ -130,7 +149,7 @@ final class DirectionPump: @unchecked Sendable {
             let watchSource = fifo.room > 0 && sourceIsAwake(at: now)
             if watchSource { fds.append(pollfd(fd: source, events: Int16(POLLIN), revents: 0)) }
             // Idle line and empty FIFO: sleep until the sender writes (or a resting source wakes).
-            let wake = [nextHandOver(), sourceRestingUntil, nextDelayedRelease].compactMap { $0 }.min()
+            let wake = [nextHandOver(), sourceRestingUntil, nextDelayedRelease, switchCheck(after: now)].compactMap { $0 }.min()
             pollDescriptors(&fds, until: wake, now: now)
             if fds[0].revents != 0 { return }
             if watchSource { noteSourceErrors(fds[1].revents) }
@@ -278,6 +297,10 @@ final class DirectionPump: @unchecked Sendable {
                 watchingSource = true
             } else if let resting = sourceRestingUntil {
                 timeout = millisecondsUntil(resting, from: now)
+            }
+            if let check = switchCheck(after: now) {
+                let bound = millisecondsUntil(check, from: now)
+                timeout = timeout < 0 ? bound : min(timeout, bound)
             }
             pollDescriptors(&fds, timeoutMilliseconds: timeout)
             if fds[0].revents != 0 { return }

@@ -35,12 +35,21 @@ public final class VirtualCable: @unchecked Sendable {
     public let pathB: String
 
     private let masterA: Int32
-    private let masterB: Int32
+    /// End B's master; replaced when the cable replugs end B (`unplugsOfB`).
+    private let masterB: SwitchableDescriptor
     /// The cable's own descriptors on the slaves. While they are open the masters never see a
     /// hang-up, so bytes keep flowing (or queueing) when an end's process closes the device,
     /// and that process can open it again later.
     private let slaveA: Int32
-    private let slaveB: Int32
+    private var slaveB: Int32
+    /// End B's device now: ``pathB`` until the first replug, then the new pty's path.
+    private var currentB: String
+    /// End B's descriptors from before a replug, closed by ``stop()`` (the pumps may still be
+    /// touching them for a moment after the switch).
+    private var retired: [Int32] = []
+    /// Guards end B's state and the links while the unplug thread runs (not `lock`, which
+    /// ``stop()`` holds while it waits for that thread).
+    private let endLock = NSLock()
     /// Written once by ``stop()``; never read, so it stays readable and wakes both pumps.
     private let stopPipe: (read: Int32, write: Int32)
     private let counterStore = CounterStore()
@@ -85,7 +94,9 @@ public final class VirtualCable: @unchecked Sendable {
             opened += fds
             for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             (masterA, slaveA, pathA) = a
-            (masterB, slaveB, pathB) = b
+            (slaveB, pathB) = (b.slave, b.path)
+            masterB = SwitchableDescriptor(b.master)
+            currentB = b.path
             stopPipe = (fds[0], fds[1])
         } catch {
             cleanUp()
@@ -119,9 +130,10 @@ public final class VirtualCable: @unchecked Sendable {
         guard phase == .created else { return }
         phase = .running
         let origin = monotonicNanoseconds()
-        let routes: [(CableDirection, Int32, Int32, String)] = [
-            (.aToB, masterA, masterB, "VirtualCable A->B"),
-            (.bToA, masterB, masterA, "VirtualCable B->A"),
+        let endA = SwitchableDescriptor(masterA)
+        let routes: [(CableDirection, SwitchableDescriptor, SwitchableDescriptor, String)] = [
+            (.aToB, endA, masterB, "VirtualCable A->B"),
+            (.bToA, masterB, endA, "VirtualCable B->A"),
         ]
         for (direction, source, destination, name) in routes {
             let pump = DirectionPump(
@@ -136,6 +148,64 @@ public final class VirtualCable: @unchecked Sendable {
             spawn("VirtualCable exclusivity") { releaser.run() }
         }
         #endif
+        if !configuration.unplugsOfB.isEmpty {
+            spawn("VirtualCable unplugs") { self.runUnplugs(origin: origin) }
+        }
+    }
+
+    /// End B's device now (it changes when the cable replugs it).
+    public var currentPathB: String {
+        endLock.lock()
+        defer { endLock.unlock() }
+        return currentB
+    }
+
+    /// Unplugs end B at each scheduled time and plugs it back in under a new name.
+    private func runUnplugs(origin: UInt64) {
+        for unplug in configuration.unplugsOfB.sorted(by: { $0.start < $1.start }) {
+            guard waitUntil(origin + UInt64(unplug.start * 1e9)) else { return }
+            unplugB()
+            guard waitUntil(origin + UInt64((unplug.start + unplug.seconds) * 1e9)) else { return }
+            replugB()
+        }
+    }
+
+    /// Sleeps until the monotonic time `deadline`; false when the cable is being stopped.
+    private func waitUntil(_ deadline: UInt64) -> Bool {
+        while true {
+            let now = monotonicNanoseconds()
+            guard now < deadline else { return true }
+            var fds = [pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)]
+            pollDescriptors(&fds, timeoutMilliseconds: millisecondsUntil(deadline, from: now))
+            if fds[0].revents != 0 { return false }
+        }
+    }
+
+    /// The adapter is pulled: its name goes, then every descriptor on its tty hangs up.
+    private func unplugB() {
+        endLock.lock()
+        defer { endLock.unlock() }
+        if let link = configuration.linkB {
+            removeLink(at: link, to: currentB)
+        }
+        _ = sfs_hangup(slaveB)
+    }
+
+    /// The adapter comes back as a new pty (a new name, since the old one is still held), and
+    /// the link moves to it.
+    private func replugB() {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        var name = [CChar](repeating: 0, count: 128)
+        guard sfs_openpty(&master, &slave, &name, name.count) == 0, setNonBlocking(master) else { return }
+        let path = stringFromCBuffer(name)
+        endLock.lock()
+        defer { endLock.unlock() }
+        retired += [masterB.fd, slaveB]
+        masterB.set(master)
+        slaveB = slave
+        currentB = path
+        if let link = configuration.linkB { try? makeLink(at: link, to: path) }
     }
 
     /// Runs `body` on a new thread whose end ``stop()`` can wait for. Called with `lock` held.
@@ -167,7 +237,7 @@ public final class VirtualCable: @unchecked Sendable {
         // The names go first, as a USB adapter's node goes when it is unplugged: a program that
         // reopens a link must find nothing, never a pseudo-terminal that reuses the number.
         removeLinks()
-        for fd in [masterA, masterB, slaveA, slaveB, stopPipe.read, stopPipe.write] {
+        for fd in [masterA, masterB.fd, slaveA, slaveB, stopPipe.read, stopPipe.write] + retired {
             _ = close(fd)
         }
     }
@@ -195,6 +265,14 @@ public final class VirtualCable: @unchecked Sendable {
             throw VirtualCableError.link(path: path, reason: errorText(errno))
         }
         createdLinks.append((path, target))
+    }
+
+    /// Removes the link at `path` if it still points at `target`.
+    private func removeLink(at path: String, to target: String) {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        if n >= 0 && stringFromCBuffer(buffer) == target { _ = unlink(path) }
+        createdLinks.removeAll { $0.path == path }
     }
 
     /// Removes the links this cable made, unless someone has since pointed them elsewhere.

@@ -26,6 +26,10 @@ int sfs_set_exclusive(int fd);
 
 struct pollfd;
 
+/// TIOCVHANGUP: hangs up the tty `fd` belongs to for every open descriptor (each then reads
+/// end of file), as unplugging a USB adapter does. The virtual cable's unplug.
+int sfs_hangup(int fd);
+
 /// poll() with a timeout in nanoseconds (ppoll); a negative timeout waits without limit.
 int sfs_poll_nanoseconds(struct pollfd *fds, unsigned long count, long long timeout_ns);
 
