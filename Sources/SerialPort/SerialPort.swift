@@ -1,4 +1,5 @@
 import Glibc
+import Foundation
 import CSerialShim
 // Mutex is Linux-safe here: this module only builds on Linux anyway (the shim needs termios2).
 import Synchronization
@@ -41,8 +42,16 @@ public final class SerialPort: Sendable {
 
     /// Opens the device `-com` names: a path, or a selector resolved against the devices sysfs
     /// lists now (`DeviceSelector`), so a device that came back under another name is found.
-    public static func open(device: String, settings: SerialSettings, sysRoot: String = "/sys",
-                            devRoot: String = "/dev") throws -> SerialPort {
+    /// Where selectors look for devices: /sys and /dev, or the fixture trees that
+    /// `SOCKET2SER_SYSFS_ROOT` and `SOCKET2SER_DEV_ROOT` name (the tests' stand-in for a USB
+    /// adapter that is unplugged and comes back under another name).
+    public static var deviceRoots: (sys: String, dev: String) {
+        let environment = ProcessInfo.processInfo.environment
+        return (environment["SOCKET2SER_SYSFS_ROOT"] ?? "/sys", environment["SOCKET2SER_DEV_ROOT"] ?? "/dev")
+    }
+
+    public static func open(device: String, settings: SerialSettings, sysRoot: String = deviceRoots.sys,
+                            devRoot: String = deviceRoots.dev) throws -> SerialPort {
         let selector: DeviceSelector
         do {
             selector = try DeviceSelector(parsing: device)
@@ -50,7 +59,10 @@ public final class SerialPort: Sendable {
             throw SerialPortError.unresolved(selector: device, reason: error.description)
         }
         if case .path(let path) = selector { return try open(path: path, settings: settings) }
+        // Only devices whose node is there now: a name sysfs still lists while its node is gone
+        // (an adapter being pulled) is not one to open.
         let devices = SerialDeviceList.list(sysRoot: sysRoot, devRoot: devRoot, procRoot: "/nonexistent")
+            .filter { access($0.path, F_OK) == 0 }
         do {
             return try open(path: try selector.resolve(in: devices), settings: settings)
         } catch let error as DeviceSelector.Failure {

@@ -69,6 +69,11 @@ struct CableCommand: AsyncParsableCommand {
         """, valueName: "start:seconds"))
     var unplug: [String] = []
 
+    @Option(name: .customLong("replug-link-b"), help: ArgumentHelp(
+        "With --unplug: where end B's link goes when it comes back (default: --link-b's path), as a device that returns under another name.",
+        valueName: "path"))
+    var replugLinkB: String?
+
     @Option(name: .customLong("link-a"), help: "Create a symlink at this path pointing to end A.")
     var linkA: String?
 
@@ -104,6 +109,7 @@ struct CableCommand: AsyncParsableCommand {
         configuration.delay = delay / 1000
         configuration.jitter = jitter / 1000
         configuration.bursts = try burst.map(Self.parseBursts)
+        configuration.replugLinkB = replugLinkB
         configuration.unplugsOfB = try unplug.map { text in
             do { return try Self.parseOutage(text) } catch {
                 throw ValidationError("--unplug must be START:SECONDS with two non-negative numbers, got '\(text)'")

@@ -82,6 +82,9 @@ public struct CableConfiguration: Sendable, Equatable {
     /// hangs up and `linkB` is gone, as when a USB adapter is pulled; then it comes back as a new
     /// pseudo-terminal, under a new name, and `linkB` points there (as udev moves a by-id name).
     public var unplugsOfB: [CableOutage] = []
+    /// Where end B's link goes when it comes back; nil: `linkB` again. A different path is a
+    /// device that comes back under another name (ttyUSB0 as ttyUSB1).
+    public var replugLinkB: String?
 
     public init(
         baud: Int = 115_200,

@@ -185,7 +185,7 @@ public final class VirtualCable: @unchecked Sendable {
     private func unplugB() {
         endLock.lock()
         defer { endLock.unlock() }
-        if let link = configuration.linkB {
+        for link in [configuration.linkB, configuration.replugLinkB].compactMap({ $0 }) {
             removeLink(at: link, to: currentB)
         }
         _ = sfs_hangup(slaveB)
@@ -205,7 +205,7 @@ public final class VirtualCable: @unchecked Sendable {
         masterB.set(master)
         slaveB = slave
         currentB = path
-        if let link = configuration.linkB { try? makeLink(at: link, to: path) }
+        if let link = configuration.replugLinkB ?? configuration.linkB { try? makeLink(at: link, to: path) }
     }
 
     /// Runs `body` on a new thread whose end ``stop()`` can wait for. Called with `lock` held.
