@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "CSerialShim"),
         .target(name: "SerialPort", dependencies: ["CSerialShim"]),
         // Two pseudo-terminals joined like a null-modem cable, paced like a UART, with faults.
-        .target(name: "VirtualCable", dependencies: ["CSerialShim"]),
+        .target(name: "VirtualCable", dependencies: ["CSerialShim", "SerialPort"]),
 
         // The I/O shell: one NIO event loop carrying the serial line and every TCP connection.
         .target(name: "Forwarding", dependencies: [

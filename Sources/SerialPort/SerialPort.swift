@@ -277,6 +277,21 @@ extension SerialPort {
         }
     }
 
+    /// A new pseudo-terminal pair, its slave already raw: what the virtual cable is made of.
+    /// Returns nil, with errno set, when the system has none to give.
+    public static func openPseudoTerminal() -> (master: CInt, slave: CInt, path: String)? {
+        var master: CInt = -1
+        var slave: CInt = -1
+        var name = [CChar](repeating: 0, count: 128)
+        guard sfs_openpty(&master, &slave, &name, name.count) == 0 else { return nil }
+        return (master, slave, String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    }
+
+    /// Hangs up the tty `fd` belongs to, for every descriptor open on it (each then reads end of
+    /// file), as pulling a USB adapter does. False if the system refused.
+    @discardableResult
+    public static func hangUp(fileDescriptor fd: CInt) -> Bool { sfs_hangup(fd) == 0 }
+
     /// True for a Unix 98 pseudo-terminal (character device majors 136-143): it has no UART,
     /// so no parity bit, and its TIOCOUTQ is always 0.
     public static func isPseudoTerminal(_ fd: CInt) -> Bool {

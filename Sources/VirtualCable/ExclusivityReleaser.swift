@@ -1,5 +1,6 @@
 #if canImport(Glibc)
 import Glibc
+import SerialPort
 
 /// Clears a slave's exclusive mode (`TIOCEXCL`) whenever some other process closes it.
 ///
@@ -62,7 +63,7 @@ final class ExclusivityReleaser: @unchecked Sendable {
                     $0.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
                 }
                 if let slave = slaves[event.wd] {
-                    _ = ioctl(slave, UInt(TIOCNXCL))
+                    SerialPort.releaseExclusiveUse(fileDescriptor: slave)
                 }
                 offset += headerSize + Int(event.len)
             }

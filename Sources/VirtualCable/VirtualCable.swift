@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CSerialShim
+import SerialPort
 import Foundation
 
 /// A virtual null-modem cable: two pseudo-terminals whose slave ends (``pathA`` and ``pathB``)
@@ -73,17 +74,12 @@ public final class VirtualCable: @unchecked Sendable {
         func cleanUp() { opened.forEach { _ = close($0) } }
 
         func makePty() throws -> (master: Int32, slave: Int32, path: String) {
-            var master: Int32 = -1
-            var slave: Int32 = -1
-            var name = [CChar](repeating: 0, count: 128)
-            guard sfs_openpty(&master, &slave, &name, name.count) == 0 else {
-                throw VirtualCableError.openpty(errno: errno)
-            }
-            opened += [master, slave]
-            guard setNonBlocking(master) else {
+            guard let pty = SerialPort.openPseudoTerminal() else { throw VirtualCableError.openpty(errno: errno) }
+            opened += [pty.master, pty.slave]
+            guard setNonBlocking(pty.master) else {
                 throw VirtualCableError.system(call: "fcntl(O_NONBLOCK)", errno: errno)
             }
-            return (master, slave, stringFromCBuffer(name))
+            return pty
         }
 
         do {
@@ -188,17 +184,18 @@ public final class VirtualCable: @unchecked Sendable {
         for link in [configuration.linkB, configuration.replugLinkB].compactMap({ $0 }) {
             removeLink(at: link, to: currentB)
         }
-        _ = sfs_hangup(slaveB)
+        SerialPort.hangUp(fileDescriptor: slaveB)
     }
 
     /// The adapter comes back as a new pty (a new name, since the old one is still held), and
     /// the link moves to it.
     private func replugB() {
-        var master: Int32 = -1
-        var slave: Int32 = -1
-        var name = [CChar](repeating: 0, count: 128)
-        guard sfs_openpty(&master, &slave, &name, name.count) == 0, setNonBlocking(master) else { return }
-        let path = stringFromCBuffer(name)
+        guard let (master, slave, path) = SerialPort.openPseudoTerminal() else { return }
+        guard setNonBlocking(master) else {
+            _ = close(master)
+            _ = close(slave)
+            return
+        }
         endLock.lock()
         defer { endLock.unlock() }
         retired += [masterB.fd, slaveB]
