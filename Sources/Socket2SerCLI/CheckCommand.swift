@@ -15,20 +15,7 @@ struct CheckCommand: ParsableCommand {
               socket2ser check -com /dev/ttyUSB0 --baud 115200
             """)
 
-    @Option(name: [.customLong("com", withSingleDash: true), .customLong("com")],
-            help: ArgumentHelp("The device: a path or a selector (usb:VID:PID[:SERIAL], serial=SERIAL).", valueName: "device"),
-            transform: ArgumentValues.devicePath)
-    var com: String
-
-    @Option(name: [.customLong("baudrate", withSingleDash: true), .customLong("baudrate"), .customLong("baud")],
-            help: ArgumentHelp("Baud rate (default 115200).", valueName: "baud"),
-            transform: ArgumentValues.baudRate)
-    var baudRate: Int = 115_200
-
-    @Option(name: .customLong("serial"),
-            help: ArgumentHelp("Rate and character format in one, e.g. 115200,8N1.", valueName: "spec"),
-            transform: SerialSpec.init)
-    var serial: SerialSpec?
+    @OptionGroup var device: DeviceOptions
 
     @Option(name: .customLong("seconds"),
             help: ArgumentHelp("How long to send through a loopback (default 3).", valueName: "seconds"),
@@ -43,8 +30,9 @@ struct CheckCommand: ParsableCommand {
     }
 
     func run() throws {
-        var settings = serial?.settings ?? SerialSettings()
-        if serial == nil { settings.baudRate = baudRate }
+        let com = device.com
+        var settings = device.serial?.settings ?? SerialSettings()
+        if let rate = device.baudRate { settings.baudRate = rate }
         let port: SerialPort
         do {
             port = try SerialPort.open(device: com, settings: settings)

@@ -3,12 +3,9 @@ import Forwarding
 import LinkCore
 import SerialPort
 
-/// Options shared by both ends of the link: the serial device and line, stream limits and logging.
-///
-/// The original's flags (`-com`, `-baudrate`, `-d`, `-b`) are spelled exactly as socket2ser.py
-/// spelled them, single dash included, so existing scripts keep working; each also has the
-/// conventional double-dash form.
-struct LinkOptions: ParsableArguments {
+/// The device and the line's rate and format, in the original's spelling: every command that
+/// opens a device takes these.
+struct DeviceOptions: ParsableArguments {
     @Option(name: [.customLong("com", withSingleDash: true), .customLong("com")],
             help: ArgumentHelp("Serial device: a path (/dev/ttyUSB0, /dev/serial/by-id/...), or the adapter by what it is: usb:VID:PID, usb:VID:PID:SERIAL, serial=SERIAL (socket2ser ports shows each one's).", valueName: "device"),
             transform: ArgumentValues.devicePath)
@@ -23,6 +20,19 @@ struct LinkOptions: ParsableArguments {
             help: ArgumentHelp("Baud rate and character format in one, e.g. 115200,8N1.", valueName: "spec"),
             transform: SerialSpec.init)
     var serial: SerialSpec?
+}
+
+/// Options shared by both ends of the link: the serial device and line, stream limits and logging.
+///
+/// The original's flags (`-com`, `-baudrate`, `-d`, `-b`) are spelled exactly as socket2ser.py
+/// spelled them, single dash included, so existing scripts keep working; each also has the
+/// conventional double-dash form.
+struct LinkOptions: ParsableArguments {
+    /// -com, -baudrate and --serial, shared with `check`.
+    @OptionGroup var device: DeviceOptions
+    var com: String { device.com }
+    var baudRate: Int? { device.baudRate }
+    var serial: SerialSpec? { device.serial }
 
     @Option(name: .customLong("data-bits"),
             help: ArgumentHelp("Data bits per character: 5, 6, 7 or 8 (default 8).", valueName: "bits"),

@@ -144,11 +144,11 @@ struct ParsingTests {
         #expect(StderrLogHandler.logLevel(forVerbosity: 3) == .trace)
     }
 
-    @Test("S, C, link, run, connect, ports, ui, keygen, cable, demo and bench are all registered")
+    @Test("S, C, link, run, connect, ports, check, ui, keygen, cable, demo and bench are all registered")
     func subcommands() {
         // Names only: the other commands' options belong to their owners and may change.
         let names = Socket2Ser.configuration.subcommands.map { $0.configuration.commandName }
-        #expect(names == ["S", "C", "link", "run", "connect", "ports", "ui", "keygen", "cable", "demo", "bench"])
+        #expect(names == ["S", "C", "link", "run", "connect", "ports", "check", "ui", "keygen", "cable", "demo", "bench"])
     }
 
     @Test("--link-wait: default 10 s, never longer than the grace period")

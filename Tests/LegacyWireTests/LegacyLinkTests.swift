@@ -37,6 +37,14 @@ struct LegacyLinkTests {
             }
         }
 
+        /// A stream C opened and S accepted, with both ends' events pumped.
+        mutating func acceptedStream() throws -> StreamID {
+            let id = try c.openStream(target: "")
+            pump()
+            try s.accept(id)
+            return id
+        }
+
         /// Everything `events` delivered on `id`.
         static func received(_ events: [LinkEvent], on id: StreamID) -> [UInt8] {
             events.reduce(into: []) { bytes, event in
@@ -91,9 +99,7 @@ struct LegacyLinkTests {
     @Test("C closes: S gets the close, after the data; C's ID goes back to the end of its pool")
     func closeFromC() throws {
         var pair = Pair()
-        let id = try pair.c.openStream(target: "")
-        pair.pump()
-        try pair.s.accept(id)
+        let id = try pair.acceptedStream()
         _ = try pair.c.send(Array("bye".utf8), on: id)
         try pair.c.finish(id)
         pair.pump()
@@ -110,18 +116,14 @@ struct LegacyLinkTests {
     @Test("S closes: C gets the data, then a clean end; with C's bytes unsent it is a reset")
     func closeFromS() throws {
         var pair = Pair()
-        let id = try pair.c.openStream(target: "")
-        pair.pump()
-        try pair.s.accept(id)
+        let id = try pair.acceptedStream()
         _ = try pair.s.send(Array("reply".utf8), on: id)
         try pair.s.finish(id)
         pair.pump()
         #expect(Array(pair.cEvents.suffix(2)) == [.received(id, Array("reply".utf8)), .streamClosed(id)])
 
         // A second stream: C queues bytes the close overtakes; they cannot arrive.
-        let second = try pair.c.openStream(target: "")
-        pair.pump()
-        try pair.s.accept(second)
+        let second = try pair.acceptedStream()
         try pair.s.reset(second, reason: .aborted)
         _ = try pair.c.send([1, 2, 3], on: second)
         let fromS = pair.s.pollTransmit(maxBytes: 100, now: pair.now)
@@ -167,9 +169,7 @@ struct LegacyLinkTests {
     @Test("a client that falls behind the receive limit: its stream is reset, memory stays bounded")
     func receiveLimit() throws {
         var pair = Pair()
-        let id = try pair.c.openStream(target: "")
-        pair.pump()
-        try pair.s.accept(id)
+        let id = try pair.acceptedStream()
         var offered = 0
         for _ in 0..<200 {
             guard pair.s.streamCount > 0 else { break }
