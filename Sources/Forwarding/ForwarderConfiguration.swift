@@ -1,12 +1,6 @@
 import LinkCore
 import SerialPort
 
-/// Everything one end of the forwarder needs to run.
-///
-/// An end is a list of forwards and a target policy: it listens where its `-L` and `-D`
-/// forwards say, asks the far end to listen for its `-R` forwards, and connects the streams the
-/// far end opens only to targets its policy allows (its default target, its own `-R` targets,
-/// its `--allow` rules). The original's S and C are two shorthands for such ends.
 /// Which protocol the line speaks (docs/protocol.md, or docs/legacy-protocol.md).
 public enum WireMode: String, Sendable, Equatable, CaseIterable {
     case socket2ser
@@ -14,6 +8,12 @@ public enum WireMode: String, Sendable, Equatable, CaseIterable {
     case legacy
 }
 
+/// Everything one end of the forwarder needs to run.
+///
+/// An end is a list of forwards and a target policy: it listens where its `-L` and `-D`
+/// forwards say, asks the far end to listen for its `-R` forwards, and connects the streams the
+/// far end opens only to targets its policy allows (its default target, its own `-R` targets,
+/// its `--allow` rules). The original's S and C are two shorthands for such ends.
 public struct ForwarderConfiguration: Sendable, Equatable {
     /// The original's two forms, kept so their command lines work as written.
     public enum Role: Sendable, Equatable {

@@ -29,6 +29,8 @@ public protocol LinkEndpoint: Sendable {
     func makeFrameTracer() -> any FrameTracer
 
     mutating func receive(_ bytes: UnsafeRawBufferPointer, now: LinkTime)
+    /// At most `maxBytes` for the line; fewer only when nothing more is waiting now, which the
+    /// I/O layer takes as the sign that it need not come back before the next event.
     mutating func pollTransmit(maxBytes: Int, now: LinkTime) -> [UInt8]
     mutating func handleTimeout(now: LinkTime)
     mutating func pollEvent() -> LinkEvent?

@@ -40,8 +40,6 @@ public final class SerialPort: Sendable {
     /// Whether this object still owns (and will close) the descriptor.
     public var isOpen: Bool { ownedDescriptor.withLock { $0 != nil } }
 
-    /// Opens the device `-com` names: a path, or a selector resolved against the devices sysfs
-    /// lists now (`DeviceSelector`), so a device that came back under another name is found.
     /// Where selectors look for devices: /sys and /dev, or the fixture trees that
     /// `SOCKET2SER_SYSFS_ROOT` and `SOCKET2SER_DEV_ROOT` name (the tests' stand-in for a USB
     /// adapter that is unplugged and comes back under another name).
@@ -50,6 +48,8 @@ public final class SerialPort: Sendable {
         return (environment["SOCKET2SER_SYSFS_ROOT"] ?? "/sys", environment["SOCKET2SER_DEV_ROOT"] ?? "/dev")
     }
 
+    /// Opens the device `-com` names: a path, or a selector resolved against the devices sysfs
+    /// lists now (`DeviceSelector`), so a device that came back under another name is found.
     public static func open(device: String, settings: SerialSettings, sysRoot: String = deviceRoots.sys,
                             devRoot: String = deviceRoots.dev) throws -> SerialPort {
         let selector: DeviceSelector

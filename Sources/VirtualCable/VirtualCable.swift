@@ -156,7 +156,10 @@ public final class VirtualCable: @unchecked Sendable {
         return currentB
     }
 
-    /// Unplugs end B at each scheduled time and plugs it back in under a new name.
+    /// Unplugs end B at each scheduled time and plugs it back in under a new name. The thread
+    /// holds the cable until its last replug or ``stop()``. A replugged end is not watched for
+    /// closes (``ExclusivityReleaser`` knows the first pty only), so a process that reopens it
+    /// after closing it may find it exclusive still.
     private func runUnplugs(origin: UInt64) {
         for unplug in configuration.unplugsOfB.sorted(by: { $0.start < $1.start }) {
             guard waitUntil(origin + UInt64(unplug.start * 1e9)) else { return }
