@@ -221,4 +221,18 @@ struct LegacyLinkTests {
             }
         }
     }
+
+    @Test("the -d 4 trace names each legacy frame, in pieces, and says so of junk")
+    func trace() throws {
+        var tracer = LegacyLink(configuration: LegacyConfiguration(opensStreams: true)).makeFrameTracer()
+        let bytes = try LegacyEncoder.encode(.open(3)) + LegacyEncoder.encode(.data(3, [1, 0xFF, 2]))
+            + LegacyEncoder.encode(.closed(3))
+        var lines: [String] = []
+        for piece in [bytes[..<5], bytes[5...]] {
+            lines += Array(piece).withUnsafeBytes { tracer.describe($0) }
+        }
+        #expect(lines == ["OPEN 3", "DATA 3 3 B", "CLOSED 3"])
+        let junk = [UInt8]([0xFF, 0xFE, 0x03, 0x07])  // an unknown operation
+        #expect(junk.withUnsafeBytes { tracer.describe($0) } == ["junk (1 malformed frame(s))"])
+    }
 }
