@@ -168,3 +168,147 @@ public enum LineCheck {
         return found
     }
 }
+
+// MARK: - With a peer: `check --peer` at both ends at once
+
+extension LineCheck {
+    /// What one end of `check --peer` measured of the line from the far end to it.
+    public struct PeerReport: Sendable {
+        public var applied: SerialSettings?
+        /// The far end's blocks were heard.
+        public var peerHeard = false
+        /// Bytes of the far end's blocks that came (data, probes and replies), and over how long.
+        public var bytesReceived = 0
+        public var seconds = 0.0
+        public var bitsCompared = 0
+        public var bitErrors = 0
+        /// Blocks lost or too damaged to place (their header was hit).
+        public var blocksLost = 0
+        /// Round trips of a probe to the far end and back, in seconds, sorted.
+        public var roundTrips: [Double] = []
+
+        public var bytesPerSecond: Double { seconds > 0 ? Double(bytesReceived) / seconds : 0 }
+        public var medianRoundTrip: Double? { roundTrips.isEmpty ? nil : roundTrips[roundTrips.count / 2] }
+    }
+
+    /// The blocks both ends send (docs: README, "Checking a real cable"): 64 bytes, a marker, a
+    /// kind, a 16-bit sequence number, then 60 bytes: a pattern both ends can compute from the
+    /// sequence number (data), or a send time to be echoed (probe, reply).
+    enum Block {
+        static let size = 64
+        static let marker: UInt8 = 0xC5
+        static let data: UInt8 = 0x01, probe: UInt8 = 0x02, reply: UInt8 = 0x03
+
+        static func pattern(_ sequence: UInt16) -> [UInt8] {
+            var state = UInt64(sequence) &* 0x9E37_79B9_7F4A_7C15 | 1
+            return (0..<(size - 4)).map { _ in
+                state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                return UInt8(truncatingIfNeeded: state)
+            }
+        }
+
+        static func make(_ kind: UInt8, _ sequence: UInt16, _ body: [UInt8]) -> [UInt8] {
+            [marker, kind, UInt8(sequence >> 8), UInt8(sequence & 0xFF)] + body + [UInt8](repeating: 0, count: max(0, size - 4 - body.count))
+        }
+    }
+
+    /// Sends blocks to the far end (which runs the same) for `seconds` once it is heard (waiting
+    /// up to `waitForPeer`), answers its probes, and compares what it sends with what the pattern
+    /// says. Each end measures the direction towards it.
+    /// Blocks go out at `lineBytesPerSecond` (the rate asked for), never faster, so that a probe
+    /// waits behind at most a block or two and the round trip is the line's, not a queue's.
+    public static func runWithPeer(fd: CInt, seconds: Double, lineBytesPerSecond: Int, waitForPeer: Double = 10) -> PeerReport {
+        var report = PeerReport(applied: appliedSettings(fd))
+        let start = now()
+        var heardAt: Double?
+        var sequence: UInt16 = 0
+        var nextProbe = start
+        var pending: [UInt8] = []
+        var replies: [[UInt8]] = []
+        var input: [UInt8] = []
+        var expectedSequence: UInt16?
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var firstData: Double?
+        var lastData = start
+        var written = 0
+        let rate = Double(max(1, lineBytesPerSecond))
+        while true {
+            let time = now()
+            // What the line can have taken by now, plus two blocks in hand.
+            let allowance = Int((time - start) * rate) + 2 * Block.size
+            if heardAt == nil && time > start + waitForPeer { return report }
+            // After our own time is up, keep answering for a second: the far end may have heard
+            // us later than we heard it.
+            if let heard = heardAt, time > heard + seconds + 1 { break }
+            let sending = heardAt.map { time < $0 + seconds } ?? true
+            if pending.isEmpty {
+                if let reply = replies.first {
+                    pending = reply
+                    replies.removeFirst()
+                } else if time >= nextProbe {
+                    var stamp = time.bitPattern
+                    pending = Block.make(Block.probe, 0, withUnsafeBytes(of: &stamp) { Array($0) })
+                    nextProbe = time + 0.1
+                } else if sending, written + Block.size <= allowance {
+                    pending = Block.make(Block.data, sequence, Block.pattern(sequence))
+                    sequence &+= 1
+                }
+            }
+            var fds = [pollfd(fd: fd, events: Int16(POLLIN) | (pending.isEmpty ? 0 : Int16(POLLOUT)), revents: 0)]
+            _ = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, 1, 10) }
+            if fds[0].revents & Int16(POLLOUT) != 0, !pending.isEmpty {
+                let n = pending.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    pending.removeFirst(n)
+                    written += n
+                }
+            }
+            guard fds[0].revents & Int16(POLLIN) != 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { continue }
+            input += buffer[0..<n]
+            // Blocks start with the marker; a damaged or lost byte loses sync until the next
+            // marker whose block is followed by another marker.
+            while input.count >= Block.size {
+                guard input[0] == Block.marker, input.count < 2 * Block.size || input[Block.size] == Block.marker else {
+                    input.removeFirst()
+                    continue
+                }
+                let block = Array(input[0..<Block.size])
+                input.removeFirst(Block.size)
+                let arrived = now()
+                if heardAt == nil { heardAt = arrived }
+                report.peerHeard = true
+                // Every block counts for the rate the line carried; only data is compared.
+                report.bytesReceived += Block.size
+                if firstData == nil { firstData = arrived }
+                lastData = arrived
+                let kind = block[1]
+                let blockSequence = UInt16(block[2]) << 8 | UInt16(block[3])
+                switch kind {
+                case Block.probe:
+                    replies.append(Block.make(Block.reply, 0, Array(block[4..<12])))
+                case Block.reply:
+                    let stamp = block[4..<12].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+                    let sent = Double(bitPattern: stamp)
+                    if sent > start, sent <= arrived { report.roundTrips.append(arrived - sent) }
+                case Block.data:
+                    if let expected = expectedSequence, blockSequence != expected {
+                        // A gap of a few blocks was lost; a wild jump is a damaged header.
+                        let gap = Int(blockSequence &- expected)
+                        report.blocksLost += gap < 1000 ? gap : 1
+                    }
+                    expectedSequence = blockSequence &+ 1
+                    let pattern = Block.pattern(blockSequence)
+                    for (byte, want) in zip(block[4...], pattern) { report.bitErrors += (byte ^ want).nonzeroBitCount }
+                    report.bitsCompared += 8 * pattern.count
+                default:
+                    report.blocksLost += 1
+                }
+            }
+        }
+        report.seconds = firstData.map { lastData - $0 } ?? 0
+        report.roundTrips.sort()
+        return report
+    }
+}

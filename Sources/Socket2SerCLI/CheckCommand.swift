@@ -22,6 +22,9 @@ struct CheckCommand: ParsableCommand {
             transform: CheckCommand.seconds)
     var seconds: Double = 3
 
+    @Flag(help: "Measure against the far end instead of a loopback: run 'socket2ser check --peer' on both ends at once.")
+    var peer = false
+
     static func seconds(_ text: String) throws -> Double {
         guard let value = Double(text), value > 0, value <= 600 else {
             throw CommandLineError("give the seconds to measure, more than 0 and at most 600")
@@ -47,6 +50,11 @@ struct CheckCommand: ParsableCommand {
         if let device { lines.append("  device: \(device.summary.split(separator: "\n").first ?? "")") }
         let fd = port.takeFileDescriptor()
         defer { close(fd) }
+        if peer {
+            print(lines.joined(separator: "\n"))
+            print(Self.describe(LineCheck.runWithPeer(fd: fd, seconds: seconds, lineBytesPerSecond: settings.bytesPerSecond), settings: settings, path: path))
+            return
+        }
         let report = LineCheck.run(fd: fd, seconds: seconds)
         if let applied = report.applied {
             var note = ""
@@ -83,5 +91,30 @@ struct CheckCommand: ParsableCommand {
                                 median * 1000, report.roundTrips.count, low * 1000, high * 1000))
         }
         print(lines.joined(separator: "\n"))
+    }
+
+    /// What `--peer` measured, for people.
+    static func describe(_ report: LineCheck.PeerReport, settings: SerialSettings, path: String) -> String {
+        var lines: [String] = []
+        if let applied = report.applied { lines.append("  driver applied: \(applied)") }
+        guard report.peerHeard else {
+            lines.append("  peer: none heard within 10 s; run 'socket2ser check --peer' on the far end's device at the same time")
+            return lines.joined(separator: "\n")
+        }
+        lines.append("  peer: heard (the far end runs check --peer)")
+        let rate = report.bytesPerSecond
+        let share = path.hasPrefix("/dev/pts/") || settings.bytesPerSecond == 0 ? ""
+            : String(format: " (%.3f of %d B/s, the line rate of %@)", rate / Double(settings.bytesPerSecond), settings.bytesPerSecond, "\(settings)")
+        lines.append(String(format: "  throughput from the far end: %.0f B/s%@", rate, share))
+        let bound = report.bitErrors == 0 && report.bitsCompared > 0
+            ? String(format: " (bit error rate below %.1e)", 3.0 / Double(report.bitsCompared))
+            : String(format: " (bit error rate %.1e)", report.bitsCompared > 0 ? Double(report.bitErrors) / Double(report.bitsCompared) : 0)
+        lines.append("  bit errors: \(report.bitErrors) in \(report.bitsCompared) bits\(bound)"
+                     + (report.blocksLost > 0 ? "; \(report.blocksLost) blocks of 64 bytes lost" : ""))
+        if let median = report.medianRoundTrip, let low = report.roundTrips.first, let high = report.roundTrips.last {
+            lines.append(String(format: "  round trip to the far end: %.1f ms median (%d probes, %.1f-%.1f ms)",
+                                median * 1000, report.roundTrips.count, low * 1000, high * 1000))
+        }
+        return lines.joined(separator: "\n")
     }
 }

@@ -89,3 +89,44 @@ struct CheckCommandTests {
         ((try? String(contentsOfFile: "/proc/self/comm", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
+
+/// `check --peer` at both ends of a virtual cable at once.
+@Suite("check --peer", .serialized)
+struct CheckPeerTests {
+    static func bothEnds(cable options: [String]) throws -> (a: Socket2SerProcess.Result, b: Socket2SerProcess.Result) {
+        let cable = try CableProcess(["--baud", "115200"] + options)
+        defer { cable.process.terminate() }
+        let a = try Socket2SerProcess(["check", "--peer", "-com", cable.pathA, "--seconds", "2"])
+        let b = try Socket2SerProcess(["check", "--peer", "-com", cable.pathB, "--seconds", "2"])
+        return (try a.waitForExit(timeout: 30), try b.waitForExit(timeout: 30))
+    }
+
+    static func throughput(_ text: String) -> Double {
+        text.split(separator: "\n").first { $0.hasPrefix("  throughput from the far end: ") }
+            .flatMap { Double($0.dropFirst("  throughput from the far end: ".count).prefix { $0.isNumber }) } ?? 0
+    }
+
+    @Test("a clean line: each end hears the other, measures its rate and round trip, no bit errors")
+    func cleanLine() throws {
+        let (a, b) = try Self.bothEnds(cable: [])
+        for result in [a, b] {
+            #expect(result.exitCode == 0, "\(result.standardError)")
+            let text = result.standardOutput
+            #expect(text.contains("  peer: heard"), "\(text)")
+            #expect(text.contains("  bit errors: 0 in "), "\(text)")
+            #expect(text.contains("  round trip to the far end: "), "\(text)")
+            // 115200 baud carries 11,520 B/s; a loaded machine may deliver less, never more.
+            let rate = Self.throughput(text)
+            #expect(rate > 3_000 && rate < 11_600, "\(text)")
+        }
+    }
+
+    @Test("a noisy line (bit error rate 1e-4 on the cable): the errors are counted")
+    func noisyLine() throws {
+        let (a, b) = try Self.bothEnds(cable: ["--ber", "0.0001", "--seed", "5"])
+        for result in [a, b] {
+            #expect(result.standardOutput.contains("  peer: heard"), "\(result.standardOutput)")
+            #expect(!result.standardOutput.contains("  bit errors: 0 in "), "\(result.standardOutput)")
+        }
+    }
+}
