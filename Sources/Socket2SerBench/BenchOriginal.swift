@@ -145,7 +145,7 @@ struct OriginalTool {
     /// matters to pyserial's tcsetattr (see `BenchOriginal.run`).
     static let baud = 921_600
 
-    /// `$SOCKET2SER_ORIGINAL`, else the repository's copy (Tests/Fixtures/original) or
+    /// `$SOCKET2SER_ORIGINAL`, else the repository's copy (vendor/original-socket2ser) or
     /// `shared/seed/socket2ser.py`, in the working directory or a folder above it, with a python3 on
     /// PATH that imports eventlet and serial. The failure says which is missing.
     static func find() -> Result<OriginalTool, BenchError> {
@@ -153,7 +153,7 @@ struct OriginalTool {
         var candidates = environment["SOCKET2SER_ORIGINAL"].map { [$0] } ?? []
         var folder = URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
         while folder.path != "/" {
-            candidates.append(folder.appendingPathComponent("Tests/Fixtures/original/socket2ser.py").path)
+            candidates.append(folder.appendingPathComponent("vendor/original-socket2ser/socket2ser.py").path)
             candidates.append(folder.appendingPathComponent("shared/seed/socket2ser.py").path)
             folder.deleteLastPathComponent()
         }

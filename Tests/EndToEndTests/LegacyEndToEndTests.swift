@@ -7,7 +7,7 @@ import Foundation
 import TestKit
 import Testing
 
-/// `--wire legacy` against the real original socket2ser.py (Tests/Fixtures/original, run by a
+/// `--wire legacy` against the real original socket2ser.py (vendor/original-socket2ser, run by a
 /// python3 with eventlet and pyserial), over the virtual cable, in both pairings: our C with
 /// their S, and their C with our S. What the original cannot do (act on a close or a failed
 /// connect it receives) is noted where a test stops short of it; docs/legacy-protocol.md says it.
@@ -164,10 +164,10 @@ struct LegacyEndToEndTests {
 
 /// The original socket2ser.py as a child process.
 enum E2EOriginal {
-    /// Tests/Fixtures/original/socket2ser.py in this repository.
+    /// vendor/original-socket2ser/socket2ser.py in this repository.
     static var script: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/original/socket2ser.py").path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("vendor/original-socket2ser/socket2ser.py").path
     }
 
     /// A python3 on PATH that imports eventlet and serial (`.ci/run` installs them).
@@ -198,18 +198,5 @@ enum E2EOriginal {
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
             return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(folder)/\($0)")) == path }
         }
-    }
-}
-
-/// Whether a TCP socket listens on `port` of 127.0.0.1 or of every address (from /proc/net/tcp),
-/// found without connecting to it.
-func e2eListening(port: Int) -> Bool {
-    guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return false }
-    defer { try? file.close() }
-    let table = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
-    let suffix = String(format: ":%04X", port)
-    return table.split(separator: "\n").dropFirst().contains { line in
-        let fields = line.split(separator: " ")
-        return fields.count > 3 && fields[1].hasSuffix(suffix) && fields[3] == "0A"
     }
 }

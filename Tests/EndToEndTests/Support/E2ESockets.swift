@@ -407,25 +407,33 @@ extension E2EClient {
 
 private func localPortOf(_ fd: Int32) throws -> Int { try localPort(of: fd) }
 
+/// The rows of /proc/net/tcp after its header, split into fields: [1] is the local address,
+/// [2] the remote one (hex `ADDR:PORT`), [3] the state (`0A` listening), [4] `TXQ:RXQ`.
+func e2eTCPTable() -> [[Substring]] {
+    // Read to the end by hand: procfs files report a size of 0, which some readers trust.
+    guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return [] }
+    defer { try? file.close() }
+    let table = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
+    return table.split(separator: "\n").dropFirst().map { $0.split(separator: " ") }.filter { $0.count > 4 }
+}
+
 /// Bytes queued in the kernel for the IPv4 TCP socket `localPort` → `remotePort` on 127.0.0.1, from
 /// /proc/net/tcp: `send` written by the application and not yet acknowledged by the peer,
 /// `receive` arrived and not yet read by the application. Nil if there is no such socket.
 func e2eSocketQueues(localPort: Int, remotePort: Int) -> (send: Int, receive: Int)? {
-    // Read to the end by hand: procfs files report a size of 0, which some readers trust.
-    guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp") else { return nil }
-    defer { try? file.close() }
-    let table = String(decoding: file.readDataToEndOfFile(), as: UTF8.self)
     let local = String(format: "0100007F:%04X", localPort)
     let remote = String(format: "0100007F:%04X", remotePort)
-    for line in table.split(separator: "\n").dropFirst() {
-        let fields = line.split(separator: " ")
-        guard fields.count > 4, fields[1] == local, fields[2] == remote else { continue }
-        let queues = fields[4].split(separator: ":")
-        guard queues.count == 2, let send = Int(queues[0], radix: 16), let receive = Int(queues[1], radix: 16)
-        else { return nil }
-        return (send, receive)
-    }
-    return nil
+    guard let fields = e2eTCPTable().first(where: { $0[1] == local && $0[2] == remote }) else { return nil }
+    let queues = fields[4].split(separator: ":")
+    guard queues.count == 2, let send = Int(queues[0], radix: 16), let receive = Int(queues[1], radix: 16) else { return nil }
+    return (send, receive)
+}
+
+/// Whether a TCP socket listens on `port` of 127.0.0.1 or of every address, found without
+/// connecting to it.
+func e2eListening(port: Int) -> Bool {
+    let suffix = String(format: ":%04X", port)
+    return e2eTCPTable().contains { $0[1].hasSuffix(suffix) && $0[3] == "0A" }
 }
 
 extension Array where Element == UInt8 {
