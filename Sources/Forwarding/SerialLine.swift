@@ -169,7 +169,7 @@ final class SerialLine: @unchecked Sendable {
     /// takes nothing from what this pass writes before the pass ends.
     func reportedQueue() -> Int {
         guard let attachment, attachment.reportsOutputQueue else { return 0 }
-        return SerialPort.outputQueueBytes(fd: attachment.fd)
+        return SerialPort.outputQueue(fd: attachment.fd) ?? 0
     }
 
     /// Bytes queued below the core: in the channel, in the kernel's tty buffer or, where the

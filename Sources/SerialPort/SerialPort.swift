@@ -144,11 +144,7 @@ public final class SerialPort: Sendable {
     /// or the descriptor is closed. Useful to keep the kernel buffer short so urgent frames are
     /// not stuck behind seconds of bulk data at low baud rates.
     public func outputQueueBytes() -> Int? {
-        ownedDescriptor.withLock { owned -> Int? in
-            guard let fd = owned else { return nil }
-            let count = sfs_output_queue(fd)
-            return count >= 0 ? Int(count) : nil
-        }
+        ownedDescriptor.withLock { owned -> Int? in owned.flatMap(Self.outputQueue(fd:)) }
     }
 
     /// The output rate the driver reports, which may differ slightly from the requested one when
@@ -302,11 +298,11 @@ extension SerialPort {
         return (136...143).contains(major)
     }
 
-    /// Bytes in the tty's output queue (TIOCOUTQ) of an open descriptor, 0 if the driver cannot
+    /// Bytes in the tty's output queue (TIOCOUTQ) of an open descriptor, nil if the driver cannot
     /// say. A pseudo-terminal always reports 0, which is why the forwarder also models the queue.
-    public static func outputQueueBytes(fd: CInt) -> Int {
+    public static func outputQueue(fd: CInt) -> Int? {
         let count = sfs_output_queue(fd)
-        return count >= 0 ? Int(count) : 0
+        return count >= 0 ? Int(count) : nil
     }
 
     /// All c_cflag bits that `SerialSettings` controls apart from the rate.

@@ -42,6 +42,9 @@ public final class ChildProcess: @unchecked Sendable {
         /// stderr written to a file created (or emptied) at `path`; stdout collected in memory
         /// when `collectingOutput` (to read a readiness line from), otherwise discarded.
         case logFile(path: String, collectingOutput: Bool)
+        /// stdout to `descriptor` (a file, a terminal; the caller keeps and closes it), stderr
+        /// collected in memory.
+        case standardOutput(to: Int32)
     }
 
     /// How a process ended when asked to by `terminate`.
@@ -122,10 +125,12 @@ public final class ChildProcess: @unchecked Sendable {
             return (collector, write)
         }
         let errorsFD: Int32
+        var givenOutput: Int32?
         switch output {
-        case .collected:
+        case .collected, .standardOutput:
             logPath = nil
-            outputCollected = true
+            if case .standardOutput(let descriptor) = output { givenOutput = descriptor }
+            outputCollected = givenOutput == nil
             let (collector, fd) = try collected("stderr")
             errors = collector
             errorsFD = fd
@@ -138,7 +143,7 @@ public final class ChildProcess: @unchecked Sendable {
             errors = .ended()
             errorsFD = fd
         }
-        var outputFD: Int32?
+        var outputFD = givenOutput
         if outputCollected {
             let (collector, fd) = try collected("stdout")
             self.output = collector

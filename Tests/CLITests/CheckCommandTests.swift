@@ -32,7 +32,12 @@ struct CheckCommandTests {
                     var offset = 0
                     while offset < n {
                         let w = buffer[offset..<n].withUnsafeBytes { write(master, $0.baseAddress, $0.count) }
-                        if w > 0 { offset += w } else { _ = poll(nil, 0, 1) }
+                        if w > 0 {
+                            offset += w
+                        } else {
+                            var out = [pollfd(fd: master, events: Int16(POLLOUT), revents: 0)]
+                            _ = poll(&out, 1, 20)  // until the tested end reads
+                        }
                     }
                 }
                 done.signal()

@@ -3,12 +3,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Dispatch
 import Foundation
 import TestKit
 
-/// Runs the built `socket2ser` executable (found by `Socket2SerExecutable`) as a real subprocess,
-/// started with TestKit's `Spawn`.
+/// Runs the built `socket2ser` executable (found by `Socket2SerExecutable`) as a real subprocess:
+/// TestKit's `ChildProcess`, with what the CLI tests ask of it.
 struct Socket2SerProcess {
     struct Result {
         var exitCode: Int32
@@ -23,48 +22,13 @@ struct Socket2SerProcess {
         let description: String
     }
 
-    let pid: pid_t
-    /// Nil when standard output goes where the caller said (a file, a terminal).
-    private let output: PipeCollector?
-    private let errors = PipeCollector()
-    private let ending: Locked<Spawn.Ending?>
-    private let exited = DispatchSemaphore(value: 0)
+    let child: ChildProcess
+    var pid: pid_t { child.pid }
 
     /// `standardOutput`: where the child's standard output goes instead of a pipe read here.
     init(_ arguments: [String], standardOutput: FileHandle? = nil) throws {
-        let errorPipe = try Spawn.pipe()
-        var outputPipe: (read: Int32, write: Int32)?
-        if standardOutput == nil { outputPipe = try Spawn.pipe() }
-        defer {
-            close(errorPipe.write)
-            if let outputPipe { close(outputPipe.write) }
-        }
-        do {
-            pid = try Spawn.start(try Socket2SerExecutable.url().path, arguments,
-                                  output: standardOutput?.fileDescriptor ?? outputPipe?.write, errors: errorPipe.write)
-        } catch {
-            close(errorPipe.read)
-            if let outputPipe { close(outputPipe.read) }
-            throw error
-        }
-        // Drained as data arrives, so a chatty child can never block on a full pipe.
-        if let outputPipe {
-            let collector = PipeCollector()
-            collector.drain(FileHandle(fileDescriptor: outputPipe.read, closeOnDealloc: true))
-            output = collector
-        } else {
-            output = nil
-        }
-        errors.drain(FileHandle(fileDescriptor: errorPipe.read, closeOnDealloc: true))
-        let ending = Locked<Spawn.Ending?>(nil)
-        self.ending = ending
-        let exited = exited
-        let pid = pid
-        Thread {
-            let end = Spawn.waitForEnd(of: pid)
-            ending.withLock { $0 = end }
-            exited.signal()
-        }.start()
+        child = try ChildProcess("socket2ser", arguments,
+                                 output: standardOutput.map { .standardOutput(to: $0.fileDescriptor) } ?? .collected)
     }
 
     /// Runs `socket2ser` with `arguments` to completion.
@@ -73,33 +37,26 @@ struct Socket2SerProcess {
     }
 
     /// How it ended, once it has; nil while it runs.
-    var end: Spawn.Ending? { ending.current }
+    var end: Spawn.Ending? {
+        child.exit.map { $0.reason == .exit ? .exited($0.status) : .signalled($0.status) }
+    }
 
     /// Waits until standard error contains `text`, e.g. a readiness line.
     func waitForStandardError(containing text: String, timeout: Double = 30) throws {
-        guard errors.wait(until: { $0.contains(text) }, timeout: timeout) else {
-            kill(pid, SIGKILL)
-            throw Failure(description: "no '\(text)' on stderr within \(timeout) s; got: \(errors.text)")
+        guard child.errors.wait(until: { $0.contains(text) }, timeout: timeout) else {
+            child.forceKill()
+            throw Failure(description: "no '\(text)' on stderr within \(timeout) s; got: \(child.errors.text)")
         }
     }
 
-    /// Waits for the process to end and for both pipes to reach end of file; kills it on timeout.
-    /// A process ended by a signal has exit code 128 + the signal's number, as a shell says.
+    /// Waits for the process to end (and its output with it); kills it on timeout. A process
+    /// ended by a signal has exit code 128 + the signal's number, as a shell says.
     func waitForExit(timeout: Double = 30) throws -> Result {
-        guard exited.wait(timeout: .now() + timeout) == .success else {
-            kill(pid, SIGKILL)
-            throw Failure(description: "socket2ser did not exit within \(timeout) s; stderr: \(errors.text)")
+        guard let exit = child.waitForExit(timeout: .nanoseconds(Int64(timeout * 1e9))) else {
+            child.forceKill()
+            throw Failure(description: "socket2ser did not exit within \(timeout) s; stderr: \(child.errors.text)")
         }
-        exited.signal()  // later callers do not block
-        guard output?.waitForEnd(timeout: timeout) ?? true, errors.waitForEnd(timeout: timeout) else {
-            throw Failure(description: "socket2ser exited but its output did not end")
-        }
-        let code: Int32
-        switch end {
-        case .exited(let status): code = status
-        case .signalled(let number): code = 128 + number
-        case nil: code = -1
-        }
-        return Result(exitCode: code, standardOutput: output?.text ?? "", standardError: errors.text)
+        let code = exit.reason == .exit ? exit.status : 128 + exit.status
+        return Result(exitCode: code, standardOutput: child.output.text, standardError: child.errors.text)
     }
 }
