@@ -187,7 +187,8 @@ extension LineCheck {
         /// Round trips of a probe to the far end and back, in seconds, sorted.
         public var roundTrips: [Double] = []
 
-        public var bytesPerSecond: Double { seconds > 0 ? Double(bytesReceived) / seconds : 0 }
+        /// From the first block's arrival to the last's: the first block's bytes came before.
+        public var bytesPerSecond: Double { seconds > 0 ? Double(bytesReceived - Block.size) / seconds : 0 }
         public var medianRoundTrip: Double? { roundTrips.isEmpty ? nil : roundTrips[roundTrips.count / 2] }
     }
 
@@ -245,7 +246,9 @@ extension LineCheck {
                 if let reply = replies.first {
                     pending = reply
                     replies.removeFirst()
-                } else if time >= nextProbe {
+                } else if sending, time >= nextProbe {
+                    // Probes only while sending: the rate is measured over the blocks that come,
+                    // and a tail of lone probes would stretch it.
                     var stamp = time.bitPattern
                     pending = Block.make(Block.probe, 0, withUnsafeBytes(of: &stamp) { Array($0) })
                     nextProbe = time + 0.1
